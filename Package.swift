@@ -1,0 +1,118 @@
+// swift-tools-version:6.2
+//
+// The module graph is the architecture (see README "Repository organization"):
+//
+//   CPrism (SDK/, the C ABI, header-only)
+//      ^                    ^
+//   PrismHost ──> PrismCore <── PrismTrainer
+//      ^                ^           ^
+//      └──── prism (CLI, wiring only) ┘
+//
+// Plugins/<Name>/ are dynamic libraries that see only CPrism. No Prism module
+// links against a plugin: plugins are loaded with dlopen at run time.
+import PackageDescription
+
+/// Warnings are errors when PRISM_WERROR or CI is set (CI sets CI=true).
+let warningsAreErrors = Context.environment["PRISM_WERROR"] != nil
+    || Context.environment["CI"] != nil
+
+let strictSwift: [SwiftSetting] = [.strictMemorySafety()]
+    + (warningsAreErrors ? [.treatAllWarnings(as: .error)] : [])
+let plainSwift: [SwiftSetting] = warningsAreErrors ? [.treatAllWarnings(as: .error)] : []
+let pluginC: [CSetting] = [
+    .unsafeFlags(["-fvisibility=hidden", "-Wall", "-Wextra", "-pedantic"]
+        + (warningsAreErrors ? ["-Werror"] : [])),
+]
+
+let package = Package(
+    name: "Prism",
+    products: [
+        .executable(name: "prism", targets: ["prism"]),
+        // Shipped plugins: each a shared library loaded with dlopen.
+        .library(name: "PrismExactAnswer", type: .dynamic, targets: ["ExactAnswer"]),
+        .library(name: "PrismStepJudge", type: .dynamic, targets: ["StepJudge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The stable C ABI. Header-only: every plugin copies it statically.
+        .target(
+            name: "CPrism",
+            path: "SDK",
+            exclude: ["abi_checks.c"],
+            publicHeadersPath: "include"
+        ),
+
+        // Pure Swift: GRPO math, strategies, metrics, the plugin protocols.
+        .target(name: "PrismCore", swiftSettings: strictSwift),
+
+        // The only module that touches dlopen and the C ABI.
+        .target(
+            name: "PrismHost",
+            dependencies: ["PrismCore", "CPrism"],
+            swiftSettings: strictSwift
+        ),
+
+        // The training loop; talks to plugins only through PrismCore protocols.
+        .target(name: "PrismTrainer", dependencies: ["PrismCore"], swiftSettings: strictSwift),
+
+        // Benchmarks run by `prism bench`.
+        .target(
+            name: "PrismBenchmarks",
+            dependencies: ["PrismCore", "PrismHost", "CExactAnswerLogic"],
+            path: "Benchmarks/PrismBenchmarks",
+            swiftSettings: plainSwift
+        ),
+
+        // The command-line tool: wiring only.
+        .executableTarget(
+            name: "prism",
+            dependencies: [
+                "PrismCore", "PrismHost", "PrismTrainer", "PrismBenchmarks",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: plainSwift
+        ),
+
+        // In-memory fakes of the plugin protocols and test helpers.
+        .target(name: "PrismTestSupport", dependencies: ["PrismCore"], swiftSettings: plainSwift),
+
+        // Shipped plugins.
+        .target(
+            name: "ExactAnswer",
+            dependencies: ["CPrism"],
+            path: "Plugins/ExactAnswer",
+            exclude: ["plugin.json", "logic"],
+            sources: ["exact_answer.c"],
+            publicHeadersPath: ".",
+            cSettings: pluginC
+        ),
+        // The exact-answer matching rules as a header, so the ABI benchmark
+        // can call the very same logic directly.
+        .target(name: "CExactAnswerLogic", path: "Plugins/ExactAnswer/logic"),
+        .target(
+            name: "StepJudge",
+            dependencies: ["CPrism"],
+            path: "Plugins/StepJudge",
+            exclude: ["plugin.json"],
+            swiftSettings: plainSwift
+        ),
+
+        .testTarget(
+            name: "PrismCoreTests",
+            dependencies: ["PrismCore", "PrismTestSupport"],
+            swiftSettings: plainSwift
+        ),
+        .testTarget(
+            name: "PrismHostTests",
+            dependencies: ["PrismHost", "PrismCore", "PrismTestSupport"],
+            swiftSettings: plainSwift
+        ),
+        .testTarget(
+            name: "PrismCLITests",
+            dependencies: ["PrismTestSupport"],
+            swiftSettings: plainSwift
+        ),
+    ]
+)

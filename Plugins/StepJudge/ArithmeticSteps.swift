@@ -1,0 +1,126 @@
+// The arithmetic-chain step checker behind the step judge. Pure Swift.
+//
+// Task format (see Documentation/Plugins.md):
+//   prompt      "12+34+7="            terms joined by + - *, then '='
+//   completion  "12+34=46;46+7=53;#53"
+// The chain is evaluated left to right: step k (0-based) combines the running
+// value with term k+1, "x op y = z". A response has n = terms - 1 arithmetic
+// steps plus one answer step ("#value"), so n + 1 steps in all.
+
+/// A problem parsed from its prompt: the terms and the operators between them.
+struct ArithmeticProblem: Equatable {
+    var terms: [Int]
+    var operators: [Character]
+
+    /// Parses "12+34-7=" (whitespace allowed). Returns nil if the prompt is not
+    /// such a chain or a running value overflows.
+    init?(prompt: Substring) {
+        var text = prompt.filter { !$0.isWhitespace }[...]
+        if text.last == "=" { text = text.dropLast() }
+        var terms: [Int] = []
+        var operators: [Character] = []
+        while !text.isEmpty {
+            guard let (value, rest) = parseInteger(text, allowSign: terms.isEmpty) else { return nil }
+            terms.append(value)
+            text = rest
+            guard let op = text.first else { break }
+            guard "+-*".contains(op) else { return nil }
+            operators.append(op)
+            text = text.dropFirst()
+            if text.isEmpty { return nil }
+        }
+        guard terms.count >= 2 else { return nil }
+        self.terms = terms
+        self.operators = operators
+        guard runningValues != nil else { return nil }
+    }
+
+    /// The running value after each step: [t0, t0 op t1, ...]; nil on overflow.
+    var runningValues: [Int]? {
+        var values = [terms[0]]
+        for (k, op) in operators.enumerated() {
+            guard let next = apply(op, values[k], terms[k + 1]) else { return nil }
+            values.append(next)
+        }
+        return values
+    }
+
+    /// Steps in a full solution: the arithmetic steps plus the answer step.
+    var stepCount: Int { operators.count + 1 }
+}
+
+/// What the judge concludes about one response.
+struct StepVerdict: Equatable {
+    /// 0-based index of the first wrong step, or nil if every step is right.
+    var firstError: Int?
+    /// Number of steps in a full solution (n + 1).
+    var stepCount: Int
+    /// Fraction of the solution before the first error, in [0, 1].
+    var score: Double {
+        guard let firstError else { return 1 }
+        return Double(firstError) / Double(stepCount)
+    }
+}
+
+/// Checks a response against the problem, step by step.
+func judge(_ response: Substring, problem: ArithmeticProblem) -> StepVerdict {
+    let values = problem.runningValues ?? []
+    let steps = response.split(separator: ";", omittingEmptySubsequences: false)
+        .map { $0.filter { !$0.isWhitespace } }
+    let verdict = { (index: Int?) in StepVerdict(firstError: index, stepCount: problem.stepCount) }
+    for k in 0..<problem.operators.count {
+        guard k < steps.count,
+              let step = parseStep(steps[k][...]),
+              step.lhs == values[k],
+              step.op == problem.operators[k],
+              step.rhs == problem.terms[k + 1],
+              step.result == values[k + 1]
+        else { return verdict(k) }
+    }
+    let answerIndex = problem.operators.count
+    guard answerIndex < steps.count,
+          steps[answerIndex].first == "#",
+          let (answer, rest) = parseInteger(steps[answerIndex].dropFirst()[...], allowSign: true),
+          rest.isEmpty,
+          answer == values[answerIndex],
+          steps.count == answerIndex + 1 || steps[(answerIndex + 1)...].allSatisfy(\.isEmpty)
+    else { return verdict(answerIndex) }
+    return verdict(nil)
+}
+
+private struct Step { var lhs: Int; var op: Character; var rhs: Int; var result: Int }
+
+/// Parses "x op y=z" with optional signs on x and z.
+private func parseStep(_ text: Substring) -> Step? {
+    guard let (lhs, afterLhs) = parseInteger(text, allowSign: true),
+          let op = afterLhs.first, "+-*".contains(op),
+          let (rhs, afterRhs) = parseInteger(afterLhs.dropFirst(), allowSign: false),
+          afterRhs.first == "=",
+          let (result, rest) = parseInteger(afterRhs.dropFirst(), allowSign: true),
+          rest.isEmpty
+    else { return nil }
+    return Step(lhs: lhs, op: op, rhs: rhs, result: result)
+}
+
+/// Parses a leading integer; returns it with the rest of the text.
+private func parseInteger(_ text: Substring, allowSign: Bool) -> (Int, Substring)? {
+    var rest = text
+    var negative = false
+    if allowSign, let first = rest.first, first == "-" || first == "+" {
+        negative = first == "-"
+        rest = rest.dropFirst()
+    }
+    let digits = rest.prefix { $0.isASCII && $0.isNumber }
+    guard !digits.isEmpty, digits.count <= 18, let magnitude = Int(digits) else { return nil }
+    return (negative ? -magnitude : magnitude, rest.dropFirst(digits.count))
+}
+
+private func apply(_ op: Character, _ a: Int, _ b: Int) -> Int? {
+    let (value, overflow): (Int, Bool)
+    switch op {
+    case "+": (value, overflow) = a.addingReportingOverflow(b)
+    case "-": (value, overflow) = a.subtractingReportingOverflow(b)
+    default: (value, overflow) = a.multipliedReportingOverflow(by: b)
+    }
+    return overflow ? nil : value
+}

@@ -1,0 +1,75 @@
+/*
+ * prism/feedback.h — interface "prism.feedback/1": a judge looks at a group.
+ *
+ * The host calls `assess` with one whole group of G completions of the same
+ * prompt (with their rewards and correctness). The judge answers, per
+ * completion, a score in [0, 1] (NaN = no opinion) and the index of the
+ * first wrong step (-1 = none found), and, for the group, a disposition:
+ * keep it, drop it, or ask for it to be resampled. This one call expresses
+ * SGPO (graded scores), DAPO-style filtering (drop/resample) and judge-free
+ * heuristics alike.
+ */
+#ifndef PRISM_FEEDBACK_H
+#define PRISM_FEEDBACK_H
+
+#include "base.h"
+
+PRISM_EXTERN_C_BEGIN
+PRISM_ASSUME_NONNULL_BEGIN
+
+#define PRISM_FEEDBACK_V1_ID "prism.feedback/1"
+
+/* Group dispositions. */
+#define PRISM_DISPOSITION_KEEP 0     /* train on the group */
+#define PRISM_DISPOSITION_DROP 1     /* leave it out of this batch */
+#define PRISM_DISPOSITION_RESAMPLE 2 /* replace it with a fresh group */
+
+/* One group. Host-owned, borrowed for the `assess` call; it may grow at the
+ * end (read struct_size before reading later fields). */
+typedef struct prism_feedback_group {
+  uint32_t struct_size; /* sizeof(prism_feedback_group) as the host knows it */
+  uint32_t count;       /* G, the number of completions; may be 0 */
+  prism_str prompt;     /* the shared prompt */
+  prism_str reference;  /* reference final answer; may be empty */
+  /* Reference solution as a JSON array of step strings (e.g.
+   * ["12+34=46","46+7=53"]), or empty when the task has none. */
+  prism_str reference_steps_json;
+  prism_str metadata_json;           /* a JSON object, or empty */
+  const prism_str *completions;      /* [count] */
+  const double *rewards;             /* [count]; NaN = not applicable */
+  const uint8_t *correct;            /* [count]; 1 = correct */
+} prism_feedback_group;
+
+typedef struct prism_feedback_v1 {
+  uint32_t struct_size; /* sizeof(prism_feedback_v1) as the plugin knows it */
+  uint32_t reserved;    /* 0 */
+
+  /* Judge one group. Outputs are host-owned arrays of group->count elements
+   * (not to be touched when count is 0), pre-filled by the host with "no
+   * opinion" (NaN, -1); out_disposition is pre-filled with KEEP.
+   *   out_score[i]        in [0, 1], or NaN for no opinion (e.g. the
+   *                       fraction of steps before the first error, RTS);
+   *   out_first_error[i]  0-based index of the first wrong step, -1 if none;
+   *   out_disposition     one of PRISM_DISPOSITION_*.
+   * A judge may be slow (an LLM behind HTTP): the host measures latency.
+   * On failure returns non-zero; the host counts the error and goes on as if
+   * the judge had no opinion. [any-thread] */
+  prism_status (*assess)(void *PRISM_NULLABLE instance,
+                         const prism_feedback_group *group, double *out_score,
+                         int32_t *out_first_error, int32_t *out_disposition);
+} prism_feedback_v1;
+
+PRISM_STATIC_ASSERT(offsetof(prism_feedback_group, prompt) == 8,
+                    "prism_feedback_group.prompt offset");
+PRISM_STATIC_ASSERT(offsetof(prism_feedback_group, completions) ==
+                        8 + 8 * sizeof(void *),
+                    "prism_feedback_group.completions offset");
+PRISM_STATIC_ASSERT(sizeof(prism_feedback_group) == 8 + 11 * sizeof(void *),
+                    "prism_feedback_group size");
+PRISM_STATIC_ASSERT(offsetof(prism_feedback_v1, assess) == 8,
+                    "prism_feedback_v1.assess offset");
+
+PRISM_ASSUME_NONNULL_END
+PRISM_EXTERN_C_END
+
+#endif /* PRISM_FEEDBACK_H */

@@ -1,0 +1,60 @@
+import PrismCore
+
+/// Conformance checks for `prism.backend/1`: shapes and contracts only (a
+/// model's numerics are tested by its own gradient checks).
+struct BackendChecks {
+    let instance: PluginInstance
+    let callCount: Int
+
+    func run(_ record: (String, () throws -> String) -> Void) {
+        let backend: any ComputeBackend
+        do {
+            backend = try instance.computeBackend()
+        } catch {
+            record("backend: interface table") { throw error }
+            return
+        }
+        var info: BackendInfo?
+        record("backend: info") {
+            info = try backend.info()
+            try expect(info!.maxSequenceLength >= 2, "max_seq_len \(info!.maxSequenceLength)")
+            return "vocab \(info!.vocabSize), max length \(info!.maxSequenceLength), \(info!.parameterCount) parameters"
+        }
+        guard let info else { return }
+        record("backend: empty text tokenizes to nothing") {
+            let tokens = try backend.tokenize("")
+            try expect(tokens.isEmpty, "\"\" gave \(tokens)")
+            return "ok"
+        }
+        record("backend: non-ASCII text is refused or round-trips") {
+            do {
+                let tokens = try backend.tokenize(StressText.nonASCII)
+                let text = try backend.detokenize(tokens)
+                return "round trip gave \(text.utf8.count) bytes"
+            } catch let error as PluginError where error.code == .callFailed {
+                return "refused: \(error.reason)"
+            }
+        }
+        let first = Int32(info.bosToken ?? 0)
+        let prompts = TokenBatch(sequences: [[first], [first, first]], pad: Int32(info.padToken ?? 0))
+        record("backend: decoding shapes") {
+            let logits = try backend.beginDecoding(prompts)
+            try expect(logits.count == 2 * info.vocabSize, "\(logits.count) logits for 2 rows")
+            let next = try backend.decodeStep([first, first])
+            try expect(next.count == 2 * info.vocabSize, "\(next.count) logits for 2 rows")
+            try expect(!next.contains { $0.isNaN }, "NaN logits")
+            return "ok"
+        }
+        record("backend: log-probs are <= 0 and 0 outside the sequence") {
+            let logprobs = try backend.logprobs(prompts, model: .policy, temperature: 1)
+            try expect(logprobs.count == 2 * prompts.stride, "\(logprobs.count) log-probs for [2][\(prompts.stride)]")
+            try expect(logprobs.allSatisfy { $0 <= 0 && !$0.isNaN }, "log-probs \(logprobs)")
+            try expect(logprobs[0] == 0 && logprobs[prompts.stride] == 0, "position 0 is not 0")
+            return "ok"
+        }
+        record("backend: \(min(callCount, 200)) log-prob calls") {
+            for _ in 0..<min(callCount, 200) { _ = try backend.logprobs(prompts, model: .policy, temperature: 1) }
+            return "ok"
+        }
+    }
+}

@@ -1,0 +1,34 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where Prism looks for plugin libraries, in order: the directory of the
+/// running executable (where `swift build` puts the shipped plugins), then
+/// each directory of `PRISM_PLUGIN_PATH` (colon-separated).
+public enum PluginDiscovery {
+    /// The default search directories.
+    public static func searchDirectories() -> [String] {
+        var directories: [String] = []
+        if let executable = executablePath() {
+            directories.append(String(executable[..<(executable.lastIndex(of: "/") ?? executable.endIndex)]))
+        }
+        if let extra = environment("PRISM_PLUGIN_PATH") {
+            directories += extra.split(separator: ":").map(String.init).filter { !$0.isEmpty }
+        }
+        return directories
+    }
+
+    /// Shared libraries (`*.so`) in `directory`, sorted by path.
+    public static func libraries(in directory: String) -> [String] {
+        listDirectory(absolutePath(directory)).filter { $0.hasSuffix(".so") }.sorted()
+    }
+
+    /// The first library named `lib<product>.so` in the search directories.
+    public static func find(product: String) -> String? {
+        for directory in searchDirectories() {
+            let path = directory + "/lib\(product).so"
+            if regularFileExists(path) { return path }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+import PrismTrainer
+
+@main
+struct Prism: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prism",
+        abstract: "A GRPO runtime whose rewards, judges, samplers and backends are dlopen'd plugins.",
+        discussion: """
+            Plugins are shared libraries speaking the Prism C ABI (SDK/include/prism/prism.h). \
+            Shipped plugins are found next to this executable, then in PRISM_PLUGIN_PATH.
+            """,
+        version: PrismTrainer.version,
+        subcommands: [PluginsCommand.self, BenchCommand.self]
+    )
+}
