@@ -1,0 +1,108 @@
+import Foundation
+
+/// Paths and processes that tests need: the package root, the build products,
+/// and a C compiler to build plugin fixtures at test time.
+public enum TestSupport {
+    /// The root of the Prism package (found from this file's path).
+    public static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The SDK's include directory.
+    public static var sdkInclude: String { packageRoot.appendingPathComponent("SDK/include").path }
+
+    /// The directory of the build products (where the test binary, the
+    /// `prism` executable and the plugin libraries are).
+    public static var productsDirectory: URL {
+        URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]).deletingLastPathComponent()
+    }
+
+    /// The path of a shipped plugin built by SwiftPM, e.g. `product("PrismExactAnswer")`.
+    public static func plugin(_ product: String) -> String {
+        productsDirectory.appendingPathComponent("lib\(product).so").path
+    }
+
+    /// A fresh temporary directory, removed when the process exits is not
+    /// guaranteed: tests put only small files there.
+    public static func temporaryDirectory(_ name: String = "prism-tests") throws -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("\(name)-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// The result of a finished process.
+    public struct ProcessResult: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs `executable` with `arguments` to completion, capturing its output.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil)
+        throws -> ProcessResult
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read both pipes to the end before waiting, so a chatty child never blocks.
+        let errData = ReadToEnd(err.fileHandleForReading)
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return ProcessResult(
+            status: process.terminationStatus,
+            stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData.wait(), as: UTF8.self))
+    }
+
+    /// Compiles C sources into a shared library with `cc -shared -fPIC`,
+    /// seeing only `SDK/include`. Returns the library's path.
+    /// - Throws: ``CompileError`` with the compiler's output.
+    public static func compilePlugin(
+        _ sources: [String], name: String, defines: [String] = [], in directory: URL
+    ) throws -> String {
+        let output = directory.appendingPathComponent("lib\(name).so").path
+        let arguments = ["-std=c11", "-shared", "-fPIC", "-fvisibility=hidden", "-O1", "-Wall", "-Wextra",
+                         "-Werror", "-pedantic", "-I", sdkInclude]
+            + defines.map { "-D\($0)" } + sources + ["-o", output, "-lm"]
+        let result = try run("/usr/bin/env", ["cc"] + arguments)
+        guard result.status == 0 else { throw CompileError(output: result.stderr + result.stdout) }
+        return output
+    }
+
+    /// A fixture source under `Tests/Fixtures`.
+    public static func fixture(_ name: String) -> String {
+        packageRoot.appendingPathComponent("Tests/Fixtures/\(name)").path
+    }
+}
+
+public struct CompileError: Error, CustomStringConvertible {
+    public var output: String
+    public var description: String { "cc failed:\n\(output)" }
+}
+
+/// Reads a file handle to its end on a background thread.
+final class ReadToEnd: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            data = handle.readDataToEndOfFile()
+            done.signal()
+        }
+    }
+
+    func wait() -> Data {
+        done.wait()
+        return data
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import PrismCore
+import PrismHost
+import PrismTestSupport
+import Testing
+
+/// The exact-answer reward, in plain C: built by SwiftPM, and built again
+/// here by `cc` from `SDK/include` alone, and both must score alike.
+@Suite("Exact-answer reward plugin")
+struct ExactAnswerPluginTests {
+    /// (completion, reference, expected reward; NaN = not applicable)
+    static let cases: [(String, String, Double)] = [
+        ("12+34=46;#46", "46", 1),
+        ("12+34=46;#47", "46", 0),
+        ("#  46 \n", "46", 1),               // whitespace around the answer
+        ("#046", "46", 1),                    // leading zeros
+        ("#0", "-0", 1),                      // -0 is 0
+        ("#+46", "46", 1),
+        ("#-46", "46", 0),
+        ("12+34=46;46+7=53", "53", 1),        // no marker: last integer
+        ("no digits here", "53", 0),
+        ("#53#", "53", 1),                    // repeated marker, trailing empty
+        ("##53", "53", 1),
+        ("#12#53", "53", 1),                  // last marker wins
+        ("#53;", "53", 1),                    // trailing punctuation
+        ("#", "53", 0),                       // empty answer
+        ("#123456789012345678901234567890", "123456789012345678901234567890", 1),  // huge
+        ("#123456789012345678901234567891", "123456789012345678901234567890", 0),
+        ("#5e1", "50", 0),                    // not an integer
+        ("#yes", "yes", 1),                   // non-numeric reference: exact text
+        ("#Yes", "yes", 0),
+        ("#½ 🚀", "½ 🚀", 1),                 // non-ASCII
+        ("#46", "", .nan),                    // no reference: not applicable
+    ]
+
+    static func check(_ reward: any RewardFunction) throws {
+        let samples = cases.map { RewardSample(prompt: "p", completion: $0.0, reference: $0.1) }
+        let scores = try reward.score(samples)
+        for (score, c) in zip(scores, cases) {
+            if c.2.isNaN {
+                #expect(score.reward.isNaN && !score.correct, "\(c)")
+            } else {
+                #expect(score.reward == c.2 && score.correct == (c.2 == 1), "\(c) gave \(score)")
+            }
+        }
+    }
+
+    @Test func swiftPMBuiltPluginScores() throws {
+        let library = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer"))
+        #expect(library.id == "org.prism.exact-answer")
+        try Self.check(library.instantiate().rewardFunction())
+    }
+
+    @Test func pluginBuiltWithCCFromTheSDKAloneLoadsAndScores() throws {
+        let directory = try TestSupport.temporaryDirectory("cc-plugin")
+        let path = try TestSupport.compilePlugin(
+            [TestSupport.packageRoot.appendingPathComponent("Plugins/ExactAnswer/exact_answer.c").path],
+            name: "ExactAnswerCC", in: directory)
+        let instance = try PluginLibrary.load(path).instantiate()
+        #expect(instance.interfaces == ["prism.reward/1"])
+        try Self.check(instance.rewardFunction())
+    }
+
+    @Test func configChangesMarkerAndRewards() throws {
+        let library = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer"))
+        let reward = try library.instantiate(
+            config: #"{"marker": "=", "require_marker": true, "correct_reward": 2, "incorrect_reward": -1}"#
+        ).rewardFunction()
+        let scores = try reward.score([
+            RewardSample(prompt: "", completion: "x=5", reference: "5"),
+            RewardSample(prompt: "", completion: "5", reference: "5"),  // marker required
+        ])
+        #expect(scores == [RewardScore(reward: 2, correct: true), RewardScore(reward: -1, correct: false)])
+    }
+
+    @Test(arguments: [(String, String)]([
+        ("{\"marker\": \"##\"}", "config key 'marker': expected a one-character string, got \"##\""),
+        ("{\"markr\": \"#\"}", "config: unknown key 'markr' (expected marker, require_marker, correct_reward, incorrect_reward)"),
+        (#"{"correct_reward": "high"}"#, "config key 'correct_reward': expected a finite number"),
+        ("[1]", "config: expected a JSON object at byte 0"),
+    ]))
+    func badConfigIsRefusedWithTheKey(config: String, message: String) throws {
+        let library = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer"))
+        #expect {
+            _ = try library.instantiate(config: config)
+        } throws: { error in
+            (error as? PluginError)?.reason == "create failed with status 2 (config error): \(message)"
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import PrismCore
+import PrismHost
+import PrismTestSupport
+import Testing
+
+/// The step judge (a Swift plugin) finds the first wrong step of arithmetic
+/// chains; its score is the fraction of the n + 1 steps before it.
+@Suite("Step-judge plugin")
+struct StepJudgePluginTests {
+    let judge: any FeedbackGenerator
+
+    init() throws {
+        judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate().feedbackGenerator()
+    }
+
+    func assess(_ prompt: String, _ completions: [String]) throws -> Feedback {
+        try judge.assess(FeedbackGroup(
+            prompt: prompt, reference: "", completions: completions,
+            rewards: completions.map { _ in 0 }, correct: completions.map { _ in false }))
+    }
+
+    @Test func firstWrongStepAndScore() throws {
+        // 12+34+7 = 53: two arithmetic steps and the answer step, n + 1 = 3.
+        let feedback = try assess("12+34+7=", [
+            "12+34=46;46+7=53;#53",   // all right
+            "12+34=47;47+7=54;#54",   // step 0 wrong
+            "12+34=46;46+7=52;#52",   // step 1 wrong
+            "12+34=46;46+7=53;#52",   // answer wrong
+            "12+34=46",               // stops early: step 1 missing
+            "",                       // nothing
+            "12+34=46;46*7=322;#322", // wrong operator
+            "12+35=47;47+7=54;#54",   // copies the wrong term
+        ])
+        #expect(feedback.firstErrors == [nil, 0, 1, 2, 1, 0, 1, 0])
+        let third = 1.0 / 3
+        let expected: [Double] = [1, 0, third, 2 * third, third, 0, third, 0]
+        #expect(feedback.scores == expected)
+        #expect(feedback.disposition == .keep)
+    }
+
+    @Test func operatorsAreEvaluatedLeftToRight() throws {
+        let feedback = try assess("5-7*3=", ["5-7=-2;-2*3=-6;#-6", "5-7=-2;-2*3=-6;#-16"])
+        #expect(feedback.firstErrors == [nil, 2])
+    }
+
+    @Test func whitespaceIsIgnored() throws {
+        let feedback = try assess(" 1 + 2 = ", [" 1 + 2 = 3 ; # 3 "])
+        #expect(feedback.firstErrors == [nil])
+    }
+
+    @Test func unparsablePromptGivesNoOpinion() throws {
+        let feedback = try assess("What is the capital of France?", ["Paris", "#Paris"])
+        #expect(feedback.scores.allSatisfy { $0.isNaN })
+        #expect(feedback.firstErrors == [nil, nil])
+    }
+
+    @Test func configKeysAreRefused() throws {
+        let library = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge"))
+        #expect {
+            _ = try library.instantiate(config: #"{"beta": 5}"#)
+        } throws: { error in
+            (error as? PluginError)?.reason
+                == "create failed with status 2 (config error): config: unknown key 'beta' (the step judge takes no options)"
+        }
+    }
+}
