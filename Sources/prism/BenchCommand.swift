@@ -5,7 +5,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run benchmarks (build with -c release for meaningful numbers).",
-        subcommands: [ABI.self]
+        subcommands: [ABI.self, Core.self]
     )
 }
 
@@ -24,6 +24,22 @@ extension BenchCommand {
         func run() throws {
             let report = try ABIBenchmark(pluginPath: plugin, samplesPerRun: samples).run()
             print(report)
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Core: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "core",
+            abstract: "Advantages + grad_logprob throughput of PrismCore on one core.")
+
+        @Option(help: "Groups in the batch.") var groups = 64
+        @Option(help: "Responses per group (G).") var groupSize = 16
+        @Option(help: "Completion tokens per response.") var tokens = 256
+
+        func run() {
+            print(CoreBenchmark(groups: groups, groupSize: groupSize, tokens: tokens).run())
         }
     }
 }

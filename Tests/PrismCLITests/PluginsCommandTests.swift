@@ -61,4 +61,10 @@ struct PluginsCommandTests {
         #expect(result.stdout.contains("batch   1: direct"))
         #expect(result.stdout.contains("batch  64: direct"))
     }
+
+    @Test func coreBenchmarkRuns() throws {
+        let result = try TestSupport.run(prism, ["bench", "core", "--groups", "4", "--group-size", "4", "--tokens", "8"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("M tokens/s"))
+    }
 }
