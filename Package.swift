@@ -31,6 +31,7 @@ let package = Package(
         // Shipped plugins: each a shared library loaded with dlopen.
         .library(name: "PrismExactAnswer", type: .dynamic, targets: ["ExactAnswer"]),
         .library(name: "PrismStepJudge", type: .dynamic, targets: ["StepJudge"]),
+        .library(name: "PrismTransformer", type: .dynamic, targets: ["Transformer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -91,11 +92,28 @@ let package = Package(
         // The exact-answer matching rules as a header, so the ABI benchmark
         // can call the very same logic directly.
         .target(name: "CExactAnswerLogic", path: "Plugins/ExactAnswer/logic"),
+        // Helpers for Swift plugins (strings, errors, configs); linked into each.
+        .target(name: "PluginKit", dependencies: ["CPrism"], path: "Plugins/PluginKit", swiftSettings: plainSwift),
         .target(
             name: "StepJudge",
-            dependencies: ["CPrism"],
+            dependencies: ["CPrism", "PluginKit"],
             path: "Plugins/StepJudge",
             exclude: ["plugin.json"],
+            swiftSettings: plainSwift
+        ),
+        // The transformer's compute core in C: runtime-dispatched AVX2+FMA or
+        // portable kernels, always optimised (debug builds included).
+        .target(
+            name: "CPrismKernels",
+            path: "Plugins/Transformer/Kernels",
+            cSettings: [.unsafeFlags(["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"]
+                + (warningsAreErrors ? ["-Werror"] : [])), .define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("m"), .linkedLibrary("pthread")]
+        ),
+        .target(
+            name: "Transformer",
+            dependencies: ["CPrism", "CPrismKernels", "PluginKit"],
+            path: "Plugins/Transformer/Plugin",
             swiftSettings: plainSwift
         ),
 

@@ -6,85 +6,16 @@
 // not an arithmetic chain the judge has no opinion (NaN, -1). Disposition:
 // always keep. Config: an empty JSON object ("{}"); any key is refused.
 import CPrism
-import FoundationEssentials
-#if canImport(Glibc)
-import Glibc
-#endif
+import PluginKit
 
 /// One instance; crosses the ABI as an opaque retained pointer.
 final class StepJudge {
-    /// The last error message, NUL-terminated, kept alive for last_error.
+    /// The last error message, kept alive for last_error.
     let lastError = ErrorText()
-}
-
-/// A message stored in stable memory, so a prism_str can point into it.
-final class ErrorText {
-    private var storage: UnsafeMutableBufferPointer<CChar>? = nil
-
-    deinit { storage?.deallocate() }
-
-    func set(_ message: String) {
-        storage?.deallocate()
-        let utf8 = Array(message.utf8CString)
-        let buffer = UnsafeMutableBufferPointer<CChar>.allocate(capacity: utf8.count)
-        _ = buffer.initialize(from: utf8)
-        storage = buffer
-    }
-
-    var prismStr: prism_str {
-        guard let storage, let base = storage.baseAddress else { return prism_str(data: nil, len: 0) }
-        return prism_str(data: base, len: storage.count - 1)
-    }
 }
 
 /// Failures of `create`, per thread (read back with last_error(NULL)).
 private let createErrors = CreateErrors()
-
-private final class CreateErrors: @unchecked Sendable {
-    private var byThread: [UInt: ErrorText] = [:]
-    private var lock = pthread_mutex_t()
-    init() { pthread_mutex_init(&lock, nil) }
-
-    func set(_ message: String) {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        let text = byThread[UInt(pthread_self())] ?? ErrorText()
-        text.set(message)
-        byThread[UInt(pthread_self())] = text
-    }
-
-    func get() -> prism_str {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        return byThread[UInt(pthread_self())]?.prismStr ?? prism_str(data: nil, len: 0)
-    }
-}
-
-extension prism_str {
-    /// The bytes as a Swift string (invalid UTF-8 is repaired).
-    var string: String {
-        guard let data, len > 0 else { return "" }
-        return UnsafeRawBufferPointer(start: data, count: len)
-            .withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) }
-    }
-}
-
-/// Validates the config: empty or a JSON object with no keys.
-private func checkConfig(_ text: String) throws(ConfigError) {
-    let trimmed = text.drop(while: \.isWhitespace)
-    if trimmed.isEmpty { return }
-    guard let object = try? JSONDecoder().decode([String: AnyDecodable].self, from: Data(trimmed.utf8)) else {
-        throw ConfigError(message: "config: expected a JSON object")
-    }
-    if let key = object.keys.sorted().first {
-        throw ConfigError(message: "config: unknown key '\(key)' (the step judge takes no options)")
-    }
-}
-
-private struct ConfigError: Error { var message: String }
-
-/// Accepts any JSON value; used only to list an object's keys.
-private struct AnyDecodable: Decodable {
-    init(from decoder: any Decoder) throws {}
-}
 
 // MARK: - feedback/1
 
@@ -114,17 +45,13 @@ private func assess(
     return PRISM_OK
 }
 
-private nonisolated(unsafe) let feedbackTable: UnsafeMutablePointer<prism_feedback_v1> = {
-    let table = UnsafeMutablePointer<prism_feedback_v1>.allocate(capacity: 1)
-    table.initialize(to: prism_feedback_v1(
+private nonisolated(unsafe) let feedbackTable = immortal(prism_feedback_v1(
         struct_size: UInt32(MemoryLayout<prism_feedback_v1>.size),
         reserved: 0,
         assess: { instance, group, score, firstError, disposition in
             assess(instance, group, score, firstError, disposition)
         }
-    ))
-    return table
-}()
+))
 
 // MARK: - entry
 
@@ -134,7 +61,7 @@ private func create(
     _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>
 ) -> prism_status {
     do {
-        try checkConfig(config.string)
+        _ = try PluginConfig(json: config.string, allowed: [])
     } catch {
         createErrors.set(error.message)
         return PRISM_E_CONFIG
@@ -143,9 +70,7 @@ private func create(
     return PRISM_OK
 }
 
-private nonisolated(unsafe) let entry: UnsafeMutablePointer<prism_plugin_entry> = {
-    let table = UnsafeMutablePointer<prism_plugin_entry>.allocate(capacity: 1)
-    table.initialize(to: prism_plugin_entry(
+private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(
         struct_size: UInt32(MemoryLayout<prism_plugin_entry>.size),
         abi_major: UInt16(PRISM_ABI_MAJOR),
         abi_minor: UInt16(PRISM_ABI_MINOR),
@@ -166,13 +91,7 @@ private nonisolated(unsafe) let entry: UnsafeMutablePointer<prism_plugin_entry> 
             guard let instance else { return createErrors.get() }
             return Unmanaged<StepJudge>.fromOpaque(instance).takeUnretainedValue().lastError.prismStr
         }
-    ))
-    return table
-}()
-
-private func staticCString(_ s: StaticString) -> UnsafePointer<CChar> {
-    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
-}
+))
 
 @c(prism_get_plugin_entry)
 public func prismGetPluginEntry(_ hostABIMajor: UInt16) -> UnsafePointer<prism_plugin_entry>? {

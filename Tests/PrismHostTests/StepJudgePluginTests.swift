@@ -60,7 +60,7 @@ struct StepJudgePluginTests {
             _ = try library.instantiate(config: #"{"beta": 5}"#)
         } throws: { error in
             (error as? PluginError)?.reason
-                == "create failed with status 2 (config error): config: unknown key 'beta' (the step judge takes no options)"
+                == "create failed with status 2 (config error): config: unknown key 'beta' (this plugin takes no options)"
         }
     }
 }

@@ -1,0 +1,112 @@
+/*
+ * prism_kernels.h — the compute core of the transformer backend plugin.
+ *
+ * Plain C with runtime dispatch: the matrix kernels have an AVX2+FMA variant
+ * (compiled with __attribute__((target))) chosen at run time when the CPU has
+ * both, and a portable variant otherwise, so one library runs everywhere and
+ * fast where it can. Work is split over a small persistent thread pool.
+ *
+ * Conventions: row-major float32; "[N][D]" means N rows of D floats.
+ */
+#ifndef PRISM_KERNELS_H
+#define PRISM_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------- runtime */
+
+/* 1 if the AVX2+FMA kernels are in use. */
+int pk_has_avx2_fma(void);
+/* Forces the portable kernels (for tests and benchmarks): 1 = portable. */
+void pk_force_portable(int portable);
+/* Sets the number of threads (1..16) used by the kernels; default: the
+ * number of online CPUs, capped at 16. */
+void pk_set_threads(int threads);
+int pk_threads(void);
+
+/* C[M][N] = op(A)[M][K] · op(B)[K][N] + beta · C. op(A) = A, or Aᵀ when
+ * trans_a (then A is stored [K][M]); likewise B. lda/ldb/ldc are row strides. */
+void pk_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A,
+             int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ---------------------------------------------------------------- model */
+
+/* Sizes of a decoder-only, pre-LayerNorm transformer. */
+typedef struct pk_dims {
+  int vocab;   /* V */
+  int d_model; /* D */
+  int layers;  /* L */
+  int heads;   /* H, D % H == 0 */
+  int d_ff;    /* F */
+  int max_len; /* T_max, positions 0..T_max-1 */
+} pk_dims;
+
+/* Offsets (in floats) of every tensor in the one flat parameter array. */
+typedef struct pk_layer_offsets {
+  size_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b;
+  size_t ln2_w, ln2_b, fc_w, fc_b, fcp_w, fcp_b;
+} pk_layer_offsets;
+
+typedef struct pk_layout {
+  size_t wte, wpe, lnf_w, lnf_b, head_w;
+  pk_layer_offsets layer[64];
+  size_t total;
+} pk_layout;
+
+/* The layout for `dims` (layers <= 64). */
+pk_layout pk_make_layout(pk_dims dims);
+
+typedef struct pk_model pk_model;
+
+/* A model with its parameters at `params` ([layout.total], owned by the
+ * model, initialised by the caller), gradient, AdamW moments and frozen
+ * reference copy. NULL on allocation failure. */
+pk_model *pk_model_new(pk_dims dims);
+void pk_model_free(pk_model *m);
+float *pk_params(pk_model *m);
+float *pk_reference(pk_model *m);
+float *pk_grads(pk_model *m);
+float *pk_adam_m(pk_model *m);
+float *pk_adam_v(pk_model *m);
+int64_t *pk_adam_step(pk_model *m);
+
+/* Per-token log-probs of `tokens` [rows][stride] (lengths[rows]) under the
+ * policy (reference = 0) or the reference (1) at `temperature`:
+ * out[r][t] = log p(tok[r][t] | tok[r][<t]) for 1 <= t < len, else 0.
+ * Returns 0, or -1 on allocation failure / a sequence too long. */
+int pk_logprobs(pk_model *m, int reference, const int32_t *tokens,
+                const uint32_t *lengths, int rows, int stride,
+                float temperature, float *out);
+
+/* Accumulates into the gradient the back-propagation of
+ * sum grad[r][t] · logprob[r][t] (policy, same convention). */
+int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
+                int rows, int stride, float temperature, const float *grad);
+
+/* Full-sequence logits [rows][stride][V] of the policy (for tests). */
+int pk_logits(pk_model *m, const int32_t *tokens, int rows, int stride,
+              float *out);
+
+/* Incremental decoding with a KV cache: begin with right-padded prompts
+ * (each length >= 1) and get the next-token logits [rows][V]; then append
+ * one token per row at a time. */
+int pk_decode_begin(pk_model *m, const int32_t *tokens,
+                    const uint32_t *lengths, int rows, int stride,
+                    float *logits);
+int pk_decode_step(pk_model *m, const int32_t *tokens, float *logits);
+
+/* AdamW on the accumulated gradient after clipping its global norm to
+ * max_norm (<= 0: no clipping); weight decay only on matrices. Zeroes the
+ * gradient. Returns the norm before clipping. */
+double pk_adamw(pk_model *m, double lr, double beta1, double beta2,
+                double eps, double weight_decay, double max_norm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,679 @@
+/*
+ * model.c — a decoder-only, pre-LayerNorm transformer (GPT-2 style: learned
+ * positions, causal multi-head attention, tanh-GELU MLP, untied LM head):
+ * forward, backward from dL/dlogprob, KV-cache decoding and AdamW.
+ *
+ * Shapes: B rows of T tokens, N = B·T; D model width, H heads of size
+ * E = D/H, F MLP width, V vocabulary, L layers. Reference for every formula:
+ * the GPT-2 architecture (Radford et al. 2019) as in llm.c's train_gpt2.c.
+ */
+#include "internal.h"
+#include "prism_kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- layout */
+
+pk_layout pk_make_layout(pk_dims d) {
+  pk_layout lay;
+  memset(&lay, 0, sizeof lay);
+  size_t at = 0;
+#define TAKE(field, count) (lay.field = at, at += (size_t)(count))
+  TAKE(wte, d.vocab * d.d_model);
+  TAKE(wpe, d.max_len * d.d_model);
+  for (int l = 0; l < d.layers && l < 64; ++l) {
+    pk_layer_offsets *o = &lay.layer[l];
+    size_t D = (size_t)d.d_model, F = (size_t)d.d_ff;
+    o->ln1_w = at; at += D;
+    o->ln1_b = at; at += D;
+    o->qkv_w = at; at += D * 3 * D;
+    o->qkv_b = at; at += 3 * D;
+    o->proj_w = at; at += D * D;
+    o->proj_b = at; at += D;
+    o->ln2_w = at; at += D;
+    o->ln2_b = at; at += D;
+    o->fc_w = at; at += D * F;
+    o->fc_b = at; at += F;
+    o->fcp_w = at; at += F * D;
+    o->fcp_b = at; at += D;
+  }
+  TAKE(lnf_w, d.d_model);
+  TAKE(lnf_b, d.d_model);
+  TAKE(head_w, d.d_model * d.vocab);
+#undef TAKE
+  lay.total = at;
+  return lay;
+}
+
+/* ----------------------------------------------------------------- model */
+
+typedef struct segment {
+  size_t offset, count;
+  int decay;
+} segment;
+
+struct pk_model {
+  pk_dims d;
+  pk_layout lay;
+  float *params, *ref, *grads, *adam_m, *adam_v;
+  int64_t step;
+  segment segments[8 + 12 * 64];
+  int segment_count;
+  /* Activations of the last forward pass. */
+  float *acts;
+  size_t acts_cap;
+  /* KV cache: [L][rows][max_len][D] each. */
+  float *kcache, *vcache;
+  size_t cache_cap;
+  int *positions;
+  int dec_rows;
+};
+
+static void add_segment(pk_model *m, size_t offset, size_t count, int decay) {
+  m->segments[m->segment_count++] = (segment){offset, count, decay};
+}
+
+pk_model *pk_model_new(pk_dims d) {
+  if (d.layers < 1 || d.layers > 64 || d.heads < 1 || d.d_model % d.heads) return NULL;
+  pk_model *m = calloc(1, sizeof *m);
+  if (!m) return NULL;
+  m->d = d;
+  m->lay = pk_make_layout(d);
+  size_t P = m->lay.total;
+  m->params = calloc(P, sizeof(float));
+  m->ref = calloc(P, sizeof(float));
+  m->grads = calloc(P, sizeof(float));
+  m->adam_m = calloc(P, sizeof(float));
+  m->adam_v = calloc(P, sizeof(float));
+  if (!m->params || !m->ref || !m->grads || !m->adam_m || !m->adam_v) {
+    pk_model_free(m);
+    return NULL;
+  }
+  size_t D = (size_t)d.d_model, F = (size_t)d.d_ff;
+  add_segment(m, m->lay.wte, (size_t)d.vocab * D, 1);
+  add_segment(m, m->lay.wpe, (size_t)d.max_len * D, 1);
+  for (int l = 0; l < d.layers; ++l) {
+    const pk_layer_offsets *o = &m->lay.layer[l];
+    add_segment(m, o->ln1_w, 2 * D, 0);          /* ln1 w, b */
+    add_segment(m, o->qkv_w, 3 * D * D, 1);
+    add_segment(m, o->qkv_b, 3 * D, 0);
+    add_segment(m, o->proj_w, D * D, 1);
+    add_segment(m, o->proj_b, 3 * D, 0);         /* proj b, ln2 w, b */
+    add_segment(m, o->fc_w, D * F, 1);
+    add_segment(m, o->fc_b, F, 0);
+    add_segment(m, o->fcp_w, F * D, 1);
+    add_segment(m, o->fcp_b, D, 0);
+  }
+  add_segment(m, m->lay.lnf_w, 2 * D, 0);
+  add_segment(m, m->lay.head_w, D * (size_t)d.vocab, 1);
+  return m;
+}
+
+void pk_model_free(pk_model *m) {
+  if (!m) return;
+  free(m->params);
+  free(m->ref);
+  free(m->grads);
+  free(m->adam_m);
+  free(m->adam_v);
+  free(m->acts);
+  free(m->kcache);
+  free(m->vcache);
+  free(m->positions);
+  free(m);
+}
+
+float *pk_params(pk_model *m) { return m->params; }
+float *pk_reference(pk_model *m) { return m->ref; }
+float *pk_grads(pk_model *m) { return m->grads; }
+float *pk_adam_m(pk_model *m) { return m->adam_m; }
+float *pk_adam_v(pk_model *m) { return m->adam_v; }
+int64_t *pk_adam_step(pk_model *m) { return &m->step; }
+
+/* ------------------------------------------------------------ activations */
+
+typedef struct layer_acts {
+  float *x;            /* [N][D] input residual */
+  float *ln1, *mu1, *rs1;
+  float *qkv;          /* [N][3D] */
+  float *att;          /* [B][H][T][T] probabilities */
+  float *ao;           /* [N][D] attention output (before proj) */
+  float *xm;           /* [N][D] residual after attention */
+  float *ln2, *mu2, *rs2;
+  float *fc;           /* [N][F] before GELU */
+  float *ge;           /* [N][F] after GELU */
+} layer_acts;
+
+typedef struct acts {
+  layer_acts layer[64];
+  float *xf;           /* [N][D] final residual */
+  float *lnf, *muf, *rsf;
+  float *logits;       /* [N][V] */
+} acts;
+
+/* Carves the activation buffer for B x T tokens; NULL on allocation failure. */
+static int make_acts(pk_model *m, int B, int T, acts *a) {
+  size_t N = (size_t)B * T, D = (size_t)m->d.d_model, F = (size_t)m->d.d_ff;
+  size_t H = (size_t)m->d.heads, V = (size_t)m->d.vocab;
+  size_t per_layer = N * D * 5 + N * 3 * D + N * 2 * F + 4 * N + (size_t)B * H * T * T;
+  size_t need = per_layer * (size_t)m->d.layers + N * (2 * D + V) + 2 * N;
+  if (need > m->acts_cap) {
+    free(m->acts);
+    m->acts = malloc(need * sizeof(float));
+    m->acts_cap = m->acts ? need : 0;
+    if (!m->acts) return -1;
+  }
+  float *p = m->acts;
+#define CARVE(ptr, n) ((ptr) = p, p += (n))
+  for (int l = 0; l < m->d.layers; ++l) {
+    layer_acts *la = &a->layer[l];
+    CARVE(la->x, N * D);
+    CARVE(la->ln1, N * D);
+    CARVE(la->mu1, N);
+    CARVE(la->rs1, N);
+    CARVE(la->qkv, N * 3 * D);
+    CARVE(la->att, (size_t)B * H * T * T);
+    CARVE(la->ao, N * D);
+    CARVE(la->xm, N * D);
+    CARVE(la->ln2, N * D);
+    CARVE(la->mu2, N);
+    CARVE(la->rs2, N);
+    CARVE(la->fc, N * F);
+    CARVE(la->ge, N * F);
+  }
+  CARVE(a->xf, N * D);
+  CARVE(a->lnf, N * D);
+  CARVE(a->muf, N);
+  CARVE(a->rsf, N);
+  CARVE(a->logits, N * V);
+#undef CARVE
+  return 0;
+}
+
+/* ----------------------------------------------------------- primitives */
+
+static void layernorm(const float *x, const float *w, const float *b,
+                      float *y, float *mu, float *rs, size_t N, int D) {
+  for (size_t n = 0; n < N; ++n) {
+    const float *xn = x + n * D;
+    float mean = 0, var = 0;
+    for (int i = 0; i < D; ++i) mean += xn[i];
+    mean /= D;
+    for (int i = 0; i < D; ++i) var += (xn[i] - mean) * (xn[i] - mean);
+    var /= D;
+    float r = 1.0f / sqrtf(var + 1e-5f);
+    float *yn = y + n * D;
+    for (int i = 0; i < D; ++i) yn[i] = (xn[i] - mean) * r * w[i] + b[i];
+    if (mu) mu[n] = mean;
+    if (rs) rs[n] = r;
+  }
+}
+
+/* dx += LN backward; dw, db accumulate. */
+static void layernorm_backward(const float *dy, const float *x, const float *w,
+                               const float *mu, const float *rs, float *dx,
+                               float *dw, float *db, size_t N, int D) {
+  for (size_t n = 0; n < N; ++n) {
+    const float *dyn = dy + n * D, *xn = x + n * D;
+    float mean_d = 0, mean_dx = 0;
+    for (int i = 0; i < D; ++i) {
+      float xhat = (xn[i] - mu[n]) * rs[n];
+      float d = dyn[i] * w[i];
+      mean_d += d;
+      mean_dx += d * xhat;
+      dw[i] += dyn[i] * xhat;
+      db[i] += dyn[i];
+    }
+    mean_d /= D;
+    mean_dx /= D;
+    float *dxn = dx + n * D;
+    for (int i = 0; i < D; ++i) {
+      float xhat = (xn[i] - mu[n]) * rs[n];
+      dxn[i] += rs[n] * (dyn[i] * w[i] - mean_d - xhat * mean_dx);
+    }
+  }
+}
+
+#define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
+
+static void gelu(const float *x, float *y, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    float v = x[i];
+    y[i] = 0.5f * v * (1.0f + tanhf(GELU_C * (v + 0.044715f * v * v * v)));
+  }
+}
+
+/* dx = dy · gelu'(x), in place on dy. */
+static void gelu_backward(const float *x, float *d, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    float v = x[i];
+    float th = tanhf(GELU_C * (v + 0.044715f * v * v * v));
+    float dth = (1.0f - th * th) * GELU_C * (1.0f + 3.0f * 0.044715f * v * v);
+    d[i] *= 0.5f * (1.0f + th) + 0.5f * v * dth;
+  }
+}
+
+/* Rows of y set to the bias (before a gemm with beta = 1). */
+static void fill_bias(float *y, const float *bias, size_t N, int width) {
+  for (size_t n = 0; n < N; ++n) memcpy(y + n * width, bias, (size_t)width * sizeof(float));
+}
+
+static void column_sums(const float *d, float *out, size_t N, int width) {
+  for (size_t n = 0; n < N; ++n) {
+    const float *row = d + n * width;
+    for (int i = 0; i < width; ++i) out[i] += row[i];
+  }
+}
+
+/* ------------------------------------------------------------- attention */
+
+typedef struct att_job {
+  const float *qkv;
+  float *att, *ao;
+  float *dqkv;
+  const float *dao;
+  int B, T, H, D;
+} att_job;
+
+/* One (b, h): causal softmax(q kᵀ / sqrt(E)) v. */
+static void attention_task(void *ctx, int task) {
+  att_job *j = ctx;
+  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  float scale = 1.0f / sqrtf((float)E);
+  for (int t = 0; t < T; ++t) {
+    const float *q = j->qkv + ((size_t)b * T + t) * 3 * D + h * E;
+    float *p = j->att + (((size_t)b * j->H + h) * T + t) * T;
+    float maxv = -INFINITY;
+    for (int s = 0; s <= t; ++s) {
+      const float *k = j->qkv + ((size_t)b * T + s) * 3 * D + D + h * E;
+      float dot = 0;
+      for (int e = 0; e < E; ++e) dot += q[e] * k[e];
+      p[s] = dot * scale;
+      if (p[s] > maxv) maxv = p[s];
+    }
+    float sum = 0;
+    for (int s = 0; s <= t; ++s) {
+      p[s] = expf(p[s] - maxv);
+      sum += p[s];
+    }
+    float inv = 1.0f / sum;
+    float *o = j->ao + ((size_t)b * T + t) * D + h * E;
+    for (int e = 0; e < E; ++e) o[e] = 0;
+    for (int s = 0; s <= t; ++s) {
+      p[s] *= inv;
+      const float *v = j->qkv + ((size_t)b * T + s) * 3 * D + 2 * D + h * E;
+      for (int e = 0; e < E; ++e) o[e] += p[s] * v[e];
+    }
+    for (int s = t + 1; s < T; ++s) p[s] = 0;
+  }
+}
+
+static void attention_backward_task(void *ctx, int task) {
+  att_job *j = ctx;
+  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  float scale = 1.0f / sqrtf((float)E);
+  float dp[1024];
+  for (int t = 0; t < T; ++t) {
+    const float *p = j->att + (((size_t)b * j->H + h) * T + t) * T;
+    const float *dout = j->dao + ((size_t)b * T + t) * D + h * E;
+    const float *q = j->qkv + ((size_t)b * T + t) * 3 * D + h * E;
+    float *dq = j->dqkv + ((size_t)b * T + t) * 3 * D + h * E;
+    float dot_pd = 0;
+    for (int s = 0; s <= t; ++s) {
+      const float *v = j->qkv + ((size_t)b * T + s) * 3 * D + 2 * D + h * E;
+      float *dv = j->dqkv + ((size_t)b * T + s) * 3 * D + 2 * D + h * E;
+      float d = 0;
+      for (int e = 0; e < E; ++e) {
+        d += dout[e] * v[e];
+        dv[e] += p[s] * dout[e];
+      }
+      dp[s] = d;
+      dot_pd += p[s] * d;
+    }
+    for (int s = 0; s <= t; ++s) {
+      float ds = p[s] * (dp[s] - dot_pd) * scale;
+      const float *k = j->qkv + ((size_t)b * T + s) * 3 * D + D + h * E;
+      float *dk = j->dqkv + ((size_t)b * T + s) * 3 * D + D + h * E;
+      for (int e = 0; e < E; ++e) {
+        dq[e] += ds * k[e];
+        dk[e] += ds * q[e];
+      }
+    }
+  }
+}
+
+/* --------------------------------------------------------------- forward */
+
+/* Runs the model on tokens [B][T] with `w` as weights, keeping every
+ * activation in `a`; logits end in a->logits [N][V]. */
+static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
+                   int T, acts *a) {
+  const pk_dims d = m->d;
+  if (T > d.max_len || T > 1024) return -1;
+  if (make_acts(m, B, T, a)) return -1;
+  size_t N = (size_t)B * T;
+  int D = d.d_model, F = d.d_ff, V = d.vocab;
+  float *x = a->layer[0].x;
+  for (int b = 0; b < B; ++b) {
+    for (int t = 0; t < T; ++t) {
+      int32_t tok = tokens[(size_t)b * T + t];
+      if (tok < 0 || tok >= V) tok = 0;
+      const float *e = w + m->lay.wte + (size_t)tok * D;
+      const float *p = w + m->lay.wpe + (size_t)t * D;
+      float *xn = x + ((size_t)b * T + t) * D;
+      for (int i = 0; i < D; ++i) xn[i] = e[i] + p[i];
+    }
+  }
+  for (int l = 0; l < d.layers; ++l) {
+    const pk_layer_offsets *o = &m->lay.layer[l];
+    layer_acts *la = &a->layer[l];
+    layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
+    fill_bias(la->qkv, w + o->qkv_b, N, 3 * D);
+    pk_gemm(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 1.0f, la->qkv, 3 * D);
+    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, B, T, d.heads, D};
+    pk_parallel_for(B * d.heads, attention_task, &job);
+    for (size_t n = 0; n < N; ++n) {
+      for (int i = 0; i < D; ++i) la->xm[n * D + i] = la->x[n * D + i] + w[o->proj_b + i];
+    }
+    pk_gemm(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D);
+    layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
+    fill_bias(la->fc, w + o->fc_b, N, F);
+    pk_gemm(0, 0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, 1.0f, la->fc, F);
+    gelu(la->fc, la->ge, N * F);
+    float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
+    for (size_t n = 0; n < N; ++n) {
+      for (int i = 0; i < D; ++i) next[n * D + i] = la->xm[n * D + i] + w[o->fcp_b + i];
+    }
+    pk_gemm(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, 1.0f, next, D);
+  }
+  layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
+  pk_gemm(0, 0, (int)N, V, D, a->lnf, D, w + m->lay.head_w, V, 0.0f, a->logits, V);
+  return 0;
+}
+
+/* log-softmax(z / temp)[k] for a row of V logits. */
+static float log_prob(const float *z, int V, float temp, int k) {
+  float maxv = -INFINITY;
+  for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / temp);
+  double sum = 0;
+  for (int i = 0; i < V; ++i) sum += exp((double)(z[i] / temp - maxv));
+  return (float)((double)(z[k] / temp - maxv) - log(sum));
+}
+
+int pk_logits(pk_model *m, const int32_t *tokens, int rows, int stride, float *out) {
+  acts a;
+  if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
+  memcpy(out, a.logits, (size_t)rows * stride * m->d.vocab * sizeof(float));
+  return 0;
+}
+
+int pk_logprobs(pk_model *m, int reference, const int32_t *tokens,
+                const uint32_t *lengths, int rows, int stride,
+                float temperature, float *out) {
+  acts a;
+  if (forward(m, reference ? m->ref : m->params, tokens, rows, stride, &a)) return -1;
+  int V = m->d.vocab;
+  for (int r = 0; r < rows; ++r) {
+    for (int t = 0; t < stride; ++t) {
+      size_t n = (size_t)r * stride + t;
+      out[n] = (t >= 1 && t < (int)lengths[r])
+                   ? log_prob(a.logits + (n - 1) * V, V, temperature, tokens[n])
+                   : 0.0f;
+    }
+  }
+  return 0;
+}
+
+/* -------------------------------------------------------------- backward */
+
+int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
+                int rows, int stride, float temperature, const float *grad) {
+  acts a;
+  if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
+  const pk_dims d = m->d;
+  size_t N = (size_t)rows * stride;
+  int D = d.d_model, F = d.d_ff, V = d.vocab, T = stride;
+  const float *w = m->params;
+  float *g = m->grads;
+  /* Scratch: dres [N][D], dln [N][D], dbig [N][max(3D, F)], dlogits [N][V]. */
+  size_t big = (size_t)(3 * D > F ? 3 * D : F);
+  float *scratch = calloc(N * (2 * (size_t)D + big + V), sizeof(float));
+  if (!scratch) return -1;
+  float *dres = scratch, *dln = dres + N * D, *dbig = dln + N * D, *dlogits = dbig + N * big;
+
+  /* dL/dlogits[n] = g[n+1] (onehot(tok[n+1]) - softmax(z[n]/T)) / T */
+  for (int r = 0; r < rows; ++r) {
+    for (int t = 0; t + 1 < (int)lengths[r] && t + 1 < T; ++t) {
+      size_t n = (size_t)r * T + t;
+      float gn = grad[n + 1];
+      if (gn == 0.0f) continue;
+      const float *z = a.logits + n * V;
+      float maxv = -INFINITY;
+      for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / temperature);
+      double sum = 0;
+      for (int i = 0; i < V; ++i) sum += exp((double)(z[i] / temperature - maxv));
+      float *dz = dlogits + n * V;
+      for (int i = 0; i < V; ++i) {
+        float p = (float)(exp((double)(z[i] / temperature - maxv)) / sum);
+        dz[i] = gn * ((i == tokens[n + 1]) - p) / temperature;
+      }
+    }
+  }
+  pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
+  pk_gemm(0, 1, (int)N, D, V, dlogits, V, w + m->lay.head_w, V, 0.0f, dln, D);
+  layernorm_backward(dln, a.xf, w + m->lay.lnf_w, a.muf, a.rsf, dres,
+                     g + m->lay.lnf_w, g + m->lay.lnf_b, N, D);
+
+  for (int l = d.layers - 1; l >= 0; --l) {
+    const pk_layer_offsets *o = &m->lay.layer[l];
+    layer_acts *la = &a.layer[l];
+    /* MLP: next = xm + gelu(ln2(xm) Wfc + bfc) Wfcp + bfcp */
+    float *dfc = dbig;
+    pk_gemm(1, 0, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D);
+    column_sums(dres, g + o->fcp_b, N, D);
+    pk_gemm(0, 1, (int)N, F, D, dres, D, w + o->fcp_w, D, 0.0f, dfc, F);
+    gelu_backward(la->fc, dfc, N * F);
+    pk_gemm(1, 0, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F);
+    column_sums(dfc, g + o->fc_b, N, F);
+    pk_gemm(0, 1, (int)N, D, F, dfc, F, w + o->fc_w, F, 0.0f, dln, D);
+    layernorm_backward(dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
+                       g + o->ln2_w, g + o->ln2_b, N, D);
+    /* Attention: xm = x + attn(ln1(x)) Wproj + bproj */
+    pk_gemm(1, 0, D, D, (int)N, la->ao, D, dres, D, 1.0f, g + o->proj_w, D);
+    column_sums(dres, g + o->proj_b, N, D);
+    float *dao = dln;
+    pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
+    float *dqkv = dbig;
+    memset(dqkv, 0, N * 3 * D * sizeof(float));
+    att_job job = {la->qkv, la->att, NULL, dqkv, dao, rows, T, d.heads, D};
+    pk_parallel_for(rows * d.heads, attention_backward_task, &job);
+    pk_gemm(1, 0, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D);
+    column_sums(dqkv, g + o->qkv_b, N, 3 * D);
+    pk_gemm(0, 1, (int)N, D, 3 * D, dqkv, 3 * D, w + o->qkv_w, 3 * D, 0.0f, dln, D);
+    layernorm_backward(dln, la->x, w + o->ln1_w, la->mu1, la->rs1, dres,
+                       g + o->ln1_w, g + o->ln1_b, N, D);
+  }
+  for (int r = 0; r < rows; ++r) {
+    for (int t = 0; t < T; ++t) {
+      size_t n = (size_t)r * T + t;
+      int32_t tok = tokens[n];
+      if (tok < 0 || tok >= V) tok = 0;
+      float *gw = g + m->lay.wte + (size_t)tok * D;
+      float *gp = g + m->lay.wpe + (size_t)t * D;
+      for (int i = 0; i < D; ++i) {
+        gw[i] += dres[n * D + i];
+        gp[i] += dres[n * D + i];
+      }
+    }
+  }
+  free(scratch);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+typedef struct decode_job {
+  pk_model *m;
+  int layer;
+  const float *qkv; /* [B][3D] of the new tokens */
+  float *ao;        /* [B][D] */
+} decode_job;
+
+static float *cache_at(pk_model *m, float *cache, int l, int b, int t) {
+  size_t D = (size_t)m->d.d_model;
+  return cache + (((size_t)l * m->dec_rows + b) * m->d.max_len + t) * D;
+}
+
+static void decode_attention_task(void *ctx, int task) {
+  decode_job *j = ctx;
+  pk_model *m = j->m;
+  int H = m->d.heads, D = m->d.d_model, E = D / H;
+  int b = task / H, h = task % H, pos = m->positions[b];
+  float scale = 1.0f / sqrtf((float)E);
+  float p[1024];
+  const float *q = j->qkv + (size_t)b * 3 * D + h * E;
+  float maxv = -INFINITY;
+  for (int s = 0; s <= pos; ++s) {
+    const float *k = cache_at(m, m->kcache, j->layer, b, s) + h * E;
+    float dot = 0;
+    for (int e = 0; e < E; ++e) dot += q[e] * k[e];
+    p[s] = dot * scale;
+    if (p[s] > maxv) maxv = p[s];
+  }
+  float sum = 0;
+  for (int s = 0; s <= pos; ++s) {
+    p[s] = expf(p[s] - maxv);
+    sum += p[s];
+  }
+  float *o = j->ao + (size_t)b * D + h * E;
+  for (int e = 0; e < E; ++e) o[e] = 0;
+  for (int s = 0; s <= pos; ++s) {
+    const float *v = cache_at(m, m->vcache, j->layer, b, s) + h * E;
+    float ps = p[s] / sum;
+    for (int e = 0; e < E; ++e) o[e] += ps * v[e];
+  }
+}
+
+int pk_decode_begin(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
+                    int rows, int stride, float *logits) {
+  const pk_dims d = m->d;
+  size_t D = (size_t)d.d_model;
+  for (int r = 0; r < rows; ++r) {
+    if (lengths[r] < 1 || (int)lengths[r] > stride) return -1;
+  }
+  size_t need = (size_t)d.layers * rows * d.max_len * D;
+  if (need > m->cache_cap) {
+    free(m->kcache);
+    free(m->vcache);
+    m->kcache = malloc(need * sizeof(float));
+    m->vcache = malloc(need * sizeof(float));
+    m->cache_cap = (m->kcache && m->vcache) ? need : 0;
+    if (!m->cache_cap) return -1;
+  }
+  free(m->positions);
+  m->positions = malloc((size_t)rows * sizeof(int));
+  if (!m->positions) return -1;
+  m->dec_rows = rows;
+  acts a;
+  if (forward(m, m->params, tokens, rows, stride, &a)) {
+    m->dec_rows = 0;
+    return -1;
+  }
+  for (int l = 0; l < d.layers; ++l) {
+    for (int b = 0; b < rows; ++b) {
+      for (int t = 0; t < stride; ++t) {
+        const float *qkv = a.layer[l].qkv + ((size_t)b * stride + t) * 3 * D;
+        memcpy(cache_at(m, m->kcache, l, b, t), qkv + D, D * sizeof(float));
+        memcpy(cache_at(m, m->vcache, l, b, t), qkv + 2 * D, D * sizeof(float));
+      }
+    }
+  }
+  for (int b = 0; b < rows; ++b) {
+    m->positions[b] = (int)lengths[b];
+    memcpy(logits + (size_t)b * d.vocab,
+           a.logits + ((size_t)b * stride + lengths[b] - 1) * d.vocab,
+           (size_t)d.vocab * sizeof(float));
+  }
+  return 0;
+}
+
+int pk_decode_step(pk_model *m, const int32_t *tokens, float *logits) {
+  const pk_dims d = m->d;
+  int B = m->dec_rows, D = d.d_model, F = d.d_ff, V = d.vocab;
+  if (B <= 0) return -2;
+  for (int b = 0; b < B; ++b) {
+    if (m->positions[b] >= d.max_len) return -3;
+  }
+  const float *w = m->params;
+  size_t need = (size_t)B * (4 * D + 3 * D + 2 * F);
+  float *buf = malloc(need * sizeof(float));
+  if (!buf) return -1;
+  float *x = buf, *ln = x + (size_t)B * D, *qkv = ln + (size_t)B * D;
+  float *ao = qkv + (size_t)B * 3 * D, *xm = ao + (size_t)B * D;
+  float *fc = xm + (size_t)B * D, *ge = fc + (size_t)B * F;
+  for (int b = 0; b < B; ++b) {
+    int32_t tok = tokens[b] < 0 || tokens[b] >= V ? 0 : tokens[b];
+    const float *e = w + m->lay.wte + (size_t)tok * D;
+    const float *p = w + m->lay.wpe + (size_t)m->positions[b] * D;
+    for (int i = 0; i < D; ++i) x[(size_t)b * D + i] = e[i] + p[i];
+  }
+  for (int l = 0; l < d.layers; ++l) {
+    const pk_layer_offsets *o = &m->lay.layer[l];
+    layernorm(x, w + o->ln1_w, w + o->ln1_b, ln, NULL, NULL, B, D);
+    fill_bias(qkv, w + o->qkv_b, B, 3 * D);
+    pk_gemm(0, 0, B, 3 * D, D, ln, D, w + o->qkv_w, 3 * D, 1.0f, qkv, 3 * D);
+    for (int b = 0; b < B; ++b) {
+      memcpy(cache_at(m, m->kcache, l, b, m->positions[b]), qkv + (size_t)b * 3 * D + D, D * sizeof(float));
+      memcpy(cache_at(m, m->vcache, l, b, m->positions[b]), qkv + (size_t)b * 3 * D + 2 * D, D * sizeof(float));
+    }
+    decode_job job = {m, l, qkv, ao};
+    pk_parallel_for(B * d.heads, decode_attention_task, &job);
+    for (int n = 0; n < B; ++n) {
+      for (int i = 0; i < D; ++i) xm[(size_t)n * D + i] = x[(size_t)n * D + i] + w[o->proj_b + i];
+    }
+    pk_gemm(0, 0, B, D, D, ao, D, w + o->proj_w, D, 1.0f, xm, D);
+    layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, B, D);
+    fill_bias(fc, w + o->fc_b, B, F);
+    pk_gemm(0, 0, B, F, D, ln, D, w + o->fc_w, F, 1.0f, fc, F);
+    gelu(fc, ge, (size_t)B * F);
+    for (int n = 0; n < B; ++n) {
+      for (int i = 0; i < D; ++i) x[(size_t)n * D + i] = xm[(size_t)n * D + i] + w[o->fcp_b + i];
+    }
+    pk_gemm(0, 0, B, D, F, ge, F, w + o->fcp_w, D, 1.0f, x, D);
+  }
+  layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, B, D);
+  pk_gemm(0, 0, B, V, D, ln, D, w + m->lay.head_w, V, 0.0f, logits, V);
+  for (int b = 0; b < B; ++b) m->positions[b]++;
+  free(buf);
+  return 0;
+}
+
+/* ----------------------------------------------------------------- AdamW */
+
+double pk_adamw(pk_model *m, double lr, double beta1, double beta2, double eps,
+                double weight_decay, double max_norm) {
+  size_t P = m->lay.total;
+  double sq = 0;
+  for (size_t i = 0; i < P; ++i) sq += (double)m->grads[i] * m->grads[i];
+  double norm = sqrt(sq);
+  float clip = (max_norm > 0 && norm > max_norm) ? (float)(max_norm / norm) : 1.0f;
+  m->step += 1;
+  double c1 = 1.0 - pow(beta1, (double)m->step);
+  double c2 = 1.0 - pow(beta2, (double)m->step);
+  for (int s = 0; s < m->segment_count; ++s) {
+    segment seg = m->segments[s];
+    float decay = seg.decay ? (float)weight_decay : 0.0f;
+    for (size_t i = seg.offset; i < seg.offset + seg.count; ++i) {
+      float g = m->grads[i] * clip;
+      m->adam_m[i] = (float)beta1 * m->adam_m[i] + (float)(1 - beta1) * g;
+      m->adam_v[i] = (float)beta2 * m->adam_v[i] + (float)(1 - beta2) * g * g;
+      float mhat = m->adam_m[i] / (float)c1;
+      float vhat = m->adam_v[i] / (float)c2;
+      m->params[i] -= (float)lr * (mhat / (sqrtf(vhat) + (float)eps) + decay * m->params[i]);
+    }
+  }
+  memset(m->grads, 0, P * sizeof(float));
+  return norm;
+}
