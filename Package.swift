@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "PrismExactAnswer", type: .dynamic, targets: ["ExactAnswer"]),
         .library(name: "PrismStepJudge", type: .dynamic, targets: ["StepJudge"]),
         .library(name: "PrismTransformer", type: .dynamic, targets: ["Transformer"]),
+        .library(name: "PrismSampler", type: .dynamic, targets: ["Sampler"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -116,6 +117,13 @@ let package = Package(
             path: "Plugins/Transformer/Plugin",
             swiftSettings: plainSwift
         ),
+        .target(
+            name: "Sampler",
+            dependencies: ["CPrism", "PluginKit"],
+            path: "Plugins/Sampler",
+            exclude: ["plugin.json"],
+            swiftSettings: plainSwift
+        ),
 
         .testTarget(
             name: "PrismCoreTests",
@@ -125,6 +133,11 @@ let package = Package(
         .testTarget(
             name: "PrismHostTests",
             dependencies: ["PrismHost", "PrismCore", "PrismTestSupport"],
+            swiftSettings: plainSwift
+        ),
+        .testTarget(
+            name: "PrismTransformerTests",
+            dependencies: ["CPrismKernels", "PrismHost", "PrismCore", "PrismTestSupport"],
             swiftSettings: plainSwift
         ),
         .testTarget(

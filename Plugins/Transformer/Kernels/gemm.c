@@ -102,11 +102,15 @@ void pk_set_threads(int threads) {
   pool.wanted = threads < 1 ? 1 : threads > 16 ? 16 : threads;
 }
 
+/* One caller at a time owns the pool; others (another instance used from
+ * another thread) run their tasks inline rather than wait. */
+static pthread_mutex_t pool_owner = PTHREAD_MUTEX_INITIALIZER;
+
 /* Runs fn(ctx, 0..tasks-1) on the pool and the calling thread; returns
- * when all are done. Not reentrant (the kernels never nest it). */
+ * when all are done. Safe to call from several threads at once. */
 void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
   int threads = pk_threads();
-  if (tasks <= 1 || threads <= 1) {
+  if (tasks <= 1 || threads <= 1 || pthread_mutex_trylock(&pool_owner) != 0) {
     for (int t = 0; t < tasks; ++t) fn(ctx, t);
     return;
   }
@@ -130,6 +134,7 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
     pthread_cond_wait(&pool.done, &pool.lock);
   }
   pthread_mutex_unlock(&pool.lock);
+  pthread_mutex_unlock(&pool_owner);
 }
 
 /* ------------------------------------------------------------- packing */

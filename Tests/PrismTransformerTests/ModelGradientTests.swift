@@ -1,0 +1,138 @@
+import CPrismKernels
+import PrismCore
+import Testing
+
+/// The C compute core directly: GEMM against a naive product, every
+/// parameter gradient against finite differences, and KV-cache decoding
+/// against a full forward pass.
+@Suite("Transformer compute core")
+struct ModelGradientTests {
+    /// A small model with N(0, std) weights from `seed`.
+    static func model(_ dims: pk_dims, seed: UInt64, std: Float = 0.3) -> OpaquePointer {
+        let model = pk_model_new(dims)!
+        let count = Int(pk_make_layout(dims).total)
+        var rng = RandomState(seed: seed)
+        let params = pk_params(model)!
+        for i in 0..<count { params[i] = Float((rng.uniform() - 0.5) * 2 * Double(std) * 1.7) }
+        return model
+    }
+
+    /// (name, offset, count) of every tensor in the C layout.
+    static func tensors(_ dims: pk_dims) -> [(String, Int, Int)] {
+        let lay = pk_make_layout(dims)
+        let D = Int(dims.d_model), F = Int(dims.d_ff), V = Int(dims.vocab), T = Int(dims.max_len)
+        var out = [("wte", Int(lay.wte), V * D), ("wpe", Int(lay.wpe), T * D)]
+        withUnsafeBytes(of: lay.layer) { raw in
+            let layers = raw.bindMemory(to: pk_layer_offsets.self)
+            for l in 0..<Int(dims.layers) {
+                let o = layers[l]
+                out += [("h.\(l).ln_1.weight", Int(o.ln1_w), D), ("h.\(l).ln_1.bias", Int(o.ln1_b), D),
+                        ("h.\(l).attn.qkv.weight", Int(o.qkv_w), 3 * D * D), ("h.\(l).attn.qkv.bias", Int(o.qkv_b), 3 * D),
+                        ("h.\(l).attn.proj.weight", Int(o.proj_w), D * D), ("h.\(l).attn.proj.bias", Int(o.proj_b), D),
+                        ("h.\(l).ln_2.weight", Int(o.ln2_w), D), ("h.\(l).ln_2.bias", Int(o.ln2_b), D),
+                        ("h.\(l).mlp.fc.weight", Int(o.fc_w), D * F), ("h.\(l).mlp.fc.bias", Int(o.fc_b), F),
+                        ("h.\(l).mlp.proj.weight", Int(o.fcp_w), F * D), ("h.\(l).mlp.proj.bias", Int(o.fcp_b), D)]
+            }
+        }
+        out += [("ln_f.weight", Int(lay.lnf_w), D), ("ln_f.bias", Int(lay.lnf_b), D), ("lm_head.weight", Int(lay.head_w), D * V)]
+        #expect(out.map(\.2).reduce(0, +) == Int(lay.total))
+        return out
+    }
+
+    @Test(arguments: [false, true])
+    func gemmMatchesNaiveProduct(portable: Bool) {
+        pk_force_portable(portable ? 1 : 0)
+        defer { pk_force_portable(0) }
+        var rng = RandomState(seed: 3)
+        for (m, n, k) in [(1, 1, 1), (7, 19, 5), (64, 40, 130), (13, 33, 300), (300, 17, 9)] {
+            for ta in [0, 1] {
+                for tb in [0, 1] {
+                    let a = (0..<(m * k)).map { _ in Float(rng.uniform() - 0.5) }
+                    let b = (0..<(k * n)).map { _ in Float(rng.uniform() - 0.5) }
+                    var c = [Float](repeating: 1, count: m * n)
+                    pk_gemm(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b,
+                            Int32(tb == 1 ? k : n), 0.5, &c, Int32(n))
+                    var worst: Float = 0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var sum: Float = 0.5
+                            for p in 0..<k {
+                                sum += (ta == 1 ? a[p * m + i] : a[i * k + p]) * (tb == 1 ? b[j * k + p] : b[p * n + j])
+                            }
+                            worst = max(worst, abs(sum - c[i * n + j]))
+                        }
+                    }
+                    #expect(worst < 1e-4, "\(m)x\(n)x\(k) ta \(ta) tb \(tb) portable \(portable): \(worst)")
+                }
+            }
+        }
+    }
+
+    @Test func everyParameterGradientMatchesFiniteDifferences() {
+        let dims = pk_dims(vocab: 7, d_model: 8, layers: 2, heads: 2, d_ff: 16, max_len: 6)
+        let model = Self.model(dims, seed: 5)
+        defer { pk_model_free(model) }
+        let rows = 3, stride = 6
+        var rng = RandomState(seed: 9)
+        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 7) }
+        let lengths: [UInt32] = [6, 4, 5]
+        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
+        func loss() -> Double {
+            var out = [Float](repeating: 0, count: rows * stride)
+            _ = pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.9, &out)
+            return zip(out, grad).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        let count = Int(pk_make_layout(dims).total)
+        pk_grads(model)!.update(repeating: 0, count: count)
+        _ = pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, grad)
+        let analytic = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
+        let params = pk_params(model)!
+        var report: [String] = []
+        for (name, offset, size) in Self.tensors(dims) {
+            // Directional derivative along a random unit direction in this tensor.
+            var direction = (0..<size).map { _ in rng.uniform() - 0.5 }
+            let norm = direction.map { $0 * $0 }.reduce(0, +).squareRoot()
+            direction = direction.map { $0 / norm }
+            let h = 1e-2
+            func shifted(_ k: Double) -> Double {
+                for i in 0..<size { params[offset + i] += Float(k * h * direction[i]) }
+                defer { for i in 0..<size { params[offset + i] -= Float(k * h * direction[i]) } }
+                return loss()
+            }
+            let numeric = (shifted(-2) - 8 * shifted(-1) + 8 * shifted(1) - shifted(2)) / (12 * h)
+            let exact = (0..<size).map { Double(analytic[offset + $0]) * direction[$0] }.reduce(0, +)
+            let error = abs(numeric - exact) / max(abs(numeric), abs(exact), 1e-2)
+            report.append("\(name) \(error)")
+            #expect(error < 2e-2, "\(name): analytic \(exact) numeric \(numeric)")
+        }
+        print("gradient check, largest relative error per tensor:\n  " + report.joined(separator: "\n  "))
+    }
+
+    @Test func kvCacheDecodingMatchesFullForward() {
+        let dims = pk_dims(vocab: 11, d_model: 16, layers: 2, heads: 4, d_ff: 32, max_len: 20)
+        let model = Self.model(dims, seed: 6, std: 0.2)
+        defer { pk_model_free(model) }
+        let rows = 3, full = 12, V = 11
+        var rng = RandomState(seed: 2)
+        let sequences = (0..<(rows * full)).map { _ in Int32(rng.next() % 11) }
+        var logits = [Float](repeating: 0, count: rows * full * V)
+        #expect(pk_logits(model, sequences, Int32(rows), Int32(full), &logits) == 0)
+        let promptLengths: [UInt32] = [3, 5, 4]
+        let stride = 5
+        var prompts = [Int32](repeating: 0, count: rows * stride)
+        for r in 0..<rows { for t in 0..<Int(promptLengths[r]) { prompts[r * stride + t] = sequences[r * full + t] } }
+        var step = [Float](repeating: 0, count: rows * V)
+        #expect(pk_decode_begin(model, prompts, promptLengths, Int32(rows), Int32(stride), &step) == 0)
+        var worst: Float = 0
+        for k in 0..<6 {
+            for r in 0..<rows {
+                let position = Int(promptLengths[r]) - 1 + k
+                for v in 0..<V { worst = max(worst, abs(step[r * V + v] - logits[(r * full + position) * V + v])) }
+            }
+            let next = (0..<rows).map { sequences[$0 * full + Int(promptLengths[$0]) + k] }
+            #expect(pk_decode_step(model, next, &step) == 0)
+        }
+        print("KV-cache decoding vs full forward: max abs logit difference \(worst)")
+        #expect(worst < 1e-4)
+    }
+}
