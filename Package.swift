@@ -62,7 +62,7 @@ let package = Package(
         // Benchmarks run by `prism bench`.
         .target(
             name: "PrismBenchmarks",
-            dependencies: ["PrismCore", "PrismHost", "CExactAnswerLogic"],
+            dependencies: ["PrismCore", "PrismHost", "CExactAnswerLogic", "CPrismKernels"],
             path: "Benchmarks/PrismBenchmarks",
             swiftSettings: plainSwift
         ),

@@ -5,7 +5,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run benchmarks (build with -c release for meaningful numbers).",
-        subcommands: [ABI.self, Core.self]
+        subcommands: [ABI.self, Core.self, Transformer.self]
     )
 }
 
@@ -40,6 +40,22 @@ extension BenchCommand {
 
         func run() {
             print(CoreBenchmark(groups: groups, groupSize: groupSize, tokens: tokens).run())
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Transformer: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "transformer",
+            abstract: "Transformer backend on the reference shape: fwd+bwd, generation, GEMM vs FMA peak.")
+
+        @Option(help: "Kernel threads.") var threads = 2
+        @Option(help: "Repetitions; the best is reported.") var repeats = 5
+        @Flag(help: "Print one JSON object (for Benchmarks/compare-pytorch.sh).") var json = false
+
+        func run() throws {
+            print(try TransformerBenchmark(threads: threads, repeats: repeats).run(json: json))
         }
     }
 }

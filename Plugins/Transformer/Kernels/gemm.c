@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MR 6
@@ -52,7 +53,7 @@ static struct {
   pthread_t workers[16];
   int started;      /* workers running */
   int wanted;       /* threads to use, including the caller */
-  uint64_t epoch;   /* bumped for each job */
+  atomic_uint_fast64_t epoch; /* bumped for each job */
   int busy;         /* workers inside run_tasks */
   pk_task_fn fn;
   void *ctx;
@@ -72,10 +73,17 @@ static void run_tasks(void) {
   }
 }
 
+/* How long a worker spins for the next job before sleeping: back-to-back
+ * kernel calls (decoding) then cost no wake-up. */
+#define SPIN_ROUNDS 20000
+
 static void *worker(void *arg) {
   (void)arg;
   uint64_t seen = 0;
   for (;;) {
+    for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.epoch) == seen; ++spin) {
+      __builtin_ia32_pause();
+    }
     pthread_mutex_lock(&pool.lock);
     while (pool.epoch == seen) pthread_cond_wait(&pool.wake, &pool.lock);
     seen = pool.epoch;
@@ -129,6 +137,9 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.lock);
   run_tasks();
+  for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.finished) < tasks; ++spin) {
+    __builtin_ia32_pause();
+  }
   pthread_mutex_lock(&pool.lock);
   while (atomic_load(&pool.finished) < tasks || pool.busy > 0) {
     pthread_cond_wait(&pool.done, &pool.lock);
@@ -242,34 +253,45 @@ typedef struct gemm_job {
   float *C;
   const float *packed_b; /* the current KC block of op(B), all panels */
   int k0, kc;
-  int rows_per_task;
+  int rows_per_task;     /* tasks split rows ... */
+  int panels_per_task;   /* ... or, for short matrices, NR-column panels */
 } gemm_job;
 
-/* Thread-local packing buffer for A. */
-static _Thread_local float *a_buffer;
-static _Thread_local size_t a_capacity;
+/* A thread-local growable buffer (packing); NULL on allocation failure. */
+typedef struct scratch {
+  float *data;
+  size_t capacity;
+} scratch;
 
-static float *a_scratch(size_t floats) {
-  if (floats > a_capacity) {
-    free(a_buffer);
-    a_buffer = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);
-    a_capacity = a_buffer ? floats : 0;
+static float *reserve(scratch *s, size_t floats) {
+  if (floats > s->capacity) {
+    free(s->data);
+    s->data = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);
+    s->capacity = s->data ? floats : 0;
   }
-  return a_buffer;
+  return s->data;
 }
 
-static void gemm_rows(void *ctx, int task) {
+static _Thread_local scratch a_scratch, b_scratch;
+
+static void gemm_task(void *ctx, int task) {
   gemm_job *j = ctx;
-  int begin = task * j->rows_per_task;
-  int end = begin + j->rows_per_task < j->M ? begin + j->rows_per_task : j->M;
+  int row_begin = 0, row_end = j->M, col_begin = 0, col_end = j->N;
+  if (j->panels_per_task > 0) {
+    col_begin = task * j->panels_per_task * NR;
+    col_end = col_begin + j->panels_per_task * NR < j->N ? col_begin + j->panels_per_task * NR : j->N;
+  } else {
+    row_begin = task * j->rows_per_task;
+    row_end = row_begin + j->rows_per_task < j->M ? row_begin + j->rows_per_task : j->M;
+  }
   void (*kernel)(int, const float *, const float *, float *, int, int, int) =
       pk_has_avx2_fma() ? kernel_avx2 : kernel_portable;
-  float *pa = a_scratch((size_t)(MC + MR) * KC);
+  float *pa = reserve(&a_scratch, (size_t)(MC + MR) * KC);
   if (!pa) return;
-  for (int i0 = begin; i0 < end; i0 += MC) {
-    int mc = end - i0 < MC ? end - i0 : MC;
+  for (int i0 = row_begin; i0 < row_end; i0 += MC) {
+    int mc = row_end - i0 < MC ? row_end - i0 : MC;
     pack_a(j->ta, j->A, j->lda, i0, mc, j->k0, j->kc, pa);
-    for (int jp = 0; jp < j->N; jp += NR) {
+    for (int jp = col_begin; jp < col_end; jp += NR) {
       int nr = j->N - jp < NR ? j->N - jp : NR;
       const float *pb = j->packed_b + (size_t)(jp / NR) * j->kc * NR;
       for (int ip = 0; ip < mc; ip += MR) {
@@ -294,25 +316,100 @@ void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
   }
   if (K <= 0) return;
   int panels = (N + NR - 1) / NR;
-  float *packed_b = aligned_alloc(64, ((size_t)panels * NR * KC * sizeof(float) + 63) / 64 * 64);
+  float *packed_b = reserve(&b_scratch, (size_t)panels * NR * KC);
   if (!packed_b) return;
   int threads = pk_threads();
-  /* Split rows in multiples of MR, no more tasks than threads. */
-  int per_task = (M + threads - 1) / threads;
-  per_task = (per_task + MR - 1) / MR * MR;
-  if (per_task < MR) per_task = MR;
-  int tasks = (M + per_task - 1) / per_task;
-  /* Tiny products are not worth waking the pool. */
-  if ((double)M * N * K < 200000.0) {
-    per_task = M;
-    tasks = 1;
+  gemm_job job = {ta, tb, M, N, K, lda, ldb, ldc, A, B, C, packed_b, 0, 0, M, 0};
+  int tasks = 1;
+  if ((double)M * N * K >= 200000.0 && threads > 1) {
+    if (M >= 4 * MC || panels < threads) {
+      /* Tall: split rows in multiples of MR. */
+      int per_task = (M + threads - 1) / threads;
+      per_task = (per_task + MR - 1) / MR * MR;
+      job.rows_per_task = per_task;
+      tasks = (M + per_task - 1) / per_task;
+    } else {
+      /* Short (decoding): split columns, so B is packed once and shared. */
+      job.panels_per_task = (panels + threads - 1) / threads;
+      tasks = (panels + job.panels_per_task - 1) / job.panels_per_task;
+    }
   }
-  gemm_job job = {ta, tb, M, N, K, lda, ldb, ldc, A, B, C, packed_b, 0, 0, per_task};
   for (int k0 = 0; k0 < K; k0 += KC) {
     job.k0 = k0;
     job.kc = K - k0 < KC ? K - k0 : KC;
     pack_b(tb, B, ldb, k0, job.kc, N, packed_b);
-    pk_parallel_for(tasks, gemm_rows, &job);
+    pk_parallel_for(tasks, gemm_task, &job);
   }
-  free(packed_b);
+}
+
+/* ------------------------------------------------------------ FMA peak */
+
+static double seconds_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* 10 independent chains of 8 lanes hide the FMA latency; returns flops. */
+__attribute__((target("avx2,fma"))) static double fma_loop_avx2(long iterations, float *sink) {
+  __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0;
+  __m256 a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  for (long i = 0; i < iterations; ++i) {
+    a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y);
+    a2 = _mm256_fmadd_ps(a2, x, y); a3 = _mm256_fmadd_ps(a3, x, y);
+    a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
+    a6 = _mm256_fmadd_ps(a6, x, y); a7 = _mm256_fmadd_ps(a7, x, y);
+    a8 = _mm256_fmadd_ps(a8, x, y); a9 = _mm256_fmadd_ps(a9, x, y);
+  }
+  __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(_mm256_add_ps(a6, a7), _mm256_add_ps(a8, a9))));
+  float out[8];
+  _mm256_storeu_ps(out, sum);
+  *sink += out[0];
+  return (double)iterations * 10 * 8 * 2;
+}
+
+static double fma_loop_portable(long iterations, float *sink) {
+  float a[40];
+  for (int i = 0; i < 40; ++i) a[i] = 1.0f;
+  for (long i = 0; i < iterations; ++i) {
+    for (int k = 0; k < 40; ++k) a[k] = a[k] * 0.999999f + 1e-7f;
+  }
+  for (int i = 0; i < 40; ++i) *sink += a[i];
+  return (double)iterations * 40 * 2;
+}
+
+typedef struct peak_job {
+  long iterations;
+  double flops[16];
+  float sink[16];
+} peak_job;
+
+static void peak_task(void *ctx, int task) {
+  peak_job *j = ctx;
+  j->flops[task] = pk_has_avx2_fma() ? fma_loop_avx2(j->iterations, &j->sink[task])
+                                     : fma_loop_portable(j->iterations, &j->sink[task]);
+}
+
+double pk_fma_peak_gflops(int threads, double seconds) {
+  if (threads < 1) threads = 1;
+  if (threads > 16) threads = 16;
+  int saved = pk_threads();
+  pk_set_threads(threads);
+  peak_job job;
+  memset(&job, 0, sizeof job);
+  job.iterations = 1000000;
+  double best = 0;
+  double start = seconds_now();
+  while (seconds_now() - start < seconds) {
+    double t0 = seconds_now();
+    pk_parallel_for(threads, peak_task, &job);
+    double elapsed = seconds_now() - t0;
+    double flops = 0;
+    for (int t = 0; t < threads; ++t) flops += job.flops[t];
+    if (flops / elapsed > best) best = flops / elapsed;
+  }
+  pk_set_threads(saved);
+  return best / 1e9;
 }

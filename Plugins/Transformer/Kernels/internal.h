@@ -8,4 +8,36 @@ typedef void (*pk_task_fn)(void *ctx, int task);
  * all are done. Not reentrant. */
 void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx);
 
+#include <stdint.h>
+
+/* e^x in single precision, branch-free so loops over it vectorise:
+ * x = k ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r (relative error
+ * below 3e-7), and 2^k built in the exponent bits. Clamped to [-87, 88]. */
+static inline float pk_expf(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float y = x * 1.44269504f;
+  float k = (float)(int32_t)(y + (y >= 0.0f ? 0.5f : -0.5f));
+  float r = x - k * 0.693145752f - k * 1.42860677e-6f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  union { uint32_t u; float f; } scale = {(uint32_t)((int32_t)k + 127) << 23};
+  return p * scale.f;
+}
+
+/* Element-wise and attention loops get an AVX2+FMA clone chosen at load
+ * time (ifunc) besides the portable one. */
+#if defined(__x86_64__) && defined(__linux__)
+#define PK_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define PK_MULTIVERSION
+#endif
+
+/* tanh via pk_expf: 1 - 2 / (e^(2x) + 1). */
+static inline float pk_tanhf(float x) { return 1.0f - 2.0f / (pk_expf(2.0f * x) + 1.0f); }
+
 #endif

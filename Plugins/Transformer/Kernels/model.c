@@ -64,6 +64,9 @@ struct pk_model {
   /* Activations of the last forward pass. */
   float *acts;
   size_t acts_cap;
+  /* Gradient scratch of backward. */
+  float *scratch;
+  size_t scratch_cap;
   /* KV cache: [L][rows][max_len][D] each. */
   float *kcache, *vcache;
   size_t cache_cap;
@@ -119,6 +122,7 @@ void pk_model_free(pk_model *m) {
   free(m->adam_m);
   free(m->adam_v);
   free(m->acts);
+  free(m->scratch);
   free(m->kcache);
   free(m->vcache);
   free(m->positions);
@@ -194,7 +198,7 @@ static int make_acts(pk_model *m, int B, int T, acts *a) {
 
 /* ----------------------------------------------------------- primitives */
 
-static void layernorm(const float *x, const float *w, const float *b,
+PK_MULTIVERSION static void layernorm(const float *x, const float *w, const float *b,
                       float *y, float *mu, float *rs, size_t N, int D) {
   for (size_t n = 0; n < N; ++n) {
     const float *xn = x + n * D;
@@ -212,7 +216,7 @@ static void layernorm(const float *x, const float *w, const float *b,
 }
 
 /* dx += LN backward; dw, db accumulate. */
-static void layernorm_backward(const float *dy, const float *x, const float *w,
+PK_MULTIVERSION static void layernorm_backward(const float *dy, const float *x, const float *w,
                                const float *mu, const float *rs, float *dx,
                                float *dw, float *db, size_t N, int D) {
   for (size_t n = 0; n < N; ++n) {
@@ -238,18 +242,18 @@ static void layernorm_backward(const float *dy, const float *x, const float *w,
 
 #define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
 
-static void gelu(const float *x, float *y, size_t n) {
+PK_MULTIVERSION static void gelu(const float *x, float *y, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     float v = x[i];
-    y[i] = 0.5f * v * (1.0f + tanhf(GELU_C * (v + 0.044715f * v * v * v)));
+    y[i] = 0.5f * v * (1.0f + pk_tanhf(GELU_C * (v + 0.044715f * v * v * v)));
   }
 }
 
 /* dx = dy · gelu'(x), in place on dy. */
-static void gelu_backward(const float *x, float *d, size_t n) {
+PK_MULTIVERSION static void gelu_backward(const float *x, float *d, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     float v = x[i];
-    float th = tanhf(GELU_C * (v + 0.044715f * v * v * v));
+    float th = pk_tanhf(GELU_C * (v + 0.044715f * v * v * v));
     float dth = (1.0f - th * th) * GELU_C * (1.0f + 3.0f * 0.044715f * v * v);
     d[i] *= 0.5f * (1.0f + th) + 0.5f * v * dth;
   }
@@ -267,6 +271,53 @@ static void column_sums(const float *d, float *out, size_t N, int width) {
   }
 }
 
+/* Row-chunked parallel versions of the element-wise passes. */
+typedef struct rows_job {
+  const float *x, *w, *b, *dy, *mu_in, *rs_in;
+  float *y, *mu, *rs, *dx;
+  size_t N;
+  int D;
+  int chunk;
+} rows_job;
+
+static void layernorm_chunk(void *ctx, int task) {
+  rows_job *j = ctx;
+  size_t begin = (size_t)task * j->chunk, end = begin + j->chunk < j->N ? begin + j->chunk : j->N;
+  layernorm(j->x + begin * j->D, j->w, j->b, j->y + begin * j->D, j->mu ? j->mu + begin : NULL,
+            j->rs ? j->rs + begin : NULL, end - begin, j->D);
+}
+
+static void parallel_layernorm(const float *x, const float *w, const float *b, float *y, float *mu,
+                               float *rs, size_t N, int D) {
+  rows_job job = {.x = x, .w = w, .b = b, .y = y, .mu = mu, .rs = rs, .N = N, .D = D};
+  job.chunk = (int)((N + 7) / 8);
+  if (N < 256) {
+    layernorm(x, w, b, y, mu, rs, N, D);
+    return;
+  }
+  pk_parallel_for((int)((N + job.chunk - 1) / job.chunk), layernorm_chunk, &job);
+}
+
+static void gelu_chunk(void *ctx, int task) {
+  rows_job *j = ctx;
+  size_t begin = (size_t)task * j->chunk, end = begin + j->chunk < j->N ? begin + j->chunk : j->N;
+  if (j->dx) {
+    gelu_backward(j->x + begin, j->dx + begin, end - begin);
+  } else {
+    gelu(j->x + begin, j->y + begin, end - begin);
+  }
+}
+
+/* y = gelu(x), or with dx: dx *= gelu'(x); over n elements. */
+static void parallel_gelu(const float *x, float *y, float *dx, size_t n) {
+  rows_job job = {.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)((n + 7) / 8)};
+  if (n < 65536) {
+    gelu_chunk(&(rows_job){.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)n}, 0);
+    return;
+  }
+  pk_parallel_for((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
+}
+
 /* ------------------------------------------------------------- attention */
 
 typedef struct att_job {
@@ -278,7 +329,7 @@ typedef struct att_job {
 } att_job;
 
 /* One (b, h): causal softmax(q kᵀ / sqrt(E)) v. */
-static void attention_task(void *ctx, int task) {
+PK_MULTIVERSION static void attention_task(void *ctx, int task) {
   att_job *j = ctx;
   int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
   float scale = 1.0f / sqrtf((float)E);
@@ -295,7 +346,7 @@ static void attention_task(void *ctx, int task) {
     }
     float sum = 0;
     for (int s = 0; s <= t; ++s) {
-      p[s] = expf(p[s] - maxv);
+      p[s] = pk_expf(p[s] - maxv);
       sum += p[s];
     }
     float inv = 1.0f / sum;
@@ -310,7 +361,7 @@ static void attention_task(void *ctx, int task) {
   }
 }
 
-static void attention_backward_task(void *ctx, int task) {
+PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
   att_job *j = ctx;
   int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
   float scale = 1.0f / sqrtf((float)E);
@@ -369,7 +420,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
   for (int l = 0; l < d.layers; ++l) {
     const pk_layer_offsets *o = &m->lay.layer[l];
     layer_acts *la = &a->layer[l];
-    layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
+    parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
     fill_bias(la->qkv, w + o->qkv_b, N, 3 * D);
     pk_gemm(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 1.0f, la->qkv, 3 * D);
     att_job job = {la->qkv, la->att, la->ao, NULL, NULL, B, T, d.heads, D};
@@ -378,17 +429,17 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
       for (int i = 0; i < D; ++i) la->xm[n * D + i] = la->x[n * D + i] + w[o->proj_b + i];
     }
     pk_gemm(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D);
-    layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
+    parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
     fill_bias(la->fc, w + o->fc_b, N, F);
     pk_gemm(0, 0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, 1.0f, la->fc, F);
-    gelu(la->fc, la->ge, N * F);
+    parallel_gelu(la->fc, la->ge, NULL, N * F);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
     for (size_t n = 0; n < N; ++n) {
       for (int i = 0; i < D; ++i) next[n * D + i] = la->xm[n * D + i] + w[o->fcp_b + i];
     }
     pk_gemm(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, 1.0f, next, D);
   }
-  layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
+  parallel_layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
   pk_gemm(0, 0, (int)N, V, D, a->lnf, D, w + m->lay.head_w, V, 0.0f, a->logits, V);
   return 0;
 }
@@ -439,9 +490,16 @@ int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
   float *g = m->grads;
   /* Scratch: dres [N][D], dln [N][D], dbig [N][max(3D, F)], dlogits [N][V]. */
   size_t big = (size_t)(3 * D > F ? 3 * D : F);
-  float *scratch = calloc(N * (2 * (size_t)D + big + V), sizeof(float));
-  if (!scratch) return -1;
-  float *dres = scratch, *dln = dres + N * D, *dbig = dln + N * D, *dlogits = dbig + N * big;
+  size_t need = N * (2 * (size_t)D + big + V);
+  if (need > m->scratch_cap) {
+    free(m->scratch);
+    m->scratch = malloc(need * sizeof(float));
+    m->scratch_cap = m->scratch ? need : 0;
+    if (!m->scratch) return -1;
+  }
+  float *dres = m->scratch, *dln = dres + N * D, *dbig = dln + N * D, *dlogits = dbig + N * big;
+  memset(dres, 0, N * D * sizeof(float));
+  memset(dlogits, 0, N * V * sizeof(float));
 
   /* dL/dlogits[n] = g[n+1] (onehot(tok[n+1]) - softmax(z[n]/T)) / T */
   for (int r = 0; r < rows; ++r) {
@@ -474,7 +532,7 @@ int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
     pk_gemm(1, 0, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D);
     column_sums(dres, g + o->fcp_b, N, D);
     pk_gemm(0, 1, (int)N, F, D, dres, D, w + o->fcp_w, D, 0.0f, dfc, F);
-    gelu_backward(la->fc, dfc, N * F);
+    parallel_gelu(la->fc, NULL, dfc, N * F);
     pk_gemm(1, 0, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F);
     column_sums(dfc, g + o->fc_b, N, F);
     pk_gemm(0, 1, (int)N, D, F, dfc, F, w + o->fc_w, F, 0.0f, dln, D);
@@ -508,7 +566,6 @@ int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
       }
     }
   }
-  free(scratch);
   return 0;
 }
 
@@ -526,7 +583,7 @@ static float *cache_at(pk_model *m, float *cache, int l, int b, int t) {
   return cache + (((size_t)l * m->dec_rows + b) * m->d.max_len + t) * D;
 }
 
-static void decode_attention_task(void *ctx, int task) {
+PK_MULTIVERSION static void decode_attention_task(void *ctx, int task) {
   decode_job *j = ctx;
   pk_model *m = j->m;
   int H = m->d.heads, D = m->d.d_model, E = D / H;
@@ -544,7 +601,7 @@ static void decode_attention_task(void *ctx, int task) {
   }
   float sum = 0;
   for (int s = 0; s <= pos; ++s) {
-    p[s] = expf(p[s] - maxv);
+    p[s] = pk_expf(p[s] - maxv);
     sum += p[s];
   }
   float *o = j->ao + (size_t)b * D + h * E;

@@ -34,6 +34,11 @@ int pk_threads(void);
 void pk_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A,
              int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* The measured peak of single-precision FMA, in GFLOP/s, with `threads`
+ * threads each running independent AVX2 FMA chains (or portable
+ * multiply-adds when AVX2+FMA is unavailable) for about `seconds`. */
+double pk_fma_peak_gflops(int threads, double seconds);
+
 /* ---------------------------------------------------------------- model */
 
 /* Sizes of a decoder-only, pre-LayerNorm transformer. */

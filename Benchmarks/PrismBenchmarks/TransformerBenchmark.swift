@@ -1,0 +1,107 @@
+import CPrismKernels
+import PrismCore
+import PrismHost
+
+/// The transformer backend on the reference shape (2 layers, d_model 128,
+/// 4 heads, MLP 512, vocab 32; batch 64, prompt 16 + 16 new tokens), through
+/// the real plugins: forward+backward tokens/s, KV-cache generation new
+/// tokens/s (sampling included), and GEMM GFLOP/s on the model's shapes
+/// against the measured FMA peak. `Benchmarks/compare-pytorch.sh` runs the
+/// same shape in PyTorch beside it.
+public struct TransformerBenchmark {
+    public var threads: Int
+    public var repeats: Int
+
+    public init(threads: Int, repeats: Int = 5) {
+        self.threads = threads
+        self.repeats = repeats
+    }
+
+    public struct Result {
+        public var fmaPeak: Double
+        public var gemm: [(name: String, gflops: Double)]
+        public var forwardBackwardTokensPerSecond: Double
+        public var generationTokensPerSecond: Double
+    }
+
+    static let vocab = "0123456789+-*=;#abcdefghijklm"  // 29 characters + 3 special = 32
+
+    public func measure() throws -> Result {
+        let config = """
+            {"vocab": "\(Self.vocab)", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 64, \
+            "seed": 1, "threads": \(threads)}
+            """
+        guard let backendPath = PluginDiscovery.find(product: "PrismTransformer"),
+              let samplerPath = PluginDiscovery.find(product: "PrismSampler")
+        else { throw PluginError(.fileMissing, plugin: "libPrismTransformer.so", reason: "not found next to prism") }
+        let backend = try PluginLibrary.load(backendPath).instantiate(config: config).computeBackend()
+        let sampler = try PluginLibrary.load(samplerPath).instantiate().sampler()
+        pk_set_threads(Int32(threads))
+        let vocab = try backend.info().vocabSize
+        precondition(vocab == 32)
+
+        var rng = RandomState(seed: 5)
+        let batch = TokenBatch(sequences: (0..<64).map { _ in (0..<32).map { _ in Int32(3 + rng.next() % 29) } })
+        let grad = [Float](repeating: -1.0 / 2048, count: 64 * 32)
+        try backend.backward(batch, temperature: 1, gradLogprobs: grad)  // warm-up
+        let fwdBwd = try bestTime(repeats: repeats, units: 64 * 32) {
+            try backend.backward(batch, temperature: 1, gradLogprobs: grad)
+        }
+        try backend.zeroGrad()
+
+        let prompts = TokenBatch(sequences: (0..<64).map { _ in (0..<16).map { _ in Int32(3 + rng.next() % 29) } })
+        let generate = { () throws -> Void in
+            var logits = try backend.beginDecoding(prompts)
+            for step in 0..<16 {
+                let next = try sampler.sample(logits: logits, rows: 64, vocab: vocab, rng: &rng)
+                if step < 15 { logits = try backend.decodeStep(next.map(Int32.init)) }
+            }
+        }
+        try generate()
+        let generation = try bestTime(repeats: repeats, units: 64 * 16) { try generate() }
+
+        let shapes = [("qkv 2048x128x384", 2048, 384, 128), ("ffn1 2048x128x512", 2048, 512, 128),
+                      ("ffn2 2048x512x128", 2048, 128, 512), ("decode 64x128x384", 64, 384, 128)]
+        var gemm: [(String, Double)] = []
+        for (name, m, n, k) in shapes {
+            let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
+            var c = [Float](repeating: 0, count: m * n)
+            let calls = max(1, 200_000_000 / (2 * m * n * k))
+            let perCall = bestTime(repeats: repeats, units: calls) {
+                for _ in 0..<calls {
+                    pk_gemm(0, 0, Int32(m), Int32(n), Int32(k), a, Int32(k), b, Int32(n), 0, &c, Int32(n))
+                }
+            }
+            gemm.append((name, 2 * Double(m * n * k) / perCall))
+        }
+        return Result(
+            fmaPeak: pk_fma_peak_gflops(Int32(threads), 0.5), gemm: gemm,
+            forwardBackwardTokensPerSecond: 1e9 / fwdBwd, generationTokensPerSecond: 1e9 / generation)
+    }
+
+    /// A readable report, or one JSON object with `json`.
+    public func run(json: Bool) throws -> String {
+        let r = try measure()
+        if json {
+            let gemm = r.gemm.map { "\"\($0.name)\": \($0.gflops)" }.joined(separator: ", ")
+            return "{\"threads\": \(threads), \"fma_peak_gflops\": \(r.fmaPeak), \"fwd_bwd_tokens_per_s\": "
+                + "\(r.forwardBackwardTokensPerSecond), \"generation_tokens_per_s\": \(r.generationTokensPerSecond), "
+                + "\"gemm_gflops\": {\(gemm)}, \"avx2_fma\": \(pk_has_avx2_fma() != 0)}"
+        }
+        func f(_ x: Double) -> String { String(Int((x * 10).rounded())).paddedTo(8, point: true) }
+        var lines = [
+            "Transformer backend, reference shape, \(threads) thread(s), kernels: \(pk_has_avx2_fma() != 0 ? "AVX2+FMA" : "portable")",
+            "forward+backward  \(f(r.forwardBackwardTokensPerSecond / 1000)) k tokens/s (batch 64 x 32)",
+            "generation        \(f(r.generationTokensPerSecond / 1000)) k new tokens/s (64 prompts of 16, 16 new, sampled)",
+            "FMA peak          \(f(r.fmaPeak)) GFLOP/s (measured)",
+        ]
+        for (name, gflops) in r.gemm {
+            lines.append("GEMM \(name.padding(20))\(f(gflops)) GFLOP/s = \(f(100 * gflops / r.fmaPeak)) % of peak")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
+}
