@@ -160,4 +160,30 @@ struct TransformerPluginTests {
         let b = try fast.logprobs(batch, model: .policy, temperature: 1)
         #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-4 })
     }
+
+    @Test func twoInstancesOnTwoThreadsAgreeWithSerialRuns() throws {
+        let backends = [try Self.backend(), try Self.backend(Self.tiny.replacingOccurrences(of: "\"seed\": 1", with: "\"seed\": 2"))]
+        let batch = try Self.dataset(backends[0])
+        let serial = try backends.map { try $0.logprobs(batch, model: .policy, temperature: 1) }
+        let results = ResultBox(count: 2)
+        // Each backend is used by one thread only, as the ABI requires.
+        nonisolated(unsafe) let shared = backends
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            var agree = true
+            for _ in 0..<20 {
+                agree = agree && (try? shared[i].logprobs(batch, model: .policy, temperature: 1)) == serial[i]
+            }
+            results.set(i, agree)
+        }
+        #expect(results.values == [true, true])
+    }
+}
+
+/// Results written from concurrent closures, each to its own slot.
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [Bool]
+    init(count: Int) { storage = Array(repeating: false, count: count) }
+    func set(_ index: Int, _ value: Bool) { lock.lock(); storage[index] = value; lock.unlock() }
+    var values: [Bool] { lock.lock(); defer { lock.unlock() }; return storage }
 }
