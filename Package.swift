@@ -141,6 +141,11 @@ let package = Package(
             swiftSettings: plainSwift
         ),
         .testTarget(
+            name: "PrismTrainerTests",
+            dependencies: ["PrismTrainer", "PrismHost", "PrismCore", "PrismTestSupport"],
+            swiftSettings: plainSwift
+        ),
+        .testTarget(
             name: "PrismCLITests",
             dependencies: ["PrismTestSupport"],
             swiftSettings: plainSwift

@@ -10,7 +10,7 @@ struct Prism: ParsableCommand {
             Plugins are shared libraries speaking the Prism C ABI (SDK/include/prism/prism.h). \
             Shipped plugins are found next to this executable, then in PRISM_PLUGIN_PATH.
             """,
-        version: PrismTrainer.version,
+        version: PrismVersion.string,
         subcommands: [PluginsCommand.self, BenchCommand.self]
     )
 }

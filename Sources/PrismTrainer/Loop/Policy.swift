@@ -1,0 +1,88 @@
+import PrismCore
+
+/// The version of the Prism runtime.
+public enum PrismVersion {
+    public static let string = "0.2.0"
+}
+
+/// One sampled completion.
+public struct Completion: Sendable, Equatable {
+    /// `[bos] + prompt` token ids.
+    public var promptTokens: [Int32]
+    /// The generated ids, including the final EOS when one was produced.
+    public var tokens: [Int32]
+    /// The text of the generated ids (special tokens omitted).
+    public var text: String
+    /// Whether generation ended with EOS (rather than the length limit).
+    public var finished: Bool
+
+    /// `[bos] + prompt + completion`.
+    public var sequence: [Int32] { promptTokens + tokens }
+}
+
+/// A backend and a sampler that generate together.
+public final class Policy {
+    public let backend: any ComputeBackend
+    public let sampler: any Sampler
+    public let info: BackendInfo
+    /// Logits are divided by this in log-probs and gradients; it must equal
+    /// the sampler's temperature so training sees what was sampled.
+    public let temperature: Float
+
+    public init(backend: any ComputeBackend, sampler: any Sampler, temperature: Float) throws {
+        self.backend = backend
+        self.sampler = sampler
+        self.info = try backend.info()
+        self.temperature = temperature
+    }
+
+    /// `[bos] + tokenize(prompt)`.
+    public func promptTokens(_ prompt: String) throws -> [Int32] {
+        (info.bosToken.map { [Int32($0)] } ?? []) + (try backend.tokenize(prompt))
+    }
+
+    /// Samples `count` completions of each prompt (rows grouped by prompt),
+    /// at most `maxNewTokens` each and never past the model's maximum length.
+    /// - Returns: `[prompts][count]`.
+    public func generate(_ prompts: [String], count: Int, maxNewTokens: Int, rng: inout RandomState) throws
+        -> [[Completion]]
+    {
+        guard !prompts.isEmpty, count > 0 else { return prompts.map { _ in [] } }
+        let encoded = try prompts.map(promptTokens)
+        let rows = encoded.flatMap { Array(repeating: $0, count: count) }
+        let longest = rows.map(\.count).max() ?? 0
+        let steps = min(maxNewTokens, info.maxSequenceLength - longest)
+        guard steps > 0 else {
+            throw TrainerError("a prompt of \(longest) tokens leaves no room to generate (max_len \(info.maxSequenceLength))")
+        }
+        let eos = info.eosToken.map(Int32.init)
+        let pad = Int32(info.padToken ?? 0)
+        var generated = Array(repeating: [Int32](), count: rows.count)
+        var done = Array(repeating: false, count: rows.count)
+        var logits = try backend.beginDecoding(TokenBatch(sequences: rows, pad: pad))
+        for step in 0..<steps {
+            let next = try sampler.sample(logits: logits, rows: rows.count, vocab: info.vocabSize, rng: &rng)
+            for (r, token) in next.enumerated() where !done[r] {
+                generated[r].append(Int32(token))
+                if Int32(token) == eos { done[r] = true }
+            }
+            if done.allSatisfy({ $0 }) || step == steps - 1 { break }
+            logits = try backend.decodeStep(next.enumerated().map { done[$0.offset] ? pad : Int32($0.element) })
+        }
+        var out: [[Completion]] = []
+        for p in prompts.indices {
+            out.append(try (0..<count).map { g in
+                let r = p * count + g
+                return Completion(promptTokens: rows[r], tokens: generated[r],
+                                  text: try backend.detokenize(generated[r]), finished: done[r])
+            })
+        }
+        return out
+    }
+}
+
+/// A training run could not go on; the description says why.
+public struct TrainerError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

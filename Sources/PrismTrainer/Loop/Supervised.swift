@@ -1,0 +1,38 @@
+import PrismCore
+
+/// Supervised fine-tuning on worked solutions: maximise the log-likelihood
+/// of `solution + EOS` after `[bos] + prompt` (prompt tokens carry no loss).
+public struct SupervisedStep {
+    public let policy: Policy
+    public var optimizer: OptimizerStep
+
+    public init(policy: Policy, optimizer: OptimizerStep) {
+        self.policy = policy
+        self.optimizer = optimizer
+    }
+
+    /// One optimizer step on `examples`; returns the mean token NLL before it.
+    @discardableResult
+    public func step(_ examples: [Example]) throws -> Double {
+        var sequences: [[Int32]] = []
+        var promptLengths: [Int] = []
+        let eos = policy.info.eosToken.map { [Int32($0)] } ?? []
+        for example in examples {
+            let prompt = try policy.promptTokens(example.prompt)
+            promptLengths.append(prompt.count)
+            sequences.append(prompt + (try policy.backend.tokenize(example.solution)) + eos)
+        }
+        let batch = TokenBatch(sequences: sequences, pad: Int32(policy.info.padToken ?? 0))
+        let targets = zip(sequences, promptLengths).map { $0.count - $1 }.reduce(0, +)
+        guard targets > 0 else { return 0 }
+        var grad = [Float](repeating: 0, count: batch.rows * batch.stride)
+        for (r, start) in promptLengths.enumerated() {
+            for t in start..<sequences[r].count { grad[r * batch.stride + t] = -1 / Float(targets) }
+        }
+        let logprobs = try policy.backend.logprobs(batch, model: .policy, temperature: 1)
+        let nll = -zip(logprobs, grad).reduce(0.0) { $0 + (($1.1 != 0) ? Double($1.0) : 0) } / Double(targets)
+        try policy.backend.backward(batch, temperature: 1, gradLogprobs: grad)
+        _ = try policy.backend.optimizerStep(optimizer)
+        return nll
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import PrismCore
+import PrismHost
+import PrismTestSupport
+import PrismTrainer
+import Testing
+
+/// The training pieces through the real plugins (dlopen): arithmetic data,
+/// SFT, GRPO steps with every strategy preset, and evaluation.
+@Suite("Trainer loop")
+struct TrainerLoopTests {
+    static let model = #"{"vocab": "0123456789+-*=;#", "d_model": 32, "layers": 2, "heads": 4, "d_ff": 64, "max_len": 48, "seed": 3}"#
+
+    static func policy(sampler config: String = "{}") throws -> Policy {
+        let backend = try PluginLibrary.load(TestSupport.plugin("PrismTransformer")).instantiate(config: model).computeBackend()
+        let sampler = try PluginLibrary.load(TestSupport.plugin("PrismSampler")).instantiate(config: config).sampler()
+        return try Policy(backend: backend, sampler: sampler, temperature: 1)
+    }
+
+    @Test func arithmeticProblemsAreConsistentAndJudgedRight() throws {
+        let task = ArithmeticTask(terms: 2...4, digits: 1...3, operators: ["+", "-", "*"])
+        let examples = task.examples(count: 200, seed: 1)
+        #expect(examples == task.examples(count: 200, seed: 1))
+        #expect(examples != task.examples(count: 200, seed: 2))
+        let judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate().feedbackGenerator()
+        let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer")).instantiate().rewardFunction()
+        for example in examples.prefix(50) {
+            #expect(example.steps.count + 1 == Int(example.prompt.filter { "+-*".contains($0) }.count) + 1)
+            let feedback = try judge.assess(FeedbackGroup(
+                prompt: example.prompt, reference: example.answer, completions: [example.solution],
+                rewards: [1], correct: [true]))
+            #expect(feedback.firstErrors == [nil], "\(example.solution)")
+        }
+        let scores = try reward.score(examples.map { RewardSample(prompt: $0.prompt, completion: $0.solution, reference: $0.answer) })
+        #expect(scores.allSatisfy { $0.correct })
+    }
+
+    @Test func jsonlRoundTripsAndNamesTheBadLine() throws {
+        let directory = try TestSupport.temporaryDirectory("jsonl")
+        let path = directory.appendingPathComponent("data.jsonl").path
+        let examples = ArithmeticTask().examples(count: 5, seed: 4)
+        try JSONL.write(examples, to: path)
+        #expect(try JSONL.read(Example.self, from: path) == examples)
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        text += "{\"prompt\": \"1+1=\"}\n{not json\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect { _ = try JSONL.read(Example.self, from: path) } throws: { error in
+            "\(error)" == "\(path):6: missing key 'answer'"
+        }
+    }
+
+    @Test func supervisedWarmStartThenGRPOStepsWithEveryStrategy() throws {
+        let policy = try Self.policy()
+        let easy = ArithmeticTask(terms: 2...2, digits: 1...1).examples(count: 64, seed: 5)
+        var sft = SupervisedStep(policy: policy, optimizer: OptimizerStep(learningRate: 3e-3))
+        sft.optimizer.weightDecay = 0
+        let first = try sft.step(easy)
+        var last = first
+        for _ in 0..<40 { last = try sft.step(easy) }
+        #expect(last < 0.6 * first)
+
+        let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer")).instantiate().rewardFunction()
+        let judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate().feedbackGenerator()
+        let hard = ArithmeticTask(terms: 3...3, digits: 1...1).examples(count: 200, seed: 6)
+        var rng = RandomState(seed: 1)
+        for name in Strategy.presetNames {
+            var settings = GRPOSettings()
+            settings.groupSize = 4
+            settings.promptsPerStep = 4
+            settings.maxNewTokens = 24
+            settings.strategy = Strategy.preset(name)!
+            settings.loss.klBeta = name == "grpo" ? 0.04 : 0
+            let step = GRPOStep(policy: policy, reward: reward, judge: judge, settings: settings)
+            var cursor = 0
+            let (metrics, samples) = try step.run(step: 1, next: {
+                defer { cursor += 1 }
+                return hard[cursor % hard.count]
+            }, rng: &rng)
+            let total = metrics["groups/total"]!
+            let kinds = ["groups/all_negative", "groups/all_positive", "groups/mixed", "groups/not_applicable"]
+                .map { metrics[$0]! }.reduce(0, +)
+            #expect(total == kinds, "\(name)")
+            // Every generated group is kept, dropped or replaced: 4 prompts
+            // plus one per replacement = kept + dropped + replaced.
+            #expect(total + metrics["groups/dropped"]! == 4, "\(name)")
+            #expect(metrics["tokens/generated"]! > 0)
+            #expect(metrics["accuracy"] != nil)
+            #expect(!samples.isEmpty || total == 0)
+            if name == "sgpo" {
+                #expect(metrics["groups/diversified"]! <= metrics["groups/all_negative"]!)
+            }
+        }
+    }
+
+    @Test func evaluationMeasuresAccuracyRTSAndPassAtK() throws {
+        let greedy = try Self.policy(sampler: #"{"greedy": true}"#)
+        let sampled = try Policy(backend: greedy.backend, sampler: try PluginLibrary.load(TestSupport.plugin("PrismSampler"))
+            .instantiate().sampler(), temperature: 1)
+        let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer")).instantiate().rewardFunction()
+        let judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate().feedbackGenerator()
+        let examples = ArithmeticTask(terms: 2...2, digits: 1...1).examples(count: 20, seed: 8)
+        let result = try Evaluation.run(examples: examples, greedy: greedy, sampled: sampled, k: 4, reward: reward,
+                                        judge: judge, maxNewTokens: 16, seed: 1)
+        #expect(result.problems == 20)
+        #expect((0...1).contains(result.accuracy) && (0...1).contains(result.passAtK))
+        #expect(result.passAtK >= 0 && result.k == 4)
+        #expect((0...1).contains(result.meanRTS))
+    }
+}
