@@ -36,6 +36,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // The stable C ABI. Header-only: every plugin copies it statically.
@@ -57,7 +58,7 @@ let package = Package(
         ),
 
         // The training loop; talks to plugins only through PrismCore protocols.
-        .target(name: "PrismTrainer", dependencies: ["PrismCore"], swiftSettings: strictSwift),
+        .target(name: "PrismTrainer", dependencies: ["PrismCore", "Yams"], swiftSettings: strictSwift),
 
         // Benchmarks run by `prism bench`.
         .target(

@@ -11,6 +11,9 @@ struct Prism: ParsableCommand {
             Shipped plugins are found next to this executable, then in PRISM_PLUGIN_PATH.
             """,
         version: PrismVersion.string,
-        subcommands: [PluginsCommand.self, BenchCommand.self]
+        subcommands: [
+            DemoCommand.self, TrainCommand.self, SFTCommand.self, EvalCommand.self, RolloutCommand.self,
+            ReportCommand.self, DataCommand.self, ConfigCommand.self, PluginsCommand.self, BenchCommand.self,
+        ]
     )
 }

@@ -15,6 +15,23 @@ public struct GRPOSettings: Sendable {
 }
 
 /// One completion as logged to `samples.jsonl`.
+/// One offline group: a prompt and completions generated elsewhere (by
+/// `prism rollout` or any tool), with their rewards when known.
+public struct OfflineGroup: Codable, Sendable, Equatable {
+    public var example: Example
+    public var completions: [String]
+    /// Per completion; null = not applicable. Absent: the reward plugin scores them.
+    public var rewards: [Double?]?
+    public var correct: [Bool]?
+
+    public init(example: Example, completions: [String], rewards: [Double?]?, correct: [Bool]?) {
+        self.example = example
+        self.completions = completions
+        self.rewards = rewards
+        self.correct = correct
+    }
+}
+
 public struct SampleRecord: Codable, Sendable, Equatable {
     public var step: Int
     public var prompt: String
@@ -73,34 +90,7 @@ public final class GRPOStep {
             generationTime += clock.now - phase
             generatedTokens += generated.joined().map(\.tokens.count).reduce(0, +)
             phase = clock.now
-            var batch = RewardBatch()
-            for (example, group) in zip(pending, generated) {
-                for completion in group {
-                    batch.append(prompt: example.prompt, completion: completion.text, reference: example.answer,
-                                 metadataJSON: example.metadataJSON)
-                }
-            }
-            let scores = try reward.score(batch)
-            var groups: [Group] = []
-            for (p, example) in pending.enumerated() {
-                let slice = scores[(p * settings.groupSize)..<((p + 1) * settings.groupSize)]
-                let rewards = GroupRewards(rewards: slice.map(\.reward), correct: slice.map(\.correct))
-                var group = Group(example: example, completions: generated[p], rewards: rewards, feedback: nil)
-                if let judge, settings.strategy.wantsFeedback(for: rewards) {
-                    let asked = clock.now
-                    do {
-                        group.feedback = try judge.assess(FeedbackGroup(
-                            prompt: example.prompt, reference: example.answer, referenceSteps: example.steps,
-                            metadataJSON: example.metadataJSON, completions: generated[p].map(\.text),
-                            rewards: rewards.rewards, correct: rewards.correct))
-                    } catch {
-                        judgeErrors += 1
-                        lastJudgeError = "\(error)"
-                    }
-                    latencies.append(1000 * seconds(clock.now - asked))
-                }
-                groups.append(group)
-            }
+            let groups = try score(pending, generated, latencies: &latencies, judgeErrors: &judgeErrors)
             scoringTime += clock.now - phase
             let plan = settings.strategy.filter.plan(
                 kinds: groups.map(\.rewards.kind), dispositions: groups.map { $0.feedback?.disposition }, round: round)
@@ -130,17 +120,98 @@ public final class GRPOStep {
         metrics.set("time/step_s", seconds(total))
         metrics.set("tokens_per_s", Double(generatedTokens) / max(seconds(total), 1e-9))
 
+        return (metrics, samples(step: step, kept: kept, advantages: scored.advantages))
+    }
+
+    /// Rewards, and the judge's word on the groups the strategy diversifies.
+    func score(_ examples: [Example], _ generated: [[Completion]], knownRewards: [[RewardScore]?]? = nil,
+               latencies: inout [Double], judgeErrors: inout Int) throws -> [Group] {
+        let clock = ContinuousClock()
+        var batch = RewardBatch()
+        for (example, group) in zip(examples, generated) {
+            for completion in group {
+                batch.append(prompt: example.prompt, completion: completion.text, reference: example.answer,
+                             metadataJSON: example.metadataJSON)
+            }
+        }
+        let needed = knownRewards.map { $0.contains { $0 == nil } } ?? true
+        let scores = needed ? try reward.score(batch) : []
+        var groups: [Group] = []
+        var offset = 0
+        for (p, example) in examples.enumerated() {
+            let count = generated[p].count
+            let slice = knownRewards?[p] ?? Array(scores[offset..<(offset + count)])
+            offset += count
+            let rewards = GroupRewards(rewards: slice.map(\.reward), correct: slice.map(\.correct))
+            var group = Group(example: example, completions: generated[p], rewards: rewards, feedback: nil)
+            if let judge, settings.strategy.wantsFeedback(for: rewards) {
+                let asked = clock.now
+                do {
+                    group.feedback = try judge.assess(FeedbackGroup(
+                        prompt: example.prompt, reference: example.answer, referenceSteps: example.steps,
+                        metadataJSON: example.metadataJSON, completions: generated[p].map(\.text),
+                        rewards: rewards.rewards, correct: rewards.correct))
+                } catch {
+                    judgeErrors += 1
+                    lastJudgeError = "\(error)"
+                }
+                latencies.append(1000 * seconds(clock.now - asked))
+            }
+            groups.append(group)
+        }
+        return groups
+    }
+
+    /// One step on pre-generated groups (offline GRPO): score what has no
+    /// reward yet, judge, filter (no resampling is possible: such groups are
+    /// dropped), compute advantages and update.
+    public func run(step: Int, offline records: [OfflineGroup]) throws -> (StepMetrics, [SampleRecord]) {
+        var latencies: [Double] = []
+        var judgeErrors = 0
+        let eos = policy.info.eosToken.map { [Int32($0)] } ?? []
+        var generated: [[Completion]] = []
+        for record in records {
+            let prompt = try policy.promptTokens(record.example.prompt)
+            generated.append(try record.completions.map { text in
+                Completion(promptTokens: prompt, tokens: (try policy.backend.tokenize(text)) + eos, text: text, finished: true)
+            })
+        }
+        let known: [[RewardScore]?] = records.map { record in
+            guard let rewards = record.rewards, let correct = record.correct, rewards.count == record.completions.count,
+                  correct.count == rewards.count else { return nil }
+            return zip(rewards, correct).map { RewardScore(reward: $0 ?? .nan, correct: $1) }
+        }
+        let groups = try score(records.map(\.example), generated, knownRewards: known,
+                               latencies: &latencies, judgeErrors: &judgeErrors)
+        let plan = settings.strategy.filter.plan(
+            kinds: groups.map(\.rewards.kind), dispositions: groups.map { $0.feedback?.disposition },
+            round: settings.strategy.filter.maxResampleRounds)
+        let kept = plan.keep.map { groups[$0] }
+        let scored = settings.strategy.advantages(groups: kept.map(\.rewards), feedback: kept.map(\.feedback))
+        var metrics = StepMetrics()
+        metrics.record(scored, plain: kept.map(\.rewards))
+        metrics.record(plans: [plan])
+        metrics.recordFeedback(latenciesMs: latencies, errors: judgeErrors)
+        metrics.recordCompletions(lengths: kept.flatMap(\.completions).map(\.tokens.count))
+        if let update = try update(groups: kept, advantages: scored.advantages) {
+            metrics.record(update.loss)
+            metrics.set("grad_norm", update.gradNorm)
+        }
+        return (metrics, samples(step: step, kept: kept, advantages: scored.advantages))
+    }
+
+    func samples(step: Int, kept: [Group], advantages: [[Double]]) -> [SampleRecord] {
         var samples: [SampleRecord] = []
         for (g, group) in kept.prefix(2).enumerated() {
             for (i, completion) in group.completions.prefix(2).enumerated() {
                 let r = group.rewards.rewards[i]
                 samples.append(SampleRecord(
                     step: step, prompt: group.example.prompt, completion: completion.text, answer: group.example.answer,
-                    reward: r.isNaN ? nil : r, correct: group.rewards.correct[i], advantage: scored.advantages[g][i],
+                    reward: r.isNaN ? nil : r, correct: group.rewards.correct[i], advantage: advantages[g][i],
                     judgeScore: group.feedback.flatMap { $0.scores[i].isNaN ? nil : $0.scores[i] }))
             }
         }
-        return (metrics, samples)
+        return samples
     }
 
     /// The policy-gradient update: the clipped token objective over every

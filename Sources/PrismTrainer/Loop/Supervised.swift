@@ -11,9 +11,11 @@ public struct SupervisedStep {
         self.optimizer = optimizer
     }
 
-    /// One optimizer step on `examples`; returns the mean token NLL before it.
+    /// One optimizer step on `examples`.
+    /// - Parameter measure: also compute the loss (one more forward pass).
+    /// - Returns: the mean token NLL before the step, or NaN when not measured.
     @discardableResult
-    public func step(_ examples: [Example]) throws -> Double {
+    public func step(_ examples: [Example], measure: Bool = true) throws -> Double {
         var sequences: [[Int32]] = []
         var promptLengths: [Int] = []
         let eos = policy.info.eosToken.map { [Int32($0)] } ?? []
@@ -29,8 +31,11 @@ public struct SupervisedStep {
         for (r, start) in promptLengths.enumerated() {
             for t in start..<sequences[r].count { grad[r * batch.stride + t] = -1 / Float(targets) }
         }
-        let logprobs = try policy.backend.logprobs(batch, model: .policy, temperature: 1)
-        let nll = -zip(logprobs, grad).reduce(0.0) { $0 + (($1.1 != 0) ? Double($1.0) : 0) } / Double(targets)
+        var nll = Double.nan
+        if measure {
+            let logprobs = try policy.backend.logprobs(batch, model: .policy, temperature: 1)
+            nll = -zip(logprobs, grad).reduce(0.0) { $0 + (($1.1 != 0) ? Double($1.0) : 0) } / Double(targets)
+        }
         try policy.backend.backward(batch, temperature: 1, gradLogprobs: grad)
         _ = try policy.backend.optimizerStep(optimizer)
         return nll

@@ -1,0 +1,201 @@
+import Foundation
+import PrismCore
+import Yams
+
+/// A config could not be used; the description names the file and key path.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A config as flat dotted keys ("grpo.group_size" -> "8") plus the plugin
+/// config objects (as JSON), read from YAML and `--set` overrides, checked
+/// against ``ConfigKey/all``.
+public struct ConfigFile: Sendable, Equatable {
+    public private(set) var values: [String: String] = [:]
+    /// "model.config" -> JSON object text.
+    public private(set) var pluginConfigs: [String: String] = [:]
+    /// Where it came from, for messages.
+    public var source: String
+
+    /// The defaults.
+    public init() { source = "defaults" }
+
+    /// Parses YAML text.
+    /// - Throws: ``ConfigError`` for malformed YAML, unknown keys (with the
+    ///   nearest valid names) and bad values (with the accepted values).
+    public init(yaml: String, source: String) throws {
+        self.source = source
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError("\(source): not valid YAML: \(error)")
+        }
+        guard let node else { return }
+        guard case .mapping(let mapping) = node else { throw ConfigError("\(source): expected a mapping of keys at the top") }
+        try flatten(mapping, prefix: "")
+        for (key, value) in values { try Self.check(key, value, source: source) }
+    }
+
+    /// Reads a YAML file.
+    public init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("\(path): cannot read the config file")
+        }
+        try self.init(yaml: String(decoding: data, as: UTF8.self), source: path)
+    }
+
+    private mutating func flatten(_ mapping: Node.Mapping, prefix: String) throws {
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else { throw ConfigError("\(source): a key at '\(prefix)' is not a string") }
+            let path = prefix.isEmpty ? key : prefix + "." + key
+            if let known = ConfigKey.named(path), known.kind == .pluginConfig {
+                pluginConfigs[path] = try Self.json(value, source: source, path: path)
+                continue
+            }
+            switch value {
+            case .mapping(let inner): try flatten(inner, prefix: path)
+            case .scalar(let scalar):
+                guard ConfigKey.named(path) != nil else { throw Self.unknown(path, source: source) }
+                values[path] = scalar.string
+            case .sequence, .alias:
+                throw ConfigError("\(source): \(path): expected \(ConfigKey.named(path)?.accepted ?? "a value"), got a list")
+            }
+        }
+    }
+
+    /// Applies `--set path=value` (a plugin config path sets one key inside it,
+    /// e.g. `model.config.d_model=64`).
+    public mutating func set(_ assignment: String) throws {
+        guard let equals = assignment.firstIndex(of: "=") else {
+            throw ConfigError("--set \(assignment): expected key=value")
+        }
+        let path = String(assignment[..<equals]), value = String(assignment[assignment.index(after: equals)...])
+        if let owner = ConfigKey.all.first(where: { $0.kind == .pluginConfig && path.hasPrefix($0.path + ".") }) {
+            let inner = String(path.dropFirst(owner.path.count + 1))
+            var object = (try? JSONSerialization.jsonObject(with: Data((pluginConfigs[owner.path] ?? "{}").utf8))) as? [String: Any] ?? [:]
+            object[inner] = Self.yamlScalar(value)
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            pluginConfigs[owner.path] = String(decoding: data, as: UTF8.self)
+            return
+        }
+        guard let key = ConfigKey.named(path) else { throw Self.unknown(path, source: "--set") }
+        if key.kind == .pluginConfig {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(value.utf8)), object is [String: Any] else {
+                throw ConfigError("--set \(path): expected a JSON object, got '\(value)'")
+            }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            pluginConfigs[path] = String(decoding: data, as: UTF8.self)
+            return
+        }
+        try Self.check(path, value, source: "--set")
+        values[path] = value
+    }
+
+    /// The value of `path` (set or default).
+    public func value(_ path: String) -> String {
+        values[path] ?? ConfigKey.named(path)!.defaultValue
+    }
+
+    public func int(_ path: String) -> Int { Int(value(path))! }
+    public func double(_ path: String) -> Double { Double(value(path))! }
+    public func string(_ path: String) -> String { value(path) }
+    public func bool(_ path: String) -> Bool { value(path) == "true" }
+    public func pluginConfig(_ path: String) -> String { pluginConfigs[path] ?? "{}" }
+
+    /// The resolved config as YAML: every key with its effective value.
+    public var yaml: String {
+        var out = "# Resolved Prism config: every key with its effective value.\n"
+        var section = ""
+        for key in ConfigKey.all {
+            let parts = key.path.split(separator: ".", maxSplits: 1).map(String.init)
+            let rendered = key.kind == .pluginConfig ? pluginConfig(key.path) : Self.render(value(key.path), key.kind)
+            if parts.count == 1 {
+                out += "\(parts[0]): \(rendered)  # \(key.help)\n"
+                continue
+            }
+            if parts[0] != section {
+                section = parts[0]
+                out += "\(section):\n"
+            }
+            out += "  \(parts[1]): \(rendered)  # \(key.help)\n"
+        }
+        return out
+    }
+
+    // MARK: helpers
+
+    static func check(_ path: String, _ value: String, source: String) throws {
+        guard let key = ConfigKey.named(path) else { throw unknown(path, source: source) }
+        let ok: Bool
+        switch key.kind {
+        case .int(let range): ok = Int(value).map(range.contains) ?? false
+        case .double(let range): ok = Double(value).map(range.contains) ?? false
+        case .bool: ok = value == "true" || value == "false"
+        case .string, .pluginConfig: ok = true
+        case .choice(let values): ok = values.contains(value)
+        }
+        guard ok else { throw ConfigError("\(source): \(path): expected \(key.accepted), got '\(value)'") }
+    }
+
+    static func unknown(_ path: String, source: String) -> ConfigError {
+        let nearest = ConfigKey.all.map(\.path)
+            .sorted { editDistance($0, path) < editDistance($1, path) }
+            .prefix(3)
+        return ConfigError("\(source): \(path): unknown key; nearest valid names: \(nearest.joined(separator: ", "))")
+    }
+
+    static func json(_ node: Node, source: String, path: String) throws -> String {
+        func convert(_ node: Node) -> Any {
+            switch node {
+            case .scalar(let scalar): return yamlScalar(scalar.string)
+            case .mapping(let mapping):
+                var object: [String: Any] = [:]
+                for (k, v) in mapping { object[k.string ?? ""] = convert(v) }
+                return object
+            case .sequence(let sequence): return sequence.map(convert)
+            case .alias: return NSNull()
+            }
+        }
+        let value = convert(node)
+        if let text = value as? String, text.hasPrefix("{") { return text }
+        guard value is [String: Any] else { throw ConfigError("\(source): \(path): expected a mapping") }
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A YAML scalar as a JSON value: number, bool, null or string.
+    static func yamlScalar(_ text: String) -> Any {
+        if text == "true" { return true }
+        if text == "false" { return false }
+        if text == "null" || text == "~" { return NSNull() }
+        if let int = Int(text) { return int }
+        if let double = Double(text) { return double }
+        return text
+    }
+
+    static func render(_ value: String, _ kind: ConfigKey.Kind) -> String {
+        switch kind {
+        case .string, .choice:
+            value.isEmpty || value.contains(":") || value.contains("#") ? "\"\(value)\"" : value
+        default: value
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var row = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+        var previous = row[0]
+        row[0] = i
+        for j in 1...max(b.count, 1) where !b.isEmpty {
+            let current = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+            previous = current
+        }
+    }
+    return a.isEmpty ? b.count : row[b.count]
+}

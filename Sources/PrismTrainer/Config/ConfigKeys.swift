@@ -1,0 +1,95 @@
+import PrismCore
+
+/// Every key of a training config: its path, default, accepted values and
+/// meaning. The single source for validation, `--set`, the resolved
+/// `config.yaml` of a run, and `Documentation/Config.md`.
+public struct ConfigKey: Sendable {
+    public enum Kind: Sendable, Equatable {
+        case int(ClosedRange<Int>)
+        case double(ClosedRange<Double>)
+        case bool
+        case string
+        case choice([String])
+        /// A free-form object handed to a plugin as JSON.
+        case pluginConfig
+    }
+
+    public var path: String
+    public var kind: Kind
+    public var defaultValue: String
+    public var help: String
+
+    /// The accepted values, for error messages and docs.
+    public var accepted: String {
+        switch kind {
+        case .int(let r): "an integer in \(r.lowerBound)...\(r.upperBound)"
+        case .double(let r): "a number in \(r.lowerBound)...\(r.upperBound)"
+        case .bool: "true or false"
+        case .string: "a string"
+        case .choice(let values): "one of " + values.joined(separator: ", ")
+        case .pluginConfig: "a mapping (passed to the plugin as JSON)"
+        }
+    }
+}
+
+extension ConfigKey {
+    static func k(_ path: String, _ kind: Kind, _ value: String, _ help: String) -> ConfigKey {
+        ConfigKey(path: path, kind: kind, defaultValue: value, help: help)
+    }
+
+    /// All keys, in the order of the resolved config.
+    public static let all: [ConfigKey] = [
+        k("seed", .int(0...Int(Int32.max)), "0", "Seed of the run: data order, sampling, initialisation."),
+        k("run.steps", .int(0...1_000_000), "100", "GRPO steps to run."),
+        k("run.checkpoint_every", .int(0...1_000_000), "25", "Write a checkpoint every N steps (0 = only at the end)."),
+        k("run.eval_every", .int(0...1_000_000), "25", "Evaluate on data.eval every N steps (0 = only at the end)."),
+        k("run.log_samples", .int(0...64), "4", "Completions per step written to samples.jsonl."),
+        k("model.plugin", .string, "PrismTransformer", "Backend plugin: a product name (found next to prism) or a .so path."),
+        k("model.config", .pluginConfig, "{}", "The backend plugin's JSON config (see Documentation/Plugins.md)."),
+        k("model.checkpoint", .string, "", "Weights to start from (a safetensors file); empty = fresh initialisation."),
+        k("sampler.plugin", .string, "PrismSampler", "Sampler plugin."),
+        k("sampler.config", .pluginConfig, "{}", "The sampler's config; its temperature must equal grpo.temperature."),
+        k("reward.plugin", .string, "PrismExactAnswer", "Reward plugin."),
+        k("reward.config", .pluginConfig, "{}", "The reward plugin's config."),
+        k("judge.plugin", .string, "PrismStepJudge", "Judge (feedback) plugin; empty = none (strategies that need one then fail)."),
+        k("judge.config", .pluginConfig, "{}", "The judge's config."),
+        k("data.train", .string, "", "Training prompts (JSONL: prompt, answer, steps, metadata)."),
+        k("data.eval", .string, "", "Held-out problems for evaluation; empty = no evaluation."),
+        k("data.eval_problems", .int(0...1_000_000), "200", "Evaluate on at most this many held-out problems."),
+        k("grpo.group_size", .int(1...1024), "8", "Completions per prompt (G)."),
+        k("grpo.prompts_per_step", .int(1...100_000), "16", "Prompts per step, before resampling."),
+        k("grpo.max_new_tokens", .int(1...100_000), "48", "Longest completion, in tokens."),
+        k("grpo.temperature", .double(0.01...100), "1.0", "Sampling temperature, also used in log-probs and gradients."),
+        k("strategy.name", .choice(Strategy.presetNames), "grpo", "Strategy preset for all-negative groups; the keys below refine it."),
+        k("strategy.estimator", .choice(["preset", "grpo", "rloo", "ngrpo", "nsr"]), "preset", "Advantage estimator (preset = the strategy's)."),
+        k("strategy.scale", .choice(["group", "batch", "none"]), "group", "GRPO std scaling (none = Dr. GRPO)."),
+        k("strategy.ngrpo_max_reward", .double(-1e6...1e6), "1.0", "The virtual reward of NGRPO."),
+        k("strategy.nsr_lambda", .double(0...1e6), "0.1", "The reward of a correct answer under NSR (wrong = -1)."),
+        k("strategy.map", .choice(["sigmoid", "raw", "linear"]), "sigmoid", "SGPO map from judge score (RTS) to reward."),
+        k("strategy.beta", .double(0...1e4), "5.0", "SGPO sigmoid steepness."),
+        k("strategy.gamma", .double(-10...10), "0.5", "SGPO sigmoid midpoint."),
+        k("strategy.ceiling", .double(0...1), "0.9", "Top of the linear map."),
+        k("strategy.scope", .choice(["all_negative", "all_incorrect"]), "all_negative", "Which wrong answers SGPO re-rewards."),
+        k("strategy.filter", .choice(["preset", "none", "uniform", "all_negative"]), "preset", "Dynamic-sampling rule (uniform = DAPO)."),
+        k("strategy.max_resample_rounds", .int(0...100), "3", "Resampling rounds per step before going on with what there is."),
+        k("loss.epsilon_low", .double(0...1), "0.2", "Lower clip range of the ratio."),
+        k("loss.epsilon_high", .double(0...10), "0.2", "Upper clip range of the ratio (DAPO: 0.28)."),
+        k("loss.dual_clip", .double(0...1e6), "0", "Dual-clip constant c > 1; 0 = off."),
+        k("loss.kl_beta", .double(0...1e3), "0", "Weight of KL(policy‖reference) in the loss; 0 = off."),
+        k("loss.kl_estimator", .choice(["k1", "k2", "k3"]), "k3", "KL estimator."),
+        k("loss.aggregation", .choice(LossAggregation.allCases.map(\.rawValue)), "token-mean", "How token losses are averaged."),
+        k("optimizer.lr", .double(0...10), "2e-4", "AdamW learning rate."),
+        k("optimizer.beta1", .double(0...1), "0.9", "AdamW beta1."),
+        k("optimizer.beta2", .double(0...1), "0.999", "AdamW beta2."),
+        k("optimizer.eps", .double(0...1), "1e-8", "AdamW epsilon."),
+        k("optimizer.weight_decay", .double(0...10), "0.0", "AdamW weight decay (matrices only)."),
+        k("optimizer.max_grad_norm", .double(0...1e6), "1.0", "Clip the global gradient norm; 0 = off."),
+        k("eval.k", .int(0...1024), "4", "Samples per problem for pass@k; 0 = greedy accuracy only."),
+        k("eval.max_new_tokens", .int(1...100_000), "48", "Longest answer at evaluation."),
+        k("sft.steps", .int(0...1_000_000), "0", "Supervised warm-start steps before GRPO (data.train's solutions)."),
+        k("sft.batch_size", .int(1...100_000), "64", "Examples per SFT step."),
+        k("sft.lr", .double(0...10), "1e-3", "SFT learning rate."),
+    ]
+
+    public static func named(_ path: String) -> ConfigKey? { all.first { $0.path == path } }
+}

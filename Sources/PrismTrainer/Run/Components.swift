@@ -1,0 +1,22 @@
+import PrismCore
+
+/// The plugins a run uses, already loaded (the CLI loads them with
+/// PrismHost; tests may pass anything that conforms).
+public struct Components {
+    public var backend: any ComputeBackend
+    /// The training sampler (its temperature equals grpo.temperature).
+    public var sampler: any Sampler
+    /// A greedy sampler, for evaluation.
+    public var greedySampler: any Sampler
+    public var reward: any RewardFunction
+    public var judge: (any FeedbackGenerator)?
+
+    public init(backend: any ComputeBackend, sampler: any Sampler, greedySampler: any Sampler,
+                reward: any RewardFunction, judge: (any FeedbackGenerator)?) {
+        self.backend = backend
+        self.sampler = sampler
+        self.greedySampler = greedySampler
+        self.reward = reward
+        self.judge = judge
+    }
+}

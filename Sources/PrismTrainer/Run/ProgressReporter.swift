@@ -1,0 +1,64 @@
+import Foundation
+import PrismCore
+
+/// Progress of a run: on a terminal, one live line (step, reward, accuracy,
+/// all-negative share, tokens/s, ETA); otherwise a plain line per step.
+public final class ProgressReporter {
+    let live: Bool
+    let write: (String) -> Void
+    private var total = 0
+    private var startStep = 0
+    private var started = Date()
+    private var lineOpen = false
+
+    /// - Parameters:
+    ///   - live: redraw one line (a terminal) rather than print a line per step.
+    ///   - write: where text goes (standard error by default).
+    public init(live: Bool, write: @escaping (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }) {
+        self.live = live
+        self.write = write
+    }
+
+    /// A reporter that prints nothing.
+    public static var silent: ProgressReporter { ProgressReporter(live: false) { _ in } }
+
+    func start(total: Int, from step: Int) {
+        self.total = total
+        startStep = step
+        started = Date()
+    }
+
+    func step(_ n: Int, metrics: StepMetrics) {
+        let done = n - startStep
+        let elapsed = Date().timeIntervalSince(started)
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - n) : 0
+        let groups = max(metrics["groups/total"] ?? 0, 1)
+        var text = String(format: "step %d/%d  reward %.3f  acc %.3f  all-neg %.2f  %.0f tok/s  ETA %@",
+                          n, total, metrics["reward"] ?? .nan, metrics["accuracy"] ?? .nan,
+                          (metrics["groups/all_negative"] ?? 0) / groups, metrics["tokens_per_s"] ?? 0,
+                          Self.duration(eta))
+        if let accuracy = metrics["eval/accuracy"] { text += String(format: "  eval acc %.3f", accuracy) }
+        if live {
+            write("\r\u{1B}[K" + text)
+            lineOpen = true
+        } else {
+            write(text + "\n")
+        }
+    }
+
+    func finish() {
+        if lineOpen { write("\n") }
+        lineOpen = false
+    }
+
+    /// A log line (closes the live line first).
+    public func log(_ message: String) {
+        finish()
+        write(message + "\n")
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import PrismCore
+import PrismHost
+import PrismTrainer
+
+/// Loads the plugins a config names (wiring: PrismHost -> PrismCore protocols).
+enum PluginLoading {
+    /// A plugin by product name (found next to prism, then in
+    /// PRISM_PLUGIN_PATH) or by path.
+    static func library(_ name: String, key: String) throws -> PluginLibrary {
+        let path: String
+        if name.contains("/") || name.hasSuffix(".so") {
+            path = name
+        } else if let found = PluginDiscovery.find(product: name) {
+            path = found
+        } else {
+            throw TrainerError("\(key): plugin '\(name)' not found next to prism or in PRISM_PLUGIN_PATH (searched \(PluginDiscovery.searchDirectories().joined(separator: ", ")))")
+        }
+        return try PluginLibrary.load(path)
+    }
+
+    static func components(_ config: ConfigFile) throws -> Components {
+        let backend = try library(config.string("model.plugin"), key: "model.plugin")
+            .instantiate(config: config.pluginConfig("model.config")).computeBackend()
+        let samplerLibrary = try library(config.string("sampler.plugin"), key: "sampler.plugin")
+        let samplerConfig = try merged(config.pluginConfig("sampler.config"), ["temperature": config.double("grpo.temperature")])
+        let sampler = try samplerLibrary.instantiate(config: samplerConfig).sampler()
+        let greedy = try samplerLibrary.instantiate(config: #"{"greedy": true}"#).sampler()
+        let reward = try library(config.string("reward.plugin"), key: "reward.plugin")
+            .instantiate(config: config.pluginConfig("reward.config")).rewardFunction()
+        let judgeName = config.string("judge.plugin")
+        let judge = judgeName.isEmpty ? nil : try library(judgeName, key: "judge.plugin")
+            .instantiate(config: config.pluginConfig("judge.config")).feedbackGenerator()
+        if config.strategy.diversification != nil, judge == nil {
+            throw TrainerError("strategy.name \(config.string("strategy.name")) needs a judge; set judge.plugin")
+        }
+        return Components(backend: backend, sampler: sampler, greedySampler: greedy, reward: reward, judge: judge)
+    }
+
+    /// A plugin config with some keys set.
+    static func merged(_ json: String, _ values: [String: Any]) throws -> String {
+        var object = (try JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:]
+        for (key, value) in values { object[key] = value }
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+}
+
+/// Ctrl-C: the run stops after the current step, with a checkpoint.
+enum Interrupt {
+    nonisolated(unsafe) static var requested: sig_atomic_t = 0
+
+    static func install() {
+        signal(SIGINT) { _ in
+            if Interrupt.requested != 0 { _exit(130) }  // a second Ctrl-C leaves at once
+            Interrupt.requested = 1
+        }
+    }
+}

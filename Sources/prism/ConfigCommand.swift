@@ -1,0 +1,27 @@
+import ArgumentParser
+import PrismTrainer
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Show a resolved config or document every key.",
+        subcommands: [Show.self, Keys.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the resolved config (defaults, file, --set).")
+        @OptionGroup var options: ConfigOptions
+        func run() throws {
+            try reporting { print(try options.load().yaml, terminator: "") }
+        }
+    }
+
+    struct Keys: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every config key as a Markdown table.")
+        func run() {
+            print("| key | default | accepted | meaning |")
+            print("|---|---|---|---|")
+            for key in ConfigKey.all {
+                print("| `\(key.path)` | `\(key.defaultValue)` | \(key.accepted) | \(key.help) |")
+            }
+        }
+    }
+}

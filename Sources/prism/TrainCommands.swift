@@ -1,0 +1,246 @@
+import ArgumentParser
+import Foundation
+import PrismCore
+import PrismHost
+import PrismTrainer
+
+/// Options shared by the commands that read a training config.
+struct ConfigOptions: ParsableArguments {
+    @Argument(help: "A YAML config (see Documentation/Config.md); omit to use the defaults.")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: "Override a key: --set grpo.group_size=4 (repeatable).")
+    var overrides: [String] = []
+
+    func load(resumeFrom run: String? = nil) throws -> ConfigFile {
+        var file: ConfigFile
+        if let run {
+            file = try ConfigFile(path: RunDirectory(path: run).configPath)
+        } else if let config {
+            file = try ConfigFile(path: config)
+        } else {
+            file = ConfigFile()
+        }
+        for assignment in overrides { try file.set(assignment) }
+        return file
+    }
+}
+
+/// Prints a one-line error and exits 1 for the errors a person can act on.
+func reporting<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as ConfigError {
+        printError("\(error)")
+    } catch let error as DataError {
+        printError("\(error)")
+    } catch let error as TrainerError {
+        printError("\(error)")
+    } catch let error as PluginError {
+        printError("\(error)")
+    }
+    throw ExitCode(1)
+}
+
+func progressReporter() -> ProgressReporter { ProgressReporter(live: isatty(2) != 0) }
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train with GRPO (online, or offline from a rollout file) into a run directory.",
+        discussion: """
+            Writes RUN/config.yaml (resolved), metrics.jsonl, samples.jsonl, checkpoints/ and report.html. \
+            Ctrl-C stops after the current step with a checkpoint; --resume RUN continues from the last one.
+            """)
+
+    @OptionGroup var options: ConfigOptions
+    @Option(name: .customLong("run"), help: "The run directory (default: runs/<config name>).") var runDirectory: String?
+    @Option(help: "Continue the run in this directory from its last checkpoint.") var resume: String?
+    @Option(help: "Train offline on the groups of this JSONL file (from prism rollout) instead of generating.")
+    var offline: String?
+
+    func run() throws {
+        try reporting {
+            let config = try options.load(resumeFrom: resume)
+            let name = options.config.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "train"
+            let directory = RunDirectory(path: resume ?? runDirectory ?? "runs/\(name)")
+            let components = try PluginLoading.components(config)
+            Interrupt.install()
+            let trainer = Trainer(config: config, directory: directory, components: components, progress: progressReporter())
+            if let offline {
+                try trainer.runOffline(file: offline)
+                print("offline run written to \(directory.path) (report: \(directory.reportPath))")
+                return
+            }
+            trainer.shouldStop = { Interrupt.requested != 0 }
+            let summary = try trainer.run(resume: resume != nil)
+            if summary.interrupted {
+                print("interrupted after step \(summary.lastStep); continue with: prism train --resume \(directory.path)")
+            }
+            if let e = summary.evaluation {
+                print(String(format: "held-out accuracy %.3f ± %.3f, step score (RTS) %.3f, pass@%d %.3f",
+                             e.accuracy, e.accuracyStandardError, e.meanRTS, e.k, e.passAtK))
+            }
+            print("run written to \(directory.path) (report: \(directory.reportPath))")
+        }
+    }
+}
+
+struct SFTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sft", abstract: "Supervised warm-start on data.train's worked solutions (sft.* keys).")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Where to save the trained model (safetensors).") var out: String
+
+    func run() throws {
+        try reporting {
+            let config = try options.load()
+            let components = try PluginLoading.components(config)
+            let train = try JSONL.read(Example.self, from: config.string("data.train"))
+            guard !train.isEmpty else { throw TrainerError("data.train: no examples") }
+            let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
+            if !config.string("model.checkpoint").isEmpty { try components.backend.load(from: config.string("model.checkpoint")) }
+            var optimizer = config.optimizer
+            optimizer.learningRate = config.double("sft.lr")
+            let sft = SupervisedStep(policy: policy, optimizer: optimizer)
+            var rng = RandomState(seed: UInt64(config.int("seed")))
+            let steps = max(config.int("sft.steps"), 1)
+            let progress = progressReporter()
+            for n in 1...steps {
+                let batch = (0..<config.int("sft.batch_size")).map { _ in train[Int(rng.next() % UInt64(train.count))] }
+                let logging = n == 1 || n % max(1, steps / 20) == 0 || n == steps
+                let loss = try sft.step(batch, measure: logging)
+                if logging {
+                    progress.log(String(format: "sft step %d/%d  loss %.4f", n, steps, loss))
+                }
+            }
+            try components.backend.save(to: out)
+            print("saved \(out)")
+        }
+    }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Held-out accuracy (greedy, with its standard error), judge step score and pass@k.")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Model weights to evaluate (default: model.checkpoint).") var checkpoint: String?
+    @Option(help: "Problems to evaluate on (default: data.eval).") var data: String?
+
+    func run() throws {
+        try reporting {
+            let config = try options.load()
+            let components = try PluginLoading.components(config)
+            if let path = checkpoint ?? (config.string("model.checkpoint").isEmpty ? nil : config.string("model.checkpoint")) {
+                try components.backend.load(from: path)
+            }
+            let file = data ?? config.string("data.eval")
+            guard !file.isEmpty else { throw TrainerError("no problems: pass --data or set data.eval") }
+            let examples = Array(try JSONL.read(Example.self, from: file).prefix(config.int("data.eval_problems")))
+            let greedy = try Policy(backend: components.backend, sampler: components.greedySampler, temperature: 1)
+            let sampled = try Policy(backend: components.backend, sampler: components.sampler,
+                                     temperature: Float(config.double("grpo.temperature")))
+            let k = config.int("eval.k")
+            let e = try Evaluation.run(
+                examples: examples, greedy: greedy, sampled: k > 0 ? sampled : nil, k: k, reward: components.reward,
+                judge: components.judge, maxNewTokens: config.int("eval.max_new_tokens"), seed: UInt64(config.int("seed")))
+            print(String(format: "%d problems: accuracy %.3f ± %.3f, step score (RTS) %.3f, pass@%d %.3f",
+                         e.problems, e.accuracy, e.accuracyStandardError, e.meanRTS, e.k, e.passAtK))
+        }
+    }
+}
+
+struct RolloutCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollout", abstract: "Generate groups (prompt, completions, rewards) as JSONL for offline training.")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Model weights (default: model.checkpoint).") var checkpoint: String?
+    @Option(help: "Number of prompts (groups).") var prompts = 64
+    @Option(help: "Output JSONL.") var out: String
+
+    func run() throws {
+        try reporting {
+            let config = try options.load()
+            let components = try PluginLoading.components(config)
+            if let path = checkpoint ?? (config.string("model.checkpoint").isEmpty ? nil : config.string("model.checkpoint")) {
+                try components.backend.load(from: path)
+            }
+            let train = try JSONL.read(Example.self, from: config.string("data.train"))
+            guard !train.isEmpty else { throw TrainerError("data.train: no examples") }
+            let policy = try Policy(backend: components.backend, sampler: components.sampler,
+                                    temperature: Float(config.double("grpo.temperature")))
+            var rng = RandomState(seed: UInt64(config.int("seed")))
+            var groups: [OfflineGroup] = []
+            let chosen = (0..<prompts).map { train[$0 % train.count] }
+            for start in stride(from: 0, to: chosen.count, by: 16) {
+                let chunk = Array(chosen[start..<min(start + 16, chosen.count)])
+                let generated = try policy.generate(chunk.map(\.prompt), count: config.int("grpo.group_size"),
+                                                    maxNewTokens: config.int("grpo.max_new_tokens"), rng: &rng)
+                for (example, group) in zip(chunk, generated) {
+                    let scores = try components.reward.score(group.map {
+                        RewardSample(prompt: example.prompt, completion: $0.text, reference: example.answer,
+                                     metadataJSON: example.metadataJSON)
+                    })
+                    groups.append(OfflineGroup(example: example, completions: group.map(\.text),
+                                               rewards: scores.map { $0.reward.isNaN ? nil : $0.reward },
+                                               correct: scores.map(\.correct)))
+                }
+            }
+            try JSONL.write(groups, to: out)
+            print("wrote \(groups.count) groups to \(out)")
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Write one HTML report comparing runs side by side.")
+
+    @Argument(help: "Run directories.") var runs: [String]
+    @Option(help: "Output file.") var out = "report.html"
+
+    func run() throws {
+        try reporting {
+            try Report.write(runs: runs.map(RunDirectory.init), to: out)
+            print("wrote \(out)")
+        }
+    }
+}
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data", abstract: "Generate datasets.", subcommands: [Arithmetic.self])
+
+    struct Arithmetic: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Multi-step arithmetic chains as JSONL (prompt, answer, steps), e.g. 12+34+7= with 12+34=46;46+7=53;#53.")
+
+        @Option(help: "Number of problems.") var count = 1000
+        @Option(help: "Fewest terms per problem (>= 2).") var minTerms = 2
+        @Option(help: "Most terms per problem.") var maxTerms = 3
+        @Option(help: "Fewest digits per term (>= 1).") var minDigits = 1
+        @Option(help: "Most digits per term (<= 9).") var maxDigits = 2
+        @Option(help: "Operators to draw from, among + - *.") var operators = "+"
+        @Option(help: "Random seed.") var seed = 0
+        @Option(help: "Output JSONL file.") var out: String
+
+        func validate() throws {
+            guard minTerms >= 2, maxTerms >= minTerms else { throw ValidationError("--min-terms must be >= 2 and <= --max-terms") }
+            guard minDigits >= 1, maxDigits >= minDigits, maxDigits <= 9 else {
+                throw ValidationError("--min-digits must be >= 1 and <= --max-digits <= 9")
+            }
+            guard !operators.isEmpty, operators.allSatisfy({ "+-*".contains($0) }) else {
+                throw ValidationError("--operators: expected characters among + - *, got '\(operators)'")
+            }
+        }
+
+        func run() throws {
+            let task = ArithmeticTask(terms: minTerms...maxTerms, digits: minDigits...maxDigits, operators: Array(operators))
+            try JSONL.write(task.examples(count: count, seed: UInt64(seed)), to: out)
+            print("wrote \(count) problems to \(out)")
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import PrismCore
+import PrismHost
+import PrismTestSupport
+import PrismTrainer
+import Testing
+
+/// Short end-to-end runs through the real plugins: run directory, metrics,
+/// checkpoints, resume, interruption, offline training, configs.
+@Suite("Training runs")
+struct RunTests {
+    let directory: URL
+    let config: ConfigFile
+
+    init() throws {
+        directory = try TestSupport.temporaryDirectory("runs")
+        let task = ArithmeticTask(terms: 2...3, digits: 1...1)
+        try JSONL.write(task.examples(count: 100, seed: 1), to: directory.appendingPathComponent("train.jsonl").path)
+        try JSONL.write(task.examples(count: 8, seed: 2), to: directory.appendingPathComponent("eval.jsonl").path)
+        var config = ConfigFile()
+        for assignment in [
+            "data.train=\(directory.path)/train.jsonl", "data.eval=\(directory.path)/eval.jsonl",
+            "run.steps=3", "run.checkpoint_every=2", "run.eval_every=3", "grpo.group_size=4",
+            "grpo.prompts_per_step=4", "grpo.max_new_tokens=16", "eval.max_new_tokens=16", "eval.k=2",
+            "strategy.name=sgpo", "sft.steps=5", "sft.batch_size=8",
+            #"model.config={"vocab": "0123456789+=;#", "d_model": 32, "layers": 1, "heads": 2, "d_ff": 64, "max_len": 48}"#,
+        ] { try config.set(assignment) }
+        self.config = config
+    }
+
+    static func components(_ config: ConfigFile) throws -> Components {
+        func plugin(_ name: String) throws -> PluginLibrary { try PluginLibrary.load(TestSupport.plugin(name)) }
+        return Components(
+            backend: try plugin("PrismTransformer").instantiate(config: config.pluginConfig("model.config")).computeBackend(),
+            sampler: try plugin("PrismSampler").instantiate().sampler(),
+            greedySampler: try plugin("PrismSampler").instantiate(config: #"{"greedy": true}"#).sampler(),
+            reward: try plugin("PrismExactAnswer").instantiate().rewardFunction(),
+            judge: try plugin("PrismStepJudge").instantiate().feedbackGenerator())
+    }
+
+    func trainer(_ config: ConfigFile, _ name: String) throws -> Trainer {
+        Trainer(config: config, directory: RunDirectory(path: directory.appendingPathComponent(name).path),
+                components: try Self.components(config), progress: .silent)
+    }
+
+    static func metrics(_ run: RunDirectory) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: run.metricsPath, encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    @Test func runWritesConsistentMetricsCheckpointsAndReport() throws {
+        let trainer = try trainer(config, "run")
+        let summary = try trainer.run(resume: false)
+        #expect(summary.firstStep == 1 && summary.lastStep == 3 && !summary.interrupted)
+        let lines = try Self.metrics(trainer.directory)
+        #expect(lines.map { $0["step"] as! Int } == [1, 2, 3])
+        for line in lines {
+            let total = line["groups/total"] as! Double
+            let kinds = ["all_negative", "all_positive", "mixed", "not_applicable"].map { line["groups/\($0)"] as! Double }
+            #expect(kinds.reduce(0, +) == total)
+            #expect(total + (line["groups/dropped"] as! Double) == 4)
+            #expect(line["accuracy"] != nil && line["time/step_s"] != nil && line["tokens_per_s"] != nil)
+        }
+        let accuracy = try #require(lines[2]["eval/accuracy"] as? Double)
+        #expect((0...1).contains(accuracy))
+        #expect(summary.evaluation?.problems == 8)
+        let fm = FileManager.default
+        #expect(fm.fileExists(atPath: trainer.directory.path + "/checkpoints/step-000002/model.safetensors"))
+        #expect(try String(contentsOfFile: trainer.directory.path + "/checkpoints/latest", encoding: .utf8) == "step-000003")
+        let report = try String(contentsOfFile: trainer.directory.reportPath, encoding: .utf8)
+        #expect(report.contains("<svg") && report.contains("share of groups all-negative"))
+        let resolved = try ConfigFile(path: trainer.directory.configPath)
+        #expect(resolved.string("strategy.name") == "sgpo" && resolved.int("grpo.group_size") == 4)
+        #expect(resolved.pluginConfig("model.config") == config.pluginConfig("model.config"))
+    }
+
+    @Test func interruptedRunResumesFromItsCheckpoint() throws {
+        var longer = config
+        try longer.set("run.steps=5")
+        try longer.set("sft.steps=0")
+        let first = try trainer(longer, "resume")
+        var asked = 0
+        first.shouldStop = {
+            asked += 1
+            return asked == 2  // "Ctrl-C" during step 2
+        }
+        let stopped = try first.run(resume: false)
+        #expect(stopped.interrupted && stopped.lastStep == 2)
+        #expect(try String(contentsOfFile: first.directory.path + "/checkpoints/latest", encoding: .utf8) == "step-000002")
+
+        let second = try trainer(longer, "resume")
+        let resumed = try second.run(resume: true)
+        #expect(resumed.firstStep == 3 && resumed.lastStep == 5)
+        #expect(try Self.metrics(second.directory).map { $0["step"] as! Int } == [1, 2, 3, 4, 5])
+    }
+
+    @Test func offlineRunTrainsFromARolloutFile() throws {
+        let components = try Self.components(config)
+        let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
+        var rng = RandomState(seed: 3)
+        let examples = try JSONL.read(Example.self, from: config.string("data.train")).prefix(8)
+        let generated = try policy.generate(examples.map(\.prompt), count: 4, maxNewTokens: 16, rng: &rng)
+        var groups = zip(examples, generated).map { OfflineGroup(example: $0, completions: $1.map(\.text), rewards: nil, correct: nil) }
+        groups[0].completions = groups[0].completions.map { _ in groups[0].example.solution }  // a known-good group
+        groups[0].rewards = [1, 1, 1, 1]
+        groups[0].correct = [true, true, true, true]
+        let file = directory.appendingPathComponent("groups.jsonl").path
+        try JSONL.write(groups, to: file)
+
+        let trainer = try trainer(config, "offline")
+        try trainer.runOffline(file: file)
+        let lines = try Self.metrics(trainer.directory)
+        #expect(lines.map { $0["step"] as! Int } == [1, 2])
+        #expect(lines[0]["groups/all_positive"] as! Double >= 1)
+        #expect(FileManager.default.fileExists(atPath: trainer.directory.path + "/checkpoints/step-000002/model.safetensors"))
+    }
+
+    @Test func configErrorsNameTheKeyAndTheAcceptedValues() throws {
+        #expect { _ = try ConfigFile(yaml: "grpo:\n  group_sise: 4\n", source: "c.yaml") } throws: { error in
+            "\(error)".hasPrefix("c.yaml: grpo.group_sise: unknown key; nearest valid names: grpo.group_size")
+        }
+        #expect { _ = try ConfigFile(yaml: "strategy:\n  name: sgp0\n", source: "c.yaml") } throws: { error in
+            "\(error)" == "c.yaml: strategy.name: expected one of grpo, sgpo, dapo-filter, nsr, ngrpo, rloo, dr-grpo, got 'sgp0'"
+        }
+        var file = ConfigFile()
+        #expect { try file.set("grpo.group_size=0") } throws: { error in
+            "\(error)" == "--set: grpo.group_size: expected an integer in 1...1024, got '0'"
+        }
+        try file.set("model.config.d_model=64")
+        #expect(file.pluginConfig("model.config") == #"{"d_model":64}"#)
+        let yaml = try ConfigFile(yaml: "seed: 3\nmodel:\n  config:\n    layers: 1\nloss:\n  kl_beta: 0.04\n", source: "x")
+        #expect(yaml.int("seed") == 3 && yaml.double("loss.kl_beta") == 0.04 && yaml.pluginConfig("model.config") == #"{"layers":1}"#)
+        #expect(yaml.policyLoss.klBeta == 0.04)
+    }
+
+    @Test func everyPresetResolvesFromTheConfig() throws {
+        for name in Strategy.presetNames {
+            var file = ConfigFile()
+            try file.set("strategy.name=\(name)")
+            #expect(file.strategy == Strategy.preset(name)!, "\(name)")
+        }
+        var file = ConfigFile()
+        try file.set("strategy.name=sgpo")
+        try file.set("strategy.map=linear")
+        try file.set("strategy.estimator=rloo")
+        #expect(file.strategy.diversification?.map == .linear(ceiling: 0.9) && file.strategy.estimator == .rloo)
+    }
+}
