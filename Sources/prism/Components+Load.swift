@@ -19,9 +19,14 @@ enum PluginLoading {
         return try PluginLibrary.load(path)
     }
 
-    static func components(_ config: ConfigFile) throws -> Components {
+    /// The run's plugins; with `loadingWeights`, the backend also loads
+    /// `model.checkpoint` when one is set (the trainer loads it itself).
+    static func components(_ config: ConfigFile, loadingWeights: Bool = false) throws -> Components {
         let backend = try library(config.string("model.plugin"), key: "model.plugin")
             .instantiate(config: config.pluginConfig("model.config")).computeBackend()
+        if loadingWeights, !config.string("model.checkpoint").isEmpty {
+            try backend.load(from: config.string("model.checkpoint"))
+        }
         let samplerLibrary = try library(config.string("sampler.plugin"), key: "sampler.plugin")
         let samplerConfig = try merged(config.pluginConfig("sampler.config"), ["temperature": config.double("grpo.temperature")])
         let sampler = try samplerLibrary.instantiate(config: samplerConfig).sampler()

@@ -10,14 +10,14 @@ struct DemoCommand: ParsableCommand {
         commandName: "demo",
         abstract: "Warm-start a small transformer, then train GRPO and SGPO alike and compare them.",
         discussion: """
-            Generates arithmetic data; SFT on easy problems (2-3 terms, with 10% 4-term ones mixed in); \
-            then GRPO and SGPO from that model with the same seed and budget on 4-term problems, where \
+            Generates arithmetic data; SFT on easy problems (2-3 terms, with 10% 4-5-term ones mixed in); \
+            then GRPO and SGPO from that model with the same seed and budget on 5-term problems, where \
             most groups are all-negative; evaluates both on held-out problems; prints a table and writes \
             DIR/grpo/report.html, DIR/sgpo/report.html and DIR/report.html (both side by side).
             """)
 
     @Option(help: "Where to write data, runs and reports.") var dir = "runs/demo"
-    @Option(help: "Supervised warm-start steps.") var sftSteps = 1200
+    @Option(help: "Supervised warm-start steps.") var sftSteps = 1000
     @Option(help: "GRPO steps per strategy.") var steps = 80
     @Option(help: "Held-out problems.") var evalProblems = 200
     @Option(help: "Seed of the whole demo.") var seed = 0
@@ -29,12 +29,14 @@ struct DemoCommand: ParsableCommand {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             // 1. Data.
             let easy = ArithmeticTask(terms: 2...3, digits: 2...2).examples(count: 9000, seed: UInt64(seed) &+ 1)
-            let hard = ArithmeticTask(terms: 4...4, digits: 2...2)
-            let warm = easy + hard.examples(count: 1000, seed: UInt64(seed) &+ 2)
+            let hard = ArithmeticTask(terms: 5...5, digits: 2...2)
+            // 10% long problems in the warm-start: learned positions do not
+            // extrapolate to lengths never seen.
+            let warm = easy + ArithmeticTask(terms: 4...5, digits: 2...2).examples(count: 1000, seed: UInt64(seed) &+ 2)
             try JSONL.write(warm, to: dir + "/sft.jsonl")
             try JSONL.write(hard.examples(count: 5000, seed: UInt64(seed) &+ 3), to: dir + "/train.jsonl")
             try JSONL.write(hard.examples(count: evalProblems, seed: UInt64(seed) &+ 4), to: dir + "/eval.jsonl")
-            progress.log("data: \(warm.count) warm-start problems, 5000 training and \(evalProblems) held-out 4-term problems in \(dir)")
+            progress.log("data: \(warm.count) warm-start problems, 5000 training and \(evalProblems) held-out 5-term problems in \(dir)")
 
             // 2. One warm-start shared by both strategies.
             var base = ConfigFile()
@@ -42,10 +44,10 @@ struct DemoCommand: ParsableCommand {
                 "seed=\(seed)", "data.train=\(dir)/train.jsonl", "data.eval=\(dir)/eval.jsonl",
                 "data.eval_problems=\(evalProblems)", "run.steps=\(steps)", "run.eval_every=\(max(steps / 4, 1))",
                 "run.checkpoint_every=\(max(steps / 4, 1))", "grpo.group_size=8", "grpo.prompts_per_step=16",
-                "grpo.max_new_tokens=40", "eval.max_new_tokens=40", "eval.k=4", "optimizer.lr=2e-4",
+                "grpo.max_new_tokens=60", "eval.max_new_tokens=60", "eval.k=4", "optimizer.lr=2e-4",
                 "sft.lr=1e-3", "sft.batch_size=64",
             ] { try base.set(assignment) }
-            try base.set(#"model.config={"vocab": "0123456789+=;#", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 64, "seed": \#(seed)}"#)
+            try base.set(#"model.config={"vocab": "0123456789+=;#", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 80, "seed": \#(seed)}"#)
             let checkpoint = dir + "/warm-start.safetensors"
             var sft = base
             try sft.set("data.train=\(dir)/sft.jsonl")
@@ -64,6 +66,10 @@ struct DemoCommand: ParsableCommand {
                 }
             }
             try components.backend.save(to: checkpoint)
+            let greedy = try Policy(backend: components.backend, sampler: components.greedySampler, temperature: 1)
+            let before = try Evaluation.run(
+                examples: try JSONL.read(Example.self, from: dir + "/eval.jsonl"), greedy: greedy, sampled: policy, k: 4,
+                reward: components.reward, judge: components.judge, maxNewTokens: 60, seed: UInt64(seed))
 
             // 3. GRPO and SGPO, same seed and budget.
             var rows: [(String, Trainer.Summary, [String: Double])] = []
@@ -82,6 +88,8 @@ struct DemoCommand: ParsableCommand {
             // 4. The comparison.
             print("")
             print("strategy  held-out acc      step score  pass@4  all-negative  zero-advantage  diversified")
+            print("start   " + String(format: "  %.3f ± %.3f     %.3f       %.3f   (the warm-start model, before RL)",
+                                    before.accuracy, before.accuracyStandardError, before.meanRTS, before.passAtK))
             for (name, summary, means) in rows {
                 let e = summary.evaluation
                 print(name.padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: "  %.3f ± %.3f     %.3f       %.3f   %.2f          %.2f            %.2f",

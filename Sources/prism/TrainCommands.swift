@@ -96,11 +96,10 @@ struct SFTCommand: ParsableCommand {
     func run() throws {
         try reporting {
             let config = try options.load()
-            let components = try PluginLoading.components(config)
+            let components = try PluginLoading.components(config, loadingWeights: true)
             let train = try JSONL.read(Example.self, from: config.string("data.train"))
             guard !train.isEmpty else { throw TrainerError("data.train: no examples") }
             let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
-            if !config.string("model.checkpoint").isEmpty { try components.backend.load(from: config.string("model.checkpoint")) }
             var optimizer = config.optimizer
             optimizer.learningRate = config.double("sft.lr")
             let sft = SupervisedStep(policy: policy, optimizer: optimizer)
@@ -131,11 +130,9 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let config = try options.load()
-            let components = try PluginLoading.components(config)
-            if let path = checkpoint ?? (config.string("model.checkpoint").isEmpty ? nil : config.string("model.checkpoint")) {
-                try components.backend.load(from: path)
-            }
+            var config = try options.load()
+            if let checkpoint { try config.set("model.checkpoint=\(checkpoint)") }
+            let components = try PluginLoading.components(config, loadingWeights: true)
             let file = data ?? config.string("data.eval")
             guard !file.isEmpty else { throw TrainerError("no problems: pass --data or set data.eval") }
             let examples = Array(try JSONL.read(Example.self, from: file).prefix(config.int("data.eval_problems")))
@@ -163,11 +160,9 @@ struct RolloutCommand: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let config = try options.load()
-            let components = try PluginLoading.components(config)
-            if let path = checkpoint ?? (config.string("model.checkpoint").isEmpty ? nil : config.string("model.checkpoint")) {
-                try components.backend.load(from: path)
-            }
+            var config = try options.load()
+            if let checkpoint { try config.set("model.checkpoint=\(checkpoint)") }
+            let components = try PluginLoading.components(config, loadingWeights: true)
             let train = try JSONL.read(Example.self, from: config.string("data.train"))
             guard !train.isEmpty else { throw TrainerError("data.train: no examples") }
             let policy = try Policy(backend: components.backend, sampler: components.sampler,

@@ -145,4 +145,22 @@ struct RunTests {
         try file.set("strategy.estimator=rloo")
         #expect(file.strategy.diversification?.map == .linear(ceiling: 0.9) && file.strategy.estimator == .rloo)
     }
+
+    @Test func aMisbehavingRewardPluginIsCountedAndTheRunGoesOn() throws {
+        let fixtures = try TestSupport.temporaryDirectory("bad-reward")
+        let broken = try TestSupport.compilePlugin(
+            [TestSupport.fixture("broken_plugin.c")], name: "bad_output", defines: ["BAD_OUTPUT"], in: fixtures)
+        var components = try Self.components(config)
+        components.reward = try PluginLibrary.load(broken).instantiate().rewardFunction()
+        var short = config
+        try short.set("sft.steps=0")
+        var lines: [String] = []
+        let trainer = Trainer(config: short, directory: RunDirectory(path: directory.appendingPathComponent("bad").path),
+                              components: components, progress: ProgressReporter(live: false) { lines.append($0) })
+        let summary = try trainer.run(resume: false)
+        #expect(summary.lastStep == 3)
+        let metrics = try Self.metrics(trainer.directory)
+        #expect(metrics.allSatisfy { ($0["reward/errors"] as! Double) >= 1 && ($0["groups/dropped"] as! Double) == 4 })
+        #expect(lines.contains { $0.contains("reward call(s) failed, their groups dropped: org.prism.test.fixture: score returned reward inf") })
+    }
 }

@@ -53,6 +53,10 @@ public final class GRPOStep {
     public var settings: GRPOSettings
     /// The last judge failure, for the log (the step goes on without it).
     public private(set) var lastJudgeError: String?
+    /// The last reward failure (its batch then counts as not applicable).
+    public private(set) var lastRewardError: String?
+    /// Reward calls that failed during the current step.
+    private var rewardErrors = 0
 
     public init(policy: Policy, reward: any RewardFunction, judge: (any FeedbackGenerator)?, settings: GRPOSettings) {
         self.policy = policy
@@ -78,6 +82,7 @@ public final class GRPOStep {
         var kept: [Group] = []
         var plans: [GroupFilter.Plan] = []
         var pending = (0..<settings.promptsPerStep).map { _ in next() }
+        rewardErrors = 0
         var generatedTokens = 0
         var latencies: [Double] = []
         var judgeErrors = 0
@@ -103,6 +108,7 @@ public final class GRPOStep {
         metrics.record(scored, plain: kept.map(\.rewards))
         metrics.record(plans: plans)
         metrics.recordFeedback(latenciesMs: latencies, errors: judgeErrors)
+        metrics.set("reward/errors", Double(rewardErrors))
         let completions = kept.flatMap(\.completions)
         metrics.recordCompletions(lengths: completions.map(\.tokens.count))
         metrics.set("tokens/generated", Double(generatedTokens))
@@ -135,7 +141,18 @@ public final class GRPOStep {
             }
         }
         let needed = knownRewards.map { $0.contains { $0 == nil } } ?? true
-        let scores = needed ? try reward.score(batch) : []
+        var scores: [RewardScore] = []
+        if needed {
+            do {
+                scores = try reward.score(batch)
+            } catch {
+                // A failing or misbehaving reward plugin: this batch is not
+                // applicable (its groups are dropped), the run goes on.
+                rewardErrors += 1
+                lastRewardError = "\(error)"
+                scores = Array(repeating: RewardScore(reward: .nan, correct: false), count: batch.count)
+            }
+        }
         var groups: [Group] = []
         var offset = 0
         for (p, example) in examples.enumerated() {

@@ -73,12 +73,16 @@ public final class Trainer {
                 var line = metrics
                 let every = c.int("run.eval_every")
                 if !held.isEmpty, (every > 0 && n % every == 0) || n == steps {
-                    let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: UInt64(n))
-                    evaluation = result
-                    line.set("eval/accuracy", result.accuracy)
-                    line.set("eval/accuracy_stderr", result.accuracyStandardError)
-                    line.set("eval/rts", result.meanRTS)
-                    line.set("eval/pass_at_k", result.passAtK)
+                    do {
+                        let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: UInt64(n))
+                        evaluation = result
+                        line.set("eval/accuracy", result.accuracy)
+                        line.set("eval/accuracy_stderr", result.accuracyStandardError)
+                        line.set("eval/rts", result.meanRTS)
+                        line.set("eval/pass_at_k", result.passAtK)
+                    } catch {
+                        progress.log("step \(n): evaluation failed, training goes on: \(error)")
+                    }
                 }
                 try directory.append(line.jsonLine(step: n), to: directory.metricsPath)
                 for sample in samples.prefix(c.int("run.log_samples")) {
@@ -87,6 +91,9 @@ public final class Trainer {
                 }
                 if let message = step.lastJudgeError, metrics["feedback/errors"] ?? 0 > 0 {
                     progress.log("step \(n): \(Int(metrics["feedback/errors"]!)) judge call(s) failed: \(message)")
+                }
+                if let message = step.lastRewardError, metrics["reward/errors"] ?? 0 > 0 {
+                    progress.log("step \(n): \(Int(metrics["reward/errors"]!)) reward call(s) failed, their groups dropped: \(message)")
                 }
                 progress.step(n, metrics: line)
                 state = RunDirectory.State(step: n, rng: words(rng), dataCursor: cursor)
