@@ -63,6 +63,40 @@ public enum TestSupport {
             stderr: String(decoding: errData.wait(), as: UTF8.self))
     }
 
+    /// Runs `executable` and sends it SIGINT (what Ctrl-C sends) once its
+    /// standard error so far satisfies `trigger`. Both pipes are drained to
+    /// the end, also after the signal, so the child never blocks on a full
+    /// pipe while it winds down.
+    public static func runInterrupting(_ executable: String, _ arguments: [String],
+                                       when trigger: (String) -> Bool) throws -> ProcessResult
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = ReadToEnd(out.fileHandleForReading)
+        var errData = Data()
+        var interrupted = false
+        while true {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }  // end of file: the child closed stderr
+            errData.append(chunk)
+            if !interrupted, trigger(String(decoding: errData, as: UTF8.self)) {
+                process.interrupt()
+                interrupted = true
+            }
+        }
+        process.waitUntilExit()
+        return ProcessResult(
+            status: process.terminationStatus,
+            stdout: String(decoding: outData.wait(), as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
+    }
+
     /// Compiles C sources into a shared library with `cc -shared -fPIC`,
     /// seeing only `SDK/include`. Returns the library's path.
     /// - Throws: ``CompileError`` with the compiler's output.

@@ -50,14 +50,26 @@ enum PluginLoading {
     }
 }
 
-/// Ctrl-C: the run stops after the current step, with a checkpoint.
+/// Ctrl-C (SIGINT) or SIGTERM: the run stops after the current step, with a
+/// checkpoint. A second signal leaves at once (exit 130).
 enum Interrupt {
     nonisolated(unsafe) static var requested: sig_atomic_t = 0
 
     static func install() {
-        signal(SIGINT) { _ in
-            if Interrupt.requested != 0 { _exit(130) }  // a second Ctrl-C leaves at once
+        let handler: @convention(c) (Int32) -> Void = { _ in
+            if Interrupt.requested != 0 { _exit(130) }
             Interrupt.requested = 1
         }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
+        // A parent may start us with these signals blocked (Foundation's
+        // Process spawned from a worker thread passes its mask on); the
+        // signals are sent to the process, so unblocking them on this thread
+        // is enough for the handler to run.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 }

@@ -50,7 +50,7 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train with GRPO (online, or offline from a rollout file) into a run directory.",
         discussion: """
             Writes RUN/config.yaml (resolved), metrics.jsonl, samples.jsonl, checkpoints/ and report.html. \
-            Ctrl-C stops after the current step with a checkpoint; --resume RUN continues from the last one.
+            Ctrl-C or SIGTERM stops after the current step with a checkpoint; --resume RUN continues from the last one.
             """)
 
     @OptionGroup var options: ConfigOptions

@@ -38,6 +38,47 @@ struct TrainCommandTests {
         #expect(report.status == 0)
     }
 
+    /// Ctrl-C (a real SIGINT) stops after the current step with an intact
+    /// checkpoint, and `--resume` continues from it.
+    @Test func interruptLeavesACheckpointAndResumeContinues() throws {
+        let dir = try TestSupport.temporaryDirectory("cli-interrupt")
+        _ = try TestSupport.run(prism, ["data", "arithmetic", "--count", "20", "--max-terms", "2",
+                                        "--max-digits", "1", "--out", dir.path + "/train.jsonl"])
+        let config = """
+            model:
+              config: {vocab: "0123456789+=;#", d_model: 16, layers: 1, heads: 2, d_ff: 32, max_len: 32}
+            data: {train: \(dir.path)/train.jsonl, eval: ""}
+            grpo: {group_size: 2, prompts_per_step: 2, max_new_tokens: 8}
+            run: {steps: 100000, eval_every: 0, checkpoint_every: 0}
+            """
+        try config.write(toFile: dir.path + "/long.yaml", atomically: true, encoding: .utf8)
+        let run = dir.path + "/run"
+        let first = try TestSupport.runInterrupting(prism, ["train", dir.path + "/long.yaml", "--run", run]) {
+            $0.contains("step 1/")  // the first step is always reported
+        }
+        #expect(first.status == 0, "\(first.stderr.suffix(500))")
+        let message = first.stdout.split(separator: "\n").first { $0.hasPrefix("interrupted after step ") }
+        let number = message.map { String($0.dropFirst("interrupted after step ".count).prefix(while: \.isNumber)) }
+        let stopped = try #require(number.flatMap { Int($0) }, "\(first.stdout)")
+        #expect(stopped >= 1 && stopped < 100_000)
+        let name = String(format: "step-%06d", stopped)
+        let latest = try String(contentsOfFile: run + "/checkpoints/latest", encoding: .utf8)
+        #expect(latest == name)
+        #expect(FileManager.default.fileExists(atPath: run + "/checkpoints/\(name)/model.safetensors"))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints").filter { $0.hasPrefix(".") }
+        #expect(leftovers.isEmpty, "half-written checkpoint left: \(leftovers)")
+
+        let resumed = try TestSupport.run(prism, ["train", "--resume", run, "--set", "run.steps=\(stopped + 2)"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stderr.contains("resuming \(run) from step \(stopped)"))
+        let steps = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
+            .split(separator: "\n").map { line -> Int in
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return object?["step"] as? Int ?? -1
+            }
+        #expect(steps == Array(1...(stopped + 2)))
+    }
+
     @Test func badInputGetsOneLineNamingWhere() throws {
         let dir = try TestSupport.temporaryDirectory("cli-bad")
         try "grpo:\n  group_sise: 4\n".write(toFile: dir.path + "/typo.yaml", atomically: true, encoding: .utf8)

@@ -2,7 +2,9 @@ import Foundation
 import PrismCore
 
 /// Progress of a run: on a terminal, one live line (step, reward, accuracy,
-/// all-negative share, tokens/s, ETA); otherwise a plain line per step.
+/// all-negative share, tokens/s, ETA); otherwise a plain line per step. Fast
+/// runs are throttled (at most 10 redraws or 1 plain line a second), but the
+/// first and last steps and evaluation steps are always shown.
 public final class ProgressReporter {
     let live: Bool
     let write: (String) -> Void
@@ -10,6 +12,7 @@ public final class ProgressReporter {
     private var startStep = 0
     private var started = Date()
     private var lineOpen = false
+    private var lastShown = Date.distantPast
 
     /// - Parameters:
     ///   - live: redraw one line (a terminal) rather than print a line per step.
@@ -29,8 +32,13 @@ public final class ProgressReporter {
     }
 
     func step(_ n: Int, metrics: StepMetrics) {
+        let now = Date()
+        let interval: TimeInterval = live ? 0.1 : 1
+        let always = n == startStep + 1 || n == total || metrics["eval/accuracy"] != nil
+        guard always || now.timeIntervalSince(lastShown) >= interval else { return }
+        lastShown = now
         let done = n - startStep
-        let elapsed = Date().timeIntervalSince(started)
+        let elapsed = now.timeIntervalSince(started)
         let eta = done > 0 ? elapsed / Double(done) * Double(total - n) : 0
         let groups = max(metrics["groups/total"] ?? 0, 1)
         var text = String(format: "step %d/%d  reward %.3f  acc %.3f  all-neg %.2f  %.0f tok/s  ETA %@",
