@@ -33,6 +33,7 @@ let package = Package(
         .library(name: "PrismStepJudge", type: .dynamic, targets: ["StepJudge"]),
         .library(name: "PrismTransformer", type: .dynamic, targets: ["Transformer"]),
         .library(name: "PrismSampler", type: .dynamic, targets: ["Sampler"]),
+        .library(name: "PrismStylized", type: .dynamic, targets: ["Stylized"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -122,6 +123,14 @@ let package = Package(
             name: "Sampler",
             dependencies: ["CPrism", "PluginKit"],
             path: "Plugins/Sampler",
+            exclude: ["plugin.json"],
+            swiftSettings: plainSwift
+        ),
+        // The stylized n-step model of the study: backend, reward and judge.
+        .target(
+            name: "Stylized",
+            dependencies: ["CPrism", "PluginKit"],
+            path: "Plugins/Stylized",
             exclude: ["plugin.json"],
             swiftSettings: plainSwift
         ),

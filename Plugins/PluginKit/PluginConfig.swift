@@ -77,6 +77,24 @@ public struct PluginConfig {
         return number
     }
 
+    /// A number or an array of numbers, each in `range`; a single number
+    /// comes back as a one-element array.
+    public func doubles(_ key: String, in range: ClosedRange<Double>) throws(ConfigError) -> [Double] {
+        let items: [JSONValue] = switch values[key] {
+        case .some(.array(let array)): array
+        case .some(let single): [single]
+        case .none: []
+        }
+        var out: [Double] = []
+        for item in items {
+            guard case .number(let number) = item, range.contains(number) else {
+                throw ConfigError("config key '\(key)': expected a number or an array of numbers in \(range.lowerBound)...\(range.upperBound)")
+            }
+            out.append(number)
+        }
+        return out
+    }
+
     public func bool(_ key: String, default value: Bool) throws(ConfigError) -> Bool {
         guard let raw = values[key] else { return value }
         guard case .bool(let flag) = raw else { throw ConfigError("config key '\(key)': expected true or false") }

@@ -7,7 +7,7 @@
 import CPrism
 import PluginKit
 
-final class TokenSampler {
+final class TokenSampler: PluginObject {
     let rule: SamplingRule
     let lastError = ErrorText()
     init(rule: SamplingRule) { self.rule = rule }
@@ -57,28 +57,13 @@ private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(
     version: staticCString("1.0.0"),
     description: staticCString("Temperature, top-k, top-p, min-p and greedy sampling on the host's random state."),
     create: { _, config, out in
-        do {
-            out.pointee = Unmanaged.passRetained(TokenSampler(rule: try parse(config.string))).toOpaque()
-            return PRISM_OK
-        } catch let error as ConfigError {
-            createErrors.set(error.message)
-            return PRISM_E_CONFIG
-        } catch {
-            createErrors.set("\(error)")
-            return PRISM_E_INTERNAL
-        }
+        createErrors.create(out) { TokenSampler(rule: try parse(config.string)) }
     },
-    destroy: { raw in
-        guard let raw else { return }
-        Unmanaged<TokenSampler>.fromOpaque(raw).release()
-    },
+    destroy: { TokenSampler.destroy($0) },
     get_interface: { _, id in
         String(cString: id) == PRISM_SAMPLER_V1_ID ? UnsafeRawPointer(samplerTable) : nil
     },
-    last_error: { raw in
-        guard let raw else { return createErrors.get() }
-        return Unmanaged<TokenSampler>.fromOpaque(raw).takeUnretainedValue().lastError.prismStr
-    }
+    last_error: { TokenSampler.lastError($0, creating: createErrors) }
 ))
 
 @c(prism_get_plugin_entry)

@@ -4,14 +4,24 @@
 // the fraction of steps before the first wrong one (RTS, 1 when all are
 // right), first_error its 0-based index (-1 when none). When the prompt is
 // not an arithmetic chain the judge has no opinion (NaN, -1). Disposition:
-// always keep. Config: an empty JSON object ("{}"); any key is refused.
+// always keep. Config (optional): {"noise": eps, "seed": s} — with
+// probability eps a wrong answer's first-error index is misreported, uniform
+// over the solution's other step indices (an imperfect judge, for studies).
 import CPrism
 import PluginKit
+import Synchronization
 
 /// One instance; crosses the ABI as an opaque retained pointer.
-final class StepJudge {
+final class StepJudge: PluginObject {
     /// The last error message, kept alive for last_error.
     let lastError = ErrorText()
+    let noise: Double
+    let rng: Mutex<SplitMix>
+
+    init(noise: Double, seed: UInt64) {
+        self.noise = noise
+        rng = Mutex(SplitMix(seed: seed))
+    }
 }
 
 /// Failures of `create`, per thread (read back with last_error(NULL)).
@@ -37,10 +47,16 @@ private func assess(
         }
         return PRISM_OK
     }
-    for i in 0..<count {
-        let verdict = judge(g.completions[i].string[...], problem: problem)
-        outScore[i] = verdict.score
-        outFirstError[i] = Int32(verdict.firstError ?? -1)
+    let judgeInstance = StepJudge.from(instance)
+    judgeInstance.rng.withLock { rng in
+        for i in 0..<count {
+            var verdict = judge(g.completions[i].string[...], problem: problem)
+            if let index = verdict.firstError {
+                verdict.firstError = misreport(index, count: verdict.stepCount, noise: judgeInstance.noise, rng: &rng)
+            }
+            outScore[i] = verdict.score
+            outFirstError[i] = Int32(verdict.firstError ?? -1)
+        }
     }
     return PRISM_OK
 }
@@ -55,19 +71,12 @@ private nonisolated(unsafe) let feedbackTable = immortal(prism_feedback_v1(
 
 // MARK: - entry
 
-private func create(
-    _ host: UnsafePointer<prism_host>,
-    _ config: prism_str,
-    _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-) -> prism_status {
-    do {
-        _ = try PluginConfig(json: config.string, allowed: [])
-    } catch {
-        createErrors.set(error.message)
-        return PRISM_E_CONFIG
+private func create(_ config: prism_str, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> prism_status {
+    createErrors.create(out) {
+        let parsed = try PluginConfig(json: config.string, allowed: ["noise", "seed"])
+        return StepJudge(noise: try parsed.double("noise", default: 0, in: 0...1),
+                         seed: UInt64(try parsed.int("seed", default: 0, in: 0...Int(Int32.max))))
     }
-    out.pointee = Unmanaged.passRetained(StepJudge()).toOpaque()
-    return PRISM_OK
 }
 
 private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(
@@ -79,18 +88,12 @@ private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(
         version: staticCString("1.0.0"),
         description: staticCString(
             "Finds the first wrong step of arithmetic-chain solutions; score = fraction of steps before it."),
-        create: { host, config, out in create(host, config, out) },
-        destroy: { instance in
-            guard let instance else { return }
-            Unmanaged<StepJudge>.fromOpaque(instance).release()
-        },
+        create: { _, config, out in create(config, out) },
+        destroy: { StepJudge.destroy($0) },
         get_interface: { _, id in
             String(cString: id) == PRISM_FEEDBACK_V1_ID ? UnsafeRawPointer(feedbackTable) : nil
         },
-        last_error: { instance in
-            guard let instance else { return createErrors.get() }
-            return Unmanaged<StepJudge>.fromOpaque(instance).takeUnretainedValue().lastError.prismStr
-        }
+        last_error: { StepJudge.lastError($0, creating: createErrors) }
 ))
 
 @c(prism_get_plugin_entry)

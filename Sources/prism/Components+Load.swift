@@ -34,12 +34,16 @@ enum PluginLoading {
         let reward = try library(config.string("reward.plugin"), key: "reward.plugin")
             .instantiate(config: config.pluginConfig("reward.config")).rewardFunction()
         let judgeName = config.string("judge.plugin")
-        let judge = judgeName.isEmpty ? nil : try library(judgeName, key: "judge.plugin")
-            .instantiate(config: config.pluginConfig("judge.config")).feedbackGenerator()
+        let judgeLibrary = judgeName.isEmpty ? nil : try library(judgeName, key: "judge.plugin")
+        let judge = try judgeLibrary?.instantiate(config: config.pluginConfig("judge.config")).feedbackGenerator()
+        let evaluationConfig = config.pluginConfig("eval.judge_config")
+        let evaluationJudge = evaluationConfig == "{}" ? judge
+            : try judgeLibrary?.instantiate(config: evaluationConfig).feedbackGenerator()
         if config.strategy.diversification != nil, judge == nil {
             throw TrainerError("strategy.name \(config.string("strategy.name")) needs a judge; set judge.plugin")
         }
-        return Components(backend: backend, sampler: sampler, greedySampler: greedy, reward: reward, judge: judge)
+        return Components(backend: backend, sampler: sampler, greedySampler: greedy, reward: reward, judge: judge,
+                          evaluationJudge: evaluationJudge)
     }
 
     /// A plugin config with some keys set.

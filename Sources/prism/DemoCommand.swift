@@ -28,44 +28,25 @@ struct DemoCommand: ParsableCommand {
             let progress = progressReporter()
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             // 1. Data.
-            let easy = ArithmeticTask(terms: 2...3, digits: 2...2).examples(count: 9000, seed: UInt64(seed) &+ 1)
-            let hard = ArithmeticTask(terms: 5...5, digits: 2...2)
-            // 10% long problems in the warm-start: learned positions do not
-            // extrapolate to lengths never seen.
-            let warm = easy + ArithmeticTask(terms: 4...5, digits: 2...2).examples(count: 1000, seed: UInt64(seed) &+ 2)
+            let warm = ArithmeticRecipe.warmStart(seed: seed)
             try JSONL.write(warm, to: dir + "/sft.jsonl")
-            try JSONL.write(hard.examples(count: 5000, seed: UInt64(seed) &+ 3), to: dir + "/train.jsonl")
-            try JSONL.write(hard.examples(count: evalProblems, seed: UInt64(seed) &+ 4), to: dir + "/eval.jsonl")
+            try JSONL.write(ArithmeticRecipe.problems(terms: 5, count: 5000, seed: UInt64(seed) &+ 3), to: dir + "/train.jsonl")
+            try JSONL.write(ArithmeticRecipe.problems(terms: 5, count: evalProblems, seed: UInt64(seed) &+ 4), to: dir + "/eval.jsonl")
             progress.log("data: \(warm.count) warm-start problems, 5000 training and \(evalProblems) held-out 5-term problems in \(dir)")
 
             // 2. One warm-start shared by both strategies.
             var base = ConfigFile()
-            for assignment in [
+            for assignment in ArithmeticRecipe.grpoAssignments + [
                 "seed=\(seed)", "data.train=\(dir)/train.jsonl", "data.eval=\(dir)/eval.jsonl",
                 "data.eval_problems=\(evalProblems)", "run.steps=\(steps)", "run.eval_every=\(max(steps / 4, 1))",
-                "run.checkpoint_every=\(max(steps / 4, 1))", "grpo.group_size=8", "grpo.prompts_per_step=16",
-                "grpo.max_new_tokens=60", "eval.max_new_tokens=60", "eval.k=4", "optimizer.lr=2e-4",
-                "sft.lr=1e-3", "sft.batch_size=64",
+                "run.checkpoint_every=\(max(steps / 4, 1))", "eval.k=4", "optimizer.lr=2e-4",
             ] { try base.set(assignment) }
-            try base.set(#"model.config={"vocab": "0123456789+=;#", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 80, "seed": \#(seed)}"#)
+            try base.set("model.config=" + ArithmeticRecipe.modelConfig(seed: seed))
             let checkpoint = dir + "/warm-start.safetensors"
-            var sft = base
-            try sft.set("data.train=\(dir)/sft.jsonl")
-            let components = try PluginLoading.components(sft)
+            let components = try PluginLoading.components(base)
+            try ArithmeticRecipe.warmStart(warm, steps: sftSteps, seed: seed, components: components, config: base,
+                                           checkpoint: checkpoint) { progress.log("warm-start " + $0.dropFirst(4)) }
             let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
-            var optimizer = sft.optimizer
-            optimizer.learningRate = sft.double("sft.lr")
-            let step = SupervisedStep(policy: policy, optimizer: optimizer)
-            var rng = RandomState(seed: UInt64(seed))
-            for n in 1...sftSteps {
-                let batch = (0..<64).map { _ in warm[Int(rng.next() % UInt64(warm.count))] }
-                let logging = n == 1 || n % (sftSteps / 6) == 0 || n == sftSteps
-                let loss = try step.step(batch, measure: logging)
-                if logging {
-                    progress.log(String(format: "warm-start step %d/%d  loss %.4f", n, sftSteps, loss))
-                }
-            }
-            try components.backend.save(to: checkpoint)
             let greedy = try Policy(backend: components.backend, sampler: components.greedySampler, temperature: 1)
             let before = try Evaluation.run(
                 examples: try JSONL.read(Example.self, from: dir + "/eval.jsonl"), greedy: greedy, sampled: policy, k: 4,

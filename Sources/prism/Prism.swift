@@ -13,7 +13,7 @@ struct Prism: ParsableCommand {
         version: PrismVersion.string,
         subcommands: [
             DemoCommand.self, TrainCommand.self, SFTCommand.self, EvalCommand.self, RolloutCommand.self,
-            ReportCommand.self, DataCommand.self, ConfigCommand.self, PluginsCommand.self, BenchCommand.self,
+            ReportCommand.self, SimulateCommand.self, StudyCommand.self, DataCommand.self, ConfigCommand.self, PluginsCommand.self, BenchCommand.self,
         ]
     )
 }

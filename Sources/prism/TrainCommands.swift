@@ -102,18 +102,9 @@ struct SFTCommand: ParsableCommand {
             let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
             var optimizer = config.optimizer
             optimizer.learningRate = config.double("sft.lr")
-            let sft = SupervisedStep(policy: policy, optimizer: optimizer)
-            var rng = RandomState(seed: UInt64(config.int("seed")))
-            let steps = max(config.int("sft.steps"), 1)
-            let progress = progressReporter()
-            for n in 1...steps {
-                let batch = (0..<config.int("sft.batch_size")).map { _ in train[Int(rng.next() % UInt64(train.count))] }
-                let logging = n == 1 || n % max(1, steps / 20) == 0 || n == steps
-                let loss = try sft.step(batch, measure: logging)
-                if logging {
-                    progress.log(String(format: "sft step %d/%d  loss %.4f", n, steps, loss))
-                }
-            }
+            try SupervisedStep(policy: policy, optimizer: optimizer).run(
+                train, steps: max(config.int("sft.steps"), 1), batchSize: config.int("sft.batch_size"),
+                seed: UInt64(config.int("seed")), log: progressReporter().log)
             try components.backend.save(to: out)
             print("saved \(out)")
         }

@@ -27,6 +27,8 @@ struct PluginsCommandTests {
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("libPrismExactAnswer.so\n"))
         #expect(result.stdout.contains("libPrismStepJudge.so\n"))
+        #expect(result.stdout.contains("libPrismStylized.so\n"))
+        #expect(result.stdout.contains("PASS  interfaces  prism.reward/1, prism.feedback/1, prism.backend/1"))
         #expect(result.stdout.contains("PASS  reward: empty batch"))
         #expect(result.stdout.contains("PASS  feedback: NaN rewards"))
         #expect(!result.stdout.contains("FAIL"))

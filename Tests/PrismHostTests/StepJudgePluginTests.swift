@@ -54,13 +54,37 @@ struct StepJudgePluginTests {
         #expect(feedback.firstErrors == [nil, nil])
     }
 
-    @Test func configKeysAreRefused() throws {
+    @Test func unknownConfigKeysAreRefused() throws {
         let library = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge"))
         #expect {
             _ = try library.instantiate(config: #"{"beta": 5}"#)
         } throws: { error in
             (error as? PluginError)?.reason
-                == "create failed with status 2 (config error): config: unknown key 'beta' (this plugin takes no options)"
+                == "create failed with status 2 (config error): config: unknown key 'beta' (expected one of: noise, seed)"
         }
+        #expect(throws: PluginError.self) { try library.instantiate(config: #"{"noise": 1.5}"#) }
+    }
+
+    /// noise = eps: a wrong answer's first error is misreported with
+    /// probability eps, always as another valid index; right answers stay right.
+    @Test func noisyJudgeMisreportsAtTheConfiguredRate() throws {
+        let library = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge"))
+        let noisy = try library.instantiate(config: #"{"noise": 0.3, "seed": 11}"#).feedbackGenerator()
+        let again = try library.instantiate(config: #"{"noise": 0.3, "seed": 11}"#).feedbackGenerator()
+        let group = FeedbackGroup(
+            prompt: "12+34+7=", reference: "53", completions: ["12+34=46;46+7=52;#52", "12+34=46;46+7=53;#53"],
+            rewards: [0, 1], correct: [false, true])
+        var misreported = 0
+        let trials = 2000
+        for _ in 0..<trials {
+            let answer = try noisy.assess(group)
+            #expect(try again.assess(group) == answer)  // same seed, same sequence
+            let index = try #require(answer.firstErrors[0])
+            #expect((0..<3).contains(index) && answer.scores[0] == Double(index) / 3)
+            if index != 1 { misreported += 1 }
+            #expect(answer.firstErrors[1] == nil && answer.scores[1] == 1)
+        }
+        // Binomial(2000, 0.3): mean 600, sd 20.5.
+        #expect(abs(misreported - 600) < 100, "\(misreported) of \(trials) misreported")
     }
 }

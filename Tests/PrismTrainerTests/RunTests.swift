@@ -48,6 +48,39 @@ struct RunTests {
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
     }
 
+    /// A token budget ends the run after the step that spends it (generated
+    /// tokens plus the judge's reading), with a final evaluation; the budget
+    /// carries over a resume; eval_at_start writes a step-0 line.
+    @Test func tokenBudgetEndsTheRunAndCountsTheJudge() throws {
+        var config = self.config
+        for assignment in ["run.steps=40", "run.token_budget=600", "run.judge_token_cost=2", "run.eval_every=0",
+                           "run.eval_at_start=true", "run.checkpoint_every=1", "sft.steps=0"] {
+            try config.set(assignment)
+        }
+        let trainer = try trainer(config, "budget")
+        let summary = try trainer.run(resume: false)
+        #expect(!summary.interrupted && summary.lastStep < 40 && summary.evaluation != nil)
+        let lines = try Self.metrics(trainer.directory)
+        #expect(lines.first?["step"] as? Int == 0 && lines.first?["eval/accuracy"] != nil)
+        var spent = 0.0
+        for line in lines.dropFirst() {
+            spent += (line["tokens/generated"] as! Double) + 2 * (line["feedback/judged_tokens"] as! Double)
+            #expect(abs((line["budget/spent"] as! Double) - spent) < 1e-9)
+        }
+        let spentBefore = try #require(lines.dropLast().last?["budget/spent"] as? Double)
+        #expect(spentBefore < 600 && spent >= 600)
+        #expect(lines.last?["eval/accuracy"] != nil)
+        #expect(lines.dropFirst().contains { ($0["feedback/judged_tokens"] as! Double) > 0 })  // sgpo asked the judge
+
+        // Nothing is left to spend: resuming runs no step.
+        var resumed = config
+        try resumed.set("run.token_budget=600")
+        let again = Trainer(config: resumed, directory: trainer.directory, components: try Self.components(resumed), progress: .silent)
+        let second = try again.run(resume: true)
+        #expect(second.lastStep == summary.lastStep)
+        #expect(try Self.metrics(trainer.directory).count == lines.count)
+    }
+
     @Test func runWritesConsistentMetricsCheckpointsAndReport() throws {
         let trainer = try trainer(config, "run")
         let summary = try trainer.run(resume: false)

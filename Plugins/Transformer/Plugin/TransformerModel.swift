@@ -7,7 +7,7 @@ import Glibc
 
 /// One backend instance: the C model plus tokenizer, config and the
 /// checkpoint format. Calls on one instance are never concurrent (ABI rule).
-final class TransformerModel {
+final class TransformerModel: PluginObject {
     let config: TransformerConfig
     let tokenizer: CharTokenizer
     let model: OpaquePointer

@@ -6,37 +6,17 @@ import PluginKit
 
 private let createErrors = CreateErrors()
 
-private func instance(_ raw: UnsafeMutableRawPointer?) -> TransformerModel {
-    Unmanaged<TransformerModel>.fromOpaque(raw!).takeUnretainedValue()
-}
 
-/// Runs `body`; a thrown error becomes its status and the instance's last_error.
-private func call(_ raw: UnsafeMutableRawPointer?, _ body: (TransformerModel) throws -> prism_status) -> prism_status {
-    let model = instance(raw)
-    do {
-        return try body(model)
-    } catch let error as Failure {
-        model.lastError.set(error.message)
-        return error.status
-    } catch {
-        model.lastError.set("\(error)")
-        return PRISM_E_INTERNAL
-    }
-}
 
-private struct Failure: Error {
-    var status: prism_status
-    var message: String
-}
 
 private func batchShape(_ m: TransformerModel, _ b: UnsafePointer<prism_token_batch>, _ call: String) throws -> (Int, Int) {
     let rows = Int(b.pointee.rows), stride = Int(b.pointee.stride)
     guard stride <= m.config.maxLen else {
-        throw Failure(status: PRISM_E_INVALID_ARGUMENT,
+        throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT,
                       message: "\(call): sequences of \(stride) tokens exceed max_len \(m.config.maxLen)")
     }
     for r in 0..<rows where Int(b.pointee.lengths[r]) > stride {
-        throw Failure(status: PRISM_E_INVALID_ARGUMENT, message: "\(call): row \(r) has length \(b.pointee.lengths[r]) > stride \(stride)")
+        throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "\(call): row \(r) has length \(b.pointee.lengths[r]) > stride \(stride)")
     }
     return (rows, stride)
 }
@@ -44,16 +24,16 @@ private func batchShape(_ m: TransformerModel, _ b: UnsafePointer<prism_token_ba
 private func check(_ result: Int32, _ call: String) throws {
     switch result {
     case 0: return
-    case -2: throw Failure(status: PRISM_E_STATE, message: "\(call): no decoding in progress (call decode_begin first)")
-    case -3: throw Failure(status: PRISM_E_STATE, message: "\(call): a row would exceed max_len")
-    default: throw Failure(status: PRISM_E_INVALID_ARGUMENT, message: "\(call): out of memory or a sequence longer than max_len")
+    case -2: throw PluginFailure(status: PRISM_E_STATE, message: "\(call): no decoding in progress (call decode_begin first)")
+    case -3: throw PluginFailure(status: PRISM_E_STATE, message: "\(call): a row would exceed max_len")
+    default: throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "\(call): out of memory or a sequence longer than max_len")
     }
 }
 
 private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
     struct_size: UInt32(MemoryLayout<prism_backend_v1>.size), reserved: 0,
     get_info: { raw, out in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             out.pointee.vocab_size = UInt32(m.tokenizer.count)
             out.pointee.bos_token = CharTokenizer.bos
             out.pointee.eos_token = CharTokenizer.eos
@@ -66,9 +46,9 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         }
     },
     tokenize: { raw, text, out, capacity, count in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             switch m.tokenizer.encode(text.string) {
-            case .failure(let error): throw Failure(status: PRISM_E_INVALID_ARGUMENT, message: error.description)
+            case .failure(let error): throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: error.description)
             case .success(let ids):
                 count.pointee = ids.count
                 guard capacity >= ids.count else { return PRISM_E_BUFFER_TOO_SMALL }
@@ -78,7 +58,7 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         }
     },
     detokenize: { raw, tokens, count, out, capacity, length in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             let text = m.tokenizer.decode(UnsafeBufferPointer(start: tokens, count: tokens == nil ? 0 : count))
             let bytes = Array(text.utf8)
             length.pointee = bytes.count
@@ -90,10 +70,10 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         }
     },
     decode_begin: { raw, batch, logits in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             let (rows, stride) = try batchShape(m, batch, "decode_begin")
             for r in 0..<rows where batch.pointee.lengths[r] < 1 {
-                throw Failure(status: PRISM_E_INVALID_ARGUMENT, message: "decode_begin: prompt \(r) is empty")
+                throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "decode_begin: prompt \(r) is empty")
             }
             try check(pk_decode_begin(m.model, batch.pointee.tokens, batch.pointee.lengths, Int32(rows), Int32(stride), logits),
                       "decode_begin")
@@ -101,61 +81,61 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         }
     },
     decode_step: { raw, tokens, logits in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             try check(pk_decode_step(m.model, tokens, logits), "decode_step")
             return PRISM_OK
         }
     },
     logprobs: { raw, batch, which, temperature, out in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             let (rows, stride) = try batchShape(m, batch, "logprobs")
-            guard temperature > 0 else { throw Failure(status: PRISM_E_INVALID_ARGUMENT, message: "logprobs: temperature must be > 0") }
+            guard temperature > 0 else { throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "logprobs: temperature must be > 0") }
             try check(pk_logprobs(m.model, which == PRISM_MODEL_REFERENCE ? 1 : 0, batch.pointee.tokens, batch.pointee.lengths,
                                   Int32(rows), Int32(stride), temperature, out), "logprobs")
             return PRISM_OK
         }
     },
     backward: { raw, batch, temperature, grad in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             let (rows, stride) = try batchShape(m, batch, "backward")
-            guard temperature > 0 else { throw Failure(status: PRISM_E_INVALID_ARGUMENT, message: "backward: temperature must be > 0") }
+            guard temperature > 0 else { throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "backward: temperature must be > 0") }
             try check(pk_backward(m.model, batch.pointee.tokens, batch.pointee.lengths, Int32(rows), Int32(stride),
                                   temperature, grad), "backward")
             return PRISM_OK
         }
     },
     optimizer_step: { raw, step, report in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             let s = step.pointee
             let norm = pk_adamw(m.model, s.learning_rate, s.beta1, s.beta2, s.epsilon, s.weight_decay, s.max_grad_norm)
             report?.pointee.grad_norm = norm
             guard norm.isFinite else {
-                throw Failure(status: PRISM_E_INVALID_ARGUMENT, message: "optimizer_step: the gradient norm is \(norm)")
+                throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "optimizer_step: the gradient norm is \(norm)")
             }
             return PRISM_OK
         }
     },
     zero_grad: { raw in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             pk_grads(m.model)!.update(repeating: 0, count: m.parameterCount)
             return PRISM_OK
         }
     },
     snapshot_reference: { raw in
-        call(raw) { m in
+        TransformerModel.call(raw) { m in
             pk_reference(m.model)!.update(from: pk_params(m.model)!, count: m.parameterCount)
             return PRISM_OK
         }
     },
     save: { raw, path in
-        call(raw) { m in
-            do { try m.save(path: path.string) } catch { throw Failure(status: PRISM_E_IO, message: "\(error)") }
+        TransformerModel.call(raw) { m in
+            do { try m.save(path: path.string) } catch { throw PluginFailure(status: PRISM_E_IO, message: "\(error)") }
             return PRISM_OK
         }
     },
     load: { raw, path in
-        call(raw) { m in
-            do { try m.load(path: path.string) } catch { throw Failure(status: PRISM_E_IO, message: "\(error)") }
+        TransformerModel.call(raw) { m in
+            do { try m.load(path: path.string) } catch { throw PluginFailure(status: PRISM_E_IO, message: "\(error)") }
             return PRISM_OK
         }
     }
@@ -171,29 +151,13 @@ private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(
     description: staticCString(
         "Decoder-only pre-LN transformer with a character tokenizer, KV-cache decoding, AdamW and safetensors checkpoints."),
     create: { _, config, out in
-        do {
-            let parsed = try TransformerConfig(json: config.string)
-            out.pointee = Unmanaged.passRetained(try TransformerModel(config: parsed)).toOpaque()
-            return PRISM_OK
-        } catch let error as ConfigError {
-            createErrors.set(error.message)
-            return PRISM_E_CONFIG
-        } catch {
-            createErrors.set("\(error)")
-            return PRISM_E_IO
-        }
+        createErrors.create(out, failure: PRISM_E_IO) { try TransformerModel(config: try TransformerConfig(json: config.string)) }
     },
-    destroy: { raw in
-        guard let raw else { return }
-        Unmanaged<TransformerModel>.fromOpaque(raw).release()
-    },
+    destroy: { TransformerModel.destroy($0) },
     get_interface: { _, id in
         String(cString: id) == PRISM_BACKEND_V1_ID ? UnsafeRawPointer(backendTable) : nil
     },
-    last_error: { raw in
-        guard let raw else { return createErrors.get() }
-        return instance(raw).lastError.prismStr
-    }
+    last_error: { TransformerModel.lastError($0, creating: createErrors) }
 ))
 
 @c(prism_get_plugin_entry)

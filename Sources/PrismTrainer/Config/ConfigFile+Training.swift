@@ -42,7 +42,7 @@ extension ConfigFile {
         loss.klBeta = double("loss.kl_beta")
         loss.klEstimator = KLEstimator(rawValue: string("loss.kl_estimator"))!
         loss.aggregation = LossAggregation(rawValue: string("loss.aggregation"))!
-        loss.constantLength = int("grpo.max_new_tokens")
+        loss.constantLength = int("loss.norm_length") > 0 ? int("loss.norm_length") : int("grpo.max_new_tokens")
         return loss
     }
 

@@ -87,6 +87,9 @@ public final class GRPOStep {
         var latencies: [Double] = []
         var judgeErrors = 0
         var generationTime = Duration.zero, scoringTime = Duration.zero
+        // Every group generated this step, resampled ones included (the kept
+        // ones are what the groups/* metrics count).
+        var sampledGroups = 0, sampledAllNegative = 0, judgedTokens = 0
         for round in 0... {
             guard !pending.isEmpty else { break }
             var phase = clock.now
@@ -97,6 +100,9 @@ public final class GRPOStep {
             phase = clock.now
             let groups = try score(pending, generated, latencies: &latencies, judgeErrors: &judgeErrors)
             scoringTime += clock.now - phase
+            sampledGroups += groups.count
+            sampledAllNegative += groups.filter { $0.rewards.kind == .allNegative }.count
+            judgedTokens += groups.filter { $0.feedback != nil }.flatMap(\.completions).map(\.tokens.count).reduce(0, +)
             let plan = settings.strategy.filter.plan(
                 kinds: groups.map(\.rewards.kind), dispositions: groups.map { $0.feedback?.disposition }, round: round)
             plans.append(plan)
@@ -112,6 +118,9 @@ public final class GRPOStep {
         let completions = kept.flatMap(\.completions)
         metrics.recordCompletions(lengths: completions.map(\.tokens.count))
         metrics.set("tokens/generated", Double(generatedTokens))
+        metrics.set("sampling/groups", Double(sampledGroups))
+        metrics.set("sampling/all_negative", Double(sampledAllNegative))
+        metrics.set("feedback/judged_tokens", Double(judgedTokens))
 
         let phase = clock.now
         let update = try update(groups: kept, advantages: scored.advantages)

@@ -40,4 +40,23 @@ public struct SupervisedStep {
         _ = try policy.backend.optimizerStep(optimizer)
         return nll
     }
+
+    /// `steps` optimizer steps on batches of `batchSize` examples drawn at
+    /// random (with replacement) from `examples`.
+    /// - Parameters:
+    ///   - log: called with a line on the first, last and every tenth step.
+    ///   - shouldStop: asked after each step; true throws (nothing is saved).
+    public func run(_ examples: [Example], steps: Int, batchSize: Int, seed: UInt64,
+                    log: (String) -> Void, shouldStop: () -> Bool = { false }) throws {
+        guard steps > 0 else { return }
+        guard !examples.isEmpty else { throw TrainerError("supervised warm-start: no examples") }
+        var rng = RandomState(seed: seed)
+        for n in 1...steps {
+            let batch = (0..<batchSize).map { _ in examples[Int(rng.next() % UInt64(examples.count))] }
+            let logging = n == 1 || n % max(1, steps / 10) == 0 || n == steps
+            let loss = try step(batch, measure: logging)
+            if logging { log("sft step \(n)/\(steps)  loss \(String(format: "%.4f", loss))") }
+            if shouldStop() { throw TrainerError("interrupted during the warm-start; nothing was saved") }
+        }
+    }
 }

@@ -10,13 +10,18 @@ public struct Components {
     public var greedySampler: any Sampler
     public var reward: any RewardFunction
     public var judge: (any FeedbackGenerator)?
+    /// The judge that scores evaluations (the step score); by default the
+    /// training judge. A study of judge noise evaluates with a clean one.
+    public var evaluationJudge: (any FeedbackGenerator)?
 
     public init(backend: any ComputeBackend, sampler: any Sampler, greedySampler: any Sampler,
-                reward: any RewardFunction, judge: (any FeedbackGenerator)?) {
+                reward: any RewardFunction, judge: (any FeedbackGenerator)?,
+                evaluationJudge: (any FeedbackGenerator)? = nil) {
         self.backend = backend
         self.sampler = sampler
         self.greedySampler = greedySampler
         self.reward = reward
         self.judge = judge
+        self.evaluationJudge = evaluationJudge ?? judge
     }
 }

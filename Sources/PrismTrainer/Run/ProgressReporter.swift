@@ -25,9 +25,17 @@ public final class ProgressReporter {
     /// A reporter that prints nothing.
     public static var silent: ProgressReporter { ProgressReporter(live: false) { _ in } }
 
-    func start(total: Int, from step: Int) {
+    private var budget = 0.0
+    private var startSpent = 0.0
+
+    /// - Parameters:
+    ///   - budget: a token budget (0 = none); with one, the ETA follows the
+    ///     tokens spent (`budget/spent`) rather than the steps.
+    func start(total: Int, from step: Int, budget: Double = 0, spent: Double = 0) {
         self.total = total
         startStep = step
+        self.budget = budget
+        startSpent = spent
         started = Date()
     }
 
@@ -39,7 +47,10 @@ public final class ProgressReporter {
         lastShown = now
         let done = n - startStep
         let elapsed = now.timeIntervalSince(started)
-        let eta = done > 0 ? elapsed / Double(done) * Double(total - n) : 0
+        var eta = done > 0 ? elapsed / Double(done) * Double(total - n) : 0
+        if budget > 0, let spent = metrics["budget/spent"], spent > startSpent {
+            eta = min(eta, elapsed / (spent - startSpent) * max(budget - spent, 0))
+        }
         let groups = max(metrics["groups/total"] ?? 0, 1)
         var text = String(format: "step %d/%d  reward %.3f  acc %.3f  all-neg %.2f  %.0f tok/s  ETA %@",
                           n, total, metrics["reward"] ?? .nan, metrics["accuracy"] ?? .nan,

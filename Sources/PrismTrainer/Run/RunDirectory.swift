@@ -20,6 +20,15 @@ public struct RunDirectory: Sendable {
         public var step: Int
         public var rng: [UInt64]
         public var dataCursor: Int
+        /// Budget tokens spent so far (absent in checkpoints of older runs).
+        public var spentTokens: Double?
+
+        public init(step: Int, rng: [UInt64], dataCursor: Int, spentTokens: Double? = nil) {
+            self.step = step
+            self.rng = rng
+            self.dataCursor = dataCursor
+            self.spentTokens = spentTokens
+        }
     }
 
     public func create() throws {

@@ -7,7 +7,7 @@ public final class Trainer {
     public let config: ConfigFile
     public let directory: RunDirectory
     public let components: Components
-    /// Asked between steps; true stops the run after a checkpoint (Ctrl-C).
+    /// Asked between steps; true stops the run after a checkpoint (Ctrl-C, SIGTERM).
     public var shouldStop: () -> Bool = { false }
     /// Progress and log lines.
     public var progress: ProgressReporter
@@ -40,11 +40,14 @@ public final class Trainer {
         let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: c.grpoSettings)
 
         // 1. Where to start: a checkpoint of this run, or a fresh (warm-started) model.
-        var state = RunDirectory.State(step: 0, rng: words(RandomState(seed: UInt64(c.int("seed")))), dataCursor: 0)
+        var state = RunDirectory.State(step: 0, rng: words(RandomState(seed: UInt64(c.int("seed")))), dataCursor: 0,
+                                       spentTokens: 0)
         if resume, let (saved, model) = try directory.latestCheckpoint() {
             try components.backend.load(from: model)
             state = saved
             try directory.truncate(after: state.step)
+            // The resolved config now includes this invocation's --set overrides.
+            try Data(c.yaml.utf8).write(to: URL(fileURLWithPath: directory.configPath), options: .atomic)
             progress.log("resuming \(directory.path) from step \(state.step)")
         } else {
             if resume { progress.log("no checkpoint in \(directory.path); starting from step 0") }
@@ -54,25 +57,42 @@ public final class Trainer {
             if !c.string("model.checkpoint").isEmpty { try components.backend.load(from: c.string("model.checkpoint")) }
             try warmStart(policy: policy, train: train)
             try components.backend.snapshotReference()
+            if c.bool("run.eval_at_start"), !held.isEmpty {
+                let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: 0)
+                var line = StepMetrics()
+                line.set("budget/spent", 0)
+                line.set("eval/accuracy", result.accuracy)
+                line.set("eval/accuracy_stderr", result.accuracyStandardError)
+                line.set("eval/rts", result.meanRTS)
+                line.set("eval/pass_at_k", result.passAtK)
+                try directory.append(line.jsonLine(step: 0), to: directory.metricsPath)
+                progress.log(String(format: "step 0: held-out accuracy %.3f ± %.3f", result.accuracy, result.accuracyStandardError))
+            }
         }
 
         // 2. The GRPO loop.
         var rng = RandomState(words: (state.rng[0], state.rng[1], state.rng[2], state.rng[3]))
         var cursor = state.dataCursor
+        var spent = state.spentTokens ?? 0
+        let budget = Double(c.int("run.token_budget"))
+        let judgeCost = c.double("run.judge_token_cost")
         let steps = c.int("run.steps")
         let first = state.step + 1
         var interrupted = false
         var evaluation: Evaluation?
-        progress.start(total: steps, from: state.step)
-        if first <= steps {
+        progress.start(total: steps, from: state.step, budget: budget, spent: spent)
+        if first <= steps, budget == 0 || spent < budget {
             for n in first...steps {
                 let (metrics, samples) = try step.run(step: n, next: {
                     defer { cursor += 1 }
                     return train[cursor % train.count]
                 }, rng: &rng)
                 var line = metrics
+                spent += (metrics["tokens/generated"] ?? 0) + judgeCost * (metrics["feedback/judged_tokens"] ?? 0)
+                line.set("budget/spent", spent)
+                let last = n == steps || (budget > 0 && spent >= budget)
                 let every = c.int("run.eval_every")
-                if !held.isEmpty, (every > 0 && n % every == 0) || n == steps {
+                if !held.isEmpty, (every > 0 && n % every == 0) || last {
                     do {
                         let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: UInt64(n))
                         evaluation = result
@@ -96,14 +116,18 @@ public final class Trainer {
                     progress.log("step \(n): \(Int(metrics["reward/errors"]!)) reward call(s) failed, their groups dropped: \(message)")
                 }
                 progress.step(n, metrics: line)
-                state = RunDirectory.State(step: n, rng: words(rng), dataCursor: cursor)
+                state = RunDirectory.State(step: n, rng: words(rng), dataCursor: cursor, spentTokens: spent)
                 let checkpointEvery = c.int("run.checkpoint_every")
                 let stop = shouldStop()
-                if n == steps || stop || (checkpointEvery > 0 && n % checkpointEvery == 0) {
+                if last || stop || (checkpointEvery > 0 && n % checkpointEvery == 0) {
                     try directory.saveCheckpoint(state, backend: components.backend)
                 }
-                if stop {
+                if stop && !last {
                     interrupted = true
+                    break
+                }
+                if last {
+                    if n < steps { progress.log(String(format: "token budget spent (%.0f of %.0f) after step %d", spent, budget, n)) }
                     break
                 }
             }
@@ -149,28 +173,18 @@ public final class Trainer {
 
     /// Supervised warm-start on the training problems' worked solutions.
     func warmStart(policy: Policy, train: [Example]) throws {
-        let steps = config.int("sft.steps")
-        guard steps > 0 else { return }
         var optimizer = config.optimizer
         optimizer.learningRate = config.double("sft.lr")
-        let sft = SupervisedStep(policy: policy, optimizer: optimizer)
-        var rng = RandomState(seed: UInt64(config.int("seed")) &+ 17)
-        let size = config.int("sft.batch_size")
-        for n in 1...steps {
-            let batch = (0..<size).map { _ in train[Int(rng.next() % UInt64(train.count))] }
-            let logging = n == 1 || n % max(1, steps / 10) == 0 || n == steps
-            let loss = try sft.step(batch, measure: logging)
-            if logging {
-                progress.log(String(format: "sft step %d/%d  loss %.4f", n, steps, loss))
-            }
-            if shouldStop() { throw TrainerError("interrupted during the warm-start; nothing was saved") }
-        }
+        try SupervisedStep(policy: policy, optimizer: optimizer).run(
+            train, steps: config.int("sft.steps"), batchSize: config.int("sft.batch_size"),
+            seed: UInt64(config.int("seed")) &+ 17, log: progress.log, shouldStop: shouldStop)
     }
 
     func evaluate(greedy: Policy, sampled: Policy, held: [Example], seed: UInt64) throws -> Evaluation {
         try Evaluation.run(
             examples: held, greedy: greedy, sampled: config.int("eval.k") > 0 ? sampled : nil, k: config.int("eval.k"),
-            reward: components.reward, judge: components.judge, maxNewTokens: config.int("eval.max_new_tokens"), seed: seed)
+            reward: components.reward, judge: components.evaluationJudge, maxNewTokens: config.int("eval.max_new_tokens"),
+            seed: seed)
     }
 
     func loadData(_ key: String) throws -> [Example] {
