@@ -58,15 +58,19 @@ public final class Trainer {
             try warmStart(policy: policy, train: train)
             try components.backend.snapshotReference()
             if c.bool("run.eval_at_start"), !held.isEmpty {
-                let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: 0)
-                var line = StepMetrics()
-                line.set("budget/spent", 0)
-                line.set("eval/accuracy", result.accuracy)
-                line.set("eval/accuracy_stderr", result.accuracyStandardError)
-                line.set("eval/rts", result.meanRTS)
-                line.set("eval/pass_at_k", result.passAtK)
-                try directory.append(line.jsonLine(step: 0), to: directory.metricsPath)
-                progress.log(String(format: "step 0: held-out accuracy %.3f ± %.3f", result.accuracy, result.accuracyStandardError))
+                do {
+                    let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: 0)
+                    var line = StepMetrics()
+                    line.set("budget/spent", 0)
+                    line.set("eval/accuracy", result.accuracy)
+                    line.set("eval/accuracy_stderr", result.accuracyStandardError)
+                    line.set("eval/rts", result.meanRTS)
+                    line.set("eval/pass_at_k", result.passAtK)
+                    try directory.append(line.jsonLine(step: 0), to: directory.metricsPath)
+                    progress.log(String(format: "step 0: held-out accuracy %.3f ± %.3f", result.accuracy, result.accuracyStandardError))
+                } catch {
+                    progress.log("step 0: evaluation failed, training goes on: \(error)")
+                }
             }
         }
 
