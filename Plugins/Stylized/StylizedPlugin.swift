@@ -37,20 +37,24 @@ final class Stylized: PluginObject, @unchecked Sendable {
 
     var steps: Int { policy.steps }
 
-    /// The chain length a reference answer ("1" x n) names, else the config's.
+    /// Whether a reference answer is a stylized chain ("1" x n).
+    static func isChain(_ reference: String) -> Bool {
+        !reference.isEmpty && reference.allSatisfy { $0 == "1" }
+    }
+
+    /// The chain length a reference answer names, else the config's.
     func steps(reference: String) -> Int {
-        !reference.isEmpty && reference.allSatisfy({ $0 == "1" }) ? reference.count : steps
+        Self.isChain(reference) ? reference.count : steps
     }
 }
 
 private let createErrors = CreateErrors()
 
-
-
-
-/// The chain states after each prefix of row `r`: states[t] is the state
-/// before token t (positions 0..<length).
-private func rowStates(_ b: prism_token_batch, _ r: Int, steps: Int, _ visit: (Int, ChainState, Int32) -> Void) {
+/// Walks row `r`: `visit(t, state before token t, token t)` for every
+/// position; returns the state after the whole row.
+@discardableResult
+private func rowStates(_ b: prism_token_batch, _ r: Int, steps: Int,
+                       _ visit: (Int, ChainState, Int32) -> Void = { _, _, _ in }) -> ChainState {
     var state = ChainState()
     let length = Int(b.lengths[r])
     for t in 0..<length {
@@ -58,6 +62,7 @@ private func rowStates(_ b: prism_token_batch, _ r: Int, steps: Int, _ visit: (I
         visit(t, state, token)
         state.append(token, steps: steps)
     }
+    return state
 }
 
 private func validate(_ b: prism_token_batch, _ call: String) throws {
@@ -133,8 +138,7 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
                 guard b.lengths[r] >= 1 else {
                     throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "decode_begin: prompt \(r) is empty")
                 }
-                var state = ChainState()
-                rowStates(b, r, steps: m.steps) { _, _, token in state.append(token, steps: m.steps) }
+                let state = rowStates(b, r, steps: m.steps)
                 states.append(state)
                 m.policy.logits(state, weights: m.policy.theta, temperature: 1,
                                 into: logits + r * StylizedToken.vocabulary)
@@ -258,7 +262,7 @@ private nonisolated(unsafe) let rewardTable = immortal(prism_reward_v1(
             for i in 0..<count {
                 let reference = samples[i].reference.string
                 let completion = String(samples[i].completion.string.filter { !$0.isWhitespace })
-                guard m.steps(reference: reference) == reference.count else {
+                guard Stylized.isChain(reference) else {
                     rewards[i] = .nan  // not a stylized problem: no opinion
                     correct[i] = 0
                     continue

@@ -42,6 +42,22 @@ public enum TestSupport {
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil)
         throws -> ProcessResult
     {
+        try run(executable, arguments, environment: environment, interruptWhen: nil)
+    }
+
+    /// Runs `executable` and sends it SIGINT (what Ctrl-C sends) once its
+    /// standard error so far satisfies `trigger`.
+    public static func runInterrupting(_ executable: String, _ arguments: [String],
+                                       when trigger: @escaping (String) -> Bool) throws -> ProcessResult
+    {
+        try run(executable, arguments, environment: nil, interruptWhen: trigger)
+    }
+
+    /// Both pipes are drained to the end (stdout on a background thread),
+    /// also after a signal, so a chatty child never blocks on a full pipe.
+    private static func run(_ executable: String, _ arguments: [String], environment: [String: String]?,
+                            interruptWhen trigger: ((String) -> Bool)?) throws -> ProcessResult
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -53,41 +69,16 @@ public enum TestSupport {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        // Read both pipes to the end before waiting, so a chatty child never blocks.
-        let errData = ReadToEnd(err.fileHandleForReading)
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return ProcessResult(
-            status: process.terminationStatus,
-            stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData.wait(), as: UTF8.self))
-    }
-
-    /// Runs `executable` and sends it SIGINT (what Ctrl-C sends) once its
-    /// standard error so far satisfies `trigger`. Both pipes are drained to
-    /// the end, also after the signal, so the child never blocks on a full
-    /// pipe while it winds down.
-    public static func runInterrupting(_ executable: String, _ arguments: [String],
-                                       when trigger: (String) -> Bool) throws -> ProcessResult
-    {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
         let outData = ReadToEnd(out.fileHandleForReading)
         var errData = Data()
-        var interrupted = false
+        var pending = trigger
         while true {
             let chunk = err.fileHandleForReading.availableData
             if chunk.isEmpty { break }  // end of file: the child closed stderr
             errData.append(chunk)
-            if !interrupted, trigger(String(decoding: errData, as: UTF8.self)) {
+            if let check = pending, check(String(decoding: errData, as: UTF8.self)) {
                 process.interrupt()
-                interrupted = true
+                pending = nil
             }
         }
         process.waitUntilExit()

@@ -62,7 +62,7 @@ struct DemoCommand: ParsableCommand {
                 let trainer = Trainer(config: config, directory: RunDirectory(path: "\(dir)/\(strategy)"),
                                       components: try PluginLoading.components(config), progress: progress)
                 let summary = try trainer.run(resume: false)
-                rows.append((strategy, summary, try Self.means("\(dir)/\(strategy)/metrics.jsonl")))
+                rows.append((strategy, summary, try Self.means(trainer.directory)))
             }
             try Report.write(runs: [RunDirectory(path: "\(dir)/grpo"), RunDirectory(path: "\(dir)/sgpo")], to: dir + "/report.html")
 
@@ -91,16 +91,14 @@ struct DemoCommand: ParsableCommand {
     }
 
     /// Mean shares of group kinds over a run's steps.
-    static func means(_ path: String) throws -> [String: Double] {
-        let text = String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
+    static func means(_ run: RunDirectory) throws -> [String: Double] {
         var sums: [String: Double] = [:]
         var steps = 0.0
-        for line in text.split(separator: "\n") {
-            guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let total = object["groups/total"] as? Double, total > 0 else { continue }
+        for (_, line) in try run.readMetrics() {
+            guard let total = line["groups/total"], total > 0 else { continue }
             steps += 1
             for key in ["all_negative", "zero_advantage", "diversified"] {
-                sums[key, default: 0] += (object["groups/\(key)"] as? Double ?? 0) / total
+                sums[key, default: 0] += (line["groups/\(key)"] ?? 0) / total
             }
         }
         return sums.mapValues { $0 / max(steps, 1) }

@@ -34,19 +34,7 @@ public enum Report {
     public static func write(runs: [RunDirectory], to path: String) throws {
         var series: [(name: String, lines: [(Int, [String: Double])])] = []
         for run in runs {
-            guard let data = FileManager.default.contents(atPath: run.metricsPath) else {
-                throw TrainerError("\(run.metricsPath): no metrics (is \(run.path) a run directory?)")
-            }
-            var lines: [(Int, [String: Double])] = []
-            for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {
-                guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                      let step = object["step"] as? Int
-                else { throw TrainerError("\(run.metricsPath):\(index + 1): not a metrics line") }
-                var values: [String: Double] = [:]
-                for (key, value) in object { if let number = value as? Double { values[key] = number } }
-                lines.append((step, values))
-            }
-            series.append((URL(fileURLWithPath: run.path).lastPathComponent, lines))
+            series.append((URL(fileURLWithPath: run.path).lastPathComponent, try run.readMetrics().map { ($0.step, $0.values) }))
         }
         var html = """
             <!doctype html><html><head><meta charset="utf-8"><title>Prism report</title>

@@ -72,6 +72,20 @@ public struct RunDirectory: Sendable {
         try handle.write(contentsOf: Data((line + "\n").utf8))
     }
 
+    /// Every line of `metrics.jsonl`: its step and its numeric values.
+    /// - Throws: when the file is missing, or naming the line that is not a metrics line.
+    public func readMetrics() throws -> [(step: Int, values: [String: Double])] {
+        guard let data = FileManager.default.contents(atPath: metricsPath) else {
+            throw TrainerError("\(metricsPath): no metrics (is \(path) a run directory?)")
+        }
+        return try String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated().map { index, line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let step = object["step"] as? Int
+            else { throw TrainerError("\(metricsPath):\(index + 1): not a metrics line") }
+            return (step, object.compactMapValues { $0 as? Double })
+        }
+    }
+
     /// Drops metric and sample lines after `step` (a resumed run rewrites them).
     func truncate(after step: Int) throws {
         for file in [metricsPath, samplesPath] {

@@ -37,8 +37,6 @@ public struct Simulation {
     /// One simulated run: curves over steps 0...steps (P) and 1...steps (the rest).
     public struct Run: Sendable {
         public var label: String
-        public var strategy: String
-        public var noise: Double
         public var learningRate: Double
         public var seed: Int
         /// P(correct) before the first update and after each step: steps + 1 values.
@@ -137,8 +135,7 @@ public struct Simulation {
         let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
         let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: config.grpoSettings)
         var rng = RandomState(seed: UInt64(seed))
-        var run = Run(label: variant.label, strategy: variant.strategy.name, noise: variant.noise,
-                      learningRate: variant.learningRate, seed: seed, pCorrect: [try pCorrect(policy)],
+        var run = Run(label: variant.label, learningRate: variant.learningRate, seed: seed, pCorrect: [try pCorrect(policy)],
                       allNegative: [], zeroAdvantage: [], tokens: [])
         var spent = 0.0
         let problem = self.problem
@@ -185,13 +182,13 @@ public struct SimulationSummary {
         return seen
     }
 
-    /// Steps to reach `threshold` over the seeds of `label`: the interval
-    /// over the seeds that reached it, and how many did.
-    public func timeToThreshold(_ label: String, _ threshold: Double) -> (steps: Interval, tokens: Interval, reached: Int, seeds: Int) {
-        let group = runs.filter { $0.label == label }
+    /// Two table cells: steps and budget (thousands of tokens) to reach
+    /// `threshold`, mean ± 95% over the seeds of `group` that reached it.
+    func reachCells(_ group: [Simulation.Run], _ threshold: Double) -> String {
         let steps = group.compactMap { $0.steps(toReach: threshold) }.map(Double.init)
-        let tokens = group.compactMap { $0.tokens(toReach: threshold) }
-        return (Interval(steps), Interval(tokens), steps.count, group.count)
+        let kiloTokens = group.compactMap { $0.tokens(toReach: threshold) }.map { $0 / 1000 }
+        let note = steps.count < group.count ? " (\(steps.count)/\(group.count) reached)" : ""
+        return steps.isEmpty ? " never\(note) | — |" : " \(Interval(steps).formatted(1))\(note) | \(Interval(kiloTokens).formatted(1)) |"
     }
 
     /// The table printed by `prism simulate` (Markdown).
@@ -208,12 +205,7 @@ public struct SimulationSummary {
         for label in labels {
             let group = runs.filter { $0.label == label }
             var line = "| \(label) |"
-            for t in thresholds {
-                let (steps, _, reached, seeds) = timeToThreshold(label, t)
-                let kiloTokens = Interval(group.compactMap { $0.tokens(toReach: t) }.map { $0 / 1000 })
-                let note = reached < seeds ? " (\(reached)/\(seeds) reached)" : ""
-                line += reached == 0 ? " never\(note) | — |" : " \(steps.formatted(1))\(note) | \(kiloTokens.formatted(1)) |"
-            }
+            for t in thresholds { line += reachCells(group, t) }
             let final = Interval(group.compactMap(\.pCorrect.last))
             let negative = Interval(group.map { $0.allNegative.reduce(0, +) / Double(max($0.allNegative.count, 1)) })
             line += " \(final.formatted(3)) | \(negative.formatted(3)) |"
@@ -230,26 +222,23 @@ public struct SimulationSummary {
         guard let threshold = thresholds.first else { return "" }
         var lines = ["| strategy | best lr | steps to P>\(threshold) | budget to P>\(threshold) (k tokens) | final P(correct) |",
                      "|---|---|---|---|---|"]
-        var keys: [String] = []
-        for run in runs {
-            let key = run.noise == 0 ? run.strategy : "\(run.strategy) eps=\(String(format: "%g", run.noise))"
-            if !keys.contains(key) { keys.append(key) }
+        // The learning rate is the last part of a sweep's labels ("sgpo eps=0.1 lr=2").
+        func family(_ run: Simulation.Run) -> String {
+            run.label.range(of: " lr=").map { String(run.label[..<$0.lowerBound]) } ?? run.label
         }
-        for key in keys {
-            let candidates = runs.filter { ($0.noise == 0 ? $0.strategy : "\($0.strategy) eps=\(String(format: "%g", $0.noise))") == key }
-            let rates = Array(Set(candidates.map(\.learningRate))).sorted()
+        var families: [String] = []
+        for run in runs where !families.contains(family(run)) { families.append(family(run)) }
+        for name in families {
+            let candidates = runs.filter { family($0) == name }
             func cost(_ lr: Double) -> Double {
                 let group = candidates.filter { $0.learningRate == lr }
                 return group.map { Double($0.steps(toReach: threshold) ?? $0.pCorrect.count) }.reduce(0, +) / Double(group.count)
             }
-            guard let best = rates.min(by: { cost($0) < cost($1) }) else { continue }
+            guard let best = Set(candidates.map(\.learningRate)).min(by: { cost($0) < cost($1) || (cost($0) == cost($1) && $0 < $1) })
+            else { continue }
             let group = candidates.filter { $0.learningRate == best }
-            let reached = group.compactMap { $0.steps(toReach: threshold) }
-            let note = reached.count < group.count ? " (\(reached.count)/\(group.count) reached)" : ""
-            let steps = reached.isEmpty ? "never" : Interval(reached.map(Double.init)).formatted(1) + note
-            let tokens = Interval(group.compactMap { $0.tokens(toReach: threshold) }.map { $0 / 1000 })
-            lines.append("| \(key) | \(String(format: "%g", best)) | \(steps) | \(reached.isEmpty ? "—" : tokens.formatted(1)) | "
-                + "\(Interval(group.compactMap(\.pCorrect.last)).formatted(3)) |")
+            lines.append("| \(name) | \(String(format: "%g", best)) |" + reachCells(group, threshold)
+                + " \(Interval(group.compactMap(\.pCorrect.last)).formatted(3)) |")
         }
         return lines.joined(separator: "\n") + "\n"
     }

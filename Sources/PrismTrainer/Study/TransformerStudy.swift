@@ -163,8 +163,8 @@ public struct TransformerStudy {
             let config = try config(base: base, variant: variant, seed: seed)
             let trainer = Trainer(config: config, directory: directory, components: try load(config), progress: progress)
             trainer.shouldStop = shouldStop
-            let started = FileManager.default.fileExists(atPath: directory.path + "/checkpoints/latest")
-            if try trainer.run(resume: started).interrupted { return false }
+            let begun = FileManager.default.fileExists(atPath: directory.checkpoints + "/latest")
+            if try trainer.run(resume: begun).interrupted { return false }
         }
         return true
     }
@@ -199,7 +199,7 @@ public struct TransformerStudySummary {
             self.label = label
             self.noise = noise
             self.seed = seed
-            for line in try TransformerStudySummary.lines(directory) {
+            for (_, line) in try directory.readMetrics() {
                 let spent = line["budget/spent"] ?? 0
                 if let accuracy = line["eval/accuracy"] {
                     evaluations.append((spent, accuracy, line["eval/rts"] ?? .nan))
@@ -233,17 +233,9 @@ public struct TransformerStudySummary {
         self.noiseStrategy = noiseStrategy
     }
 
-    static func lines(_ directory: RunDirectory) throws -> [[String: Double]] {
-        guard let data = FileManager.default.contents(atPath: directory.metricsPath) else { return [] }
-        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
-            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
-            return object.compactMapValues { $0 as? Double }
-        }
-    }
-
     /// Whether a run has spent its budget and evaluated at the end.
     public static func isComplete(_ directory: RunDirectory, budget: Double) -> Bool {
-        guard let last = try? lines(directory).last else { return false }
+        guard let last = try? directory.readMetrics().last?.values else { return false }
         return (last["budget/spent"] ?? 0) >= budget && last["eval/accuracy"] != nil
     }
 
