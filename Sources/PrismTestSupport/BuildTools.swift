@@ -103,6 +103,18 @@ public enum TestSupport {
         return output
     }
 
+    /// Compiles C sources into an executable with `compiler` (default `cc`)
+    /// and the given flags. Returns the executable's path.
+    /// - Throws: ``CompileError`` with the compiler's output.
+    public static func compileProgram(
+        _ sources: [String], name: String, compiler: String = "cc", flags: [String], in directory: URL
+    ) throws -> String {
+        let output = directory.appendingPathComponent(name).path
+        let result = try run("/usr/bin/env", [compiler] + flags + sources + ["-o", output, "-lm", "-pthread"])
+        guard result.status == 0 else { throw CompileError(output: result.stderr + result.stdout) }
+        return output
+    }
+
     /// A fixture source under `Tests/Fixtures`.
     public static func fixture(_ name: String) -> String {
         packageRoot.appendingPathComponent("Tests/Fixtures/\(name)").path

@@ -25,51 +25,66 @@
 
 /* ------------------------------------------------------------ dispatch */
 
-static int use_avx2 = -1;
-static int forced_portable = 0;
+static atomic_int use_avx2 = -1; /* -1 until the CPU was asked */
+static atomic_int forced_portable = 0;
 
 int pk_has_avx2_fma(void) {
-  if (use_avx2 < 0) {
+  int avx2 = atomic_load_explicit(&use_avx2, memory_order_relaxed);
+  if (avx2 < 0) {
     __builtin_cpu_init();
-    use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    atomic_store_explicit(&use_avx2, avx2, memory_order_relaxed);
   }
-  return use_avx2 && !forced_portable;
+  return avx2 && !atomic_load_explicit(&forced_portable, memory_order_relaxed);
 }
 
-void pk_force_portable(int portable) { forced_portable = portable; }
+void pk_force_portable(int portable) {
+  atomic_store_explicit(&forced_portable, portable, memory_order_relaxed);
+}
 
 /* ---------------------------------------------------------- thread pool */
 
 #include "internal.h"
 
-/* Workers wait for a new epoch, take task indices from `next`, and count
- * themselves in `busy` while they may touch the job; the caller returns only
- * when every task is finished and no worker is busy, so a slow worker can
- * never run into the next job's state. */
+/* A job is published under `lock` with a new epoch; workers copy it under
+ * the lock and count themselves in `busy` while they may touch it. Tasks are
+ * claimed from `claim`, which holds the job's epoch in its high 32 bits and
+ * the next task index in its low 32 bits, so a claim is valid only for the
+ * job it was made for. (An earlier version kept a bare `next` counter that
+ * each job reset: a worker that woke for a job after its caller had already
+ * finished and returned could then take a stale index from the *next* job's
+ * counter just before the reset, and run one of its tasks twice — attention
+ * then summed its output twice. Caught by Tests/Fixtures/kernel_stress.c.)
+ * The caller returns only when every task is finished and no worker is busy,
+ * so no worker can touch a job's context after its caller has returned. */
 static struct {
   pthread_mutex_t lock;
   pthread_cond_t wake;
   pthread_cond_t done;
   pthread_t workers[16];
   int started;      /* workers running */
-  int wanted;       /* threads to use, including the caller */
-  atomic_uint_fast64_t epoch; /* bumped for each job */
-  int busy;         /* workers inside run_tasks */
-  pk_task_fn fn;
+  atomic_int wanted; /* threads to use, including the caller; 0 = not set */
+  atomic_uint epoch; /* bumped (under lock) for each job */
+  int busy;         /* workers that joined a job and have not left it */
+  pk_task_fn fn;    /* the current job, written under lock */
   void *ctx;
   int tasks;
-  atomic_int next;  /* next task index to take */
+  atomic_uint_fast64_t claim; /* (epoch << 32) | next task index */
   atomic_int finished;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
           .wake = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER};
 
-static void run_tasks(void) {
+/* Claims and runs tasks of job `epoch` until none is left (or another job
+ * has replaced it). */
+static void run_tasks(unsigned epoch, pk_task_fn fn, void *ctx, int tasks) {
+  uint_fast64_t current = atomic_load(&pool.claim);
   for (;;) {
-    int task = atomic_fetch_add(&pool.next, 1);
-    if (task >= pool.tasks) break;
-    pool.fn(pool.ctx, task);
+    if ((unsigned)(current >> 32) != epoch || (int)(uint32_t)current >= tasks) return;
+    if (!atomic_compare_exchange_weak(&pool.claim, &current, current + 1)) continue;
+    fn(ctx, (int)(uint32_t)current);
     atomic_fetch_add(&pool.finished, 1);
+    current = atomic_load(&pool.claim);
   }
 }
 
@@ -79,17 +94,20 @@ static void run_tasks(void) {
 
 static void *worker(void *arg) {
   (void)arg;
-  uint64_t seen = 0;
+  unsigned seen = 0;
   for (;;) {
     for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.epoch) == seen; ++spin) {
       __builtin_ia32_pause();
     }
     pthread_mutex_lock(&pool.lock);
-    while (pool.epoch == seen) pthread_cond_wait(&pool.wake, &pool.lock);
-    seen = pool.epoch;
+    while (atomic_load(&pool.epoch) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+    seen = atomic_load(&pool.epoch);
+    pk_task_fn fn = pool.fn;
+    void *ctx = pool.ctx;
+    int tasks = pool.tasks;
     pool.busy++;
     pthread_mutex_unlock(&pool.lock);
-    run_tasks();
+    run_tasks(seen, fn, ctx, tasks);
     pthread_mutex_lock(&pool.lock);
     pool.busy--;
     pthread_cond_broadcast(&pool.done);
@@ -99,15 +117,19 @@ static void *worker(void *arg) {
 }
 
 int pk_threads(void) {
-  if (pool.wanted == 0) {
+  int wanted = atomic_load_explicit(&pool.wanted, memory_order_relaxed);
+  if (wanted == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    pool.wanted = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
+    wanted = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
+    int unset = 0;
+    atomic_compare_exchange_strong(&pool.wanted, &unset, wanted);
+    wanted = atomic_load_explicit(&pool.wanted, memory_order_relaxed);
   }
-  return pool.wanted;
+  return wanted;
 }
 
 void pk_set_threads(int threads) {
-  pool.wanted = threads < 1 ? 1 : threads > 16 ? 16 : threads;
+  atomic_store(&pool.wanted, threads < 1 ? 1 : threads > 16 ? 16 : threads);
 }
 
 /* One caller at a time owns the pool; others (another instance used from
@@ -128,15 +150,16 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
     pthread_detach(pool.workers[pool.started]);
     pool.started++;
   }
+  unsigned epoch = atomic_load(&pool.epoch) + 1;
   pool.fn = fn;
   pool.ctx = ctx;
   pool.tasks = tasks;
   atomic_store(&pool.finished, 0);
-  atomic_store(&pool.next, 0);
-  pool.epoch++;
+  atomic_store(&pool.claim, (uint_fast64_t)epoch << 32);
+  atomic_store(&pool.epoch, epoch);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.lock);
-  run_tasks();
+  run_tasks(epoch, fn, ctx, tasks);
   for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.finished) < tasks; ++spin) {
     __builtin_ia32_pause();
   }

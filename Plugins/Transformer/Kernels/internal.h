@@ -30,8 +30,10 @@ static inline float pk_expf(float x) {
 }
 
 /* Element-wise and attention loops get an AVX2+FMA clone chosen at load
- * time (ifunc) besides the portable one. */
-#if defined(__x86_64__) && defined(__linux__)
+ * time (ifunc) besides the portable one. PK_NO_MULTIVERSION turns that off
+ * for sanitizer builds: ThreadSanitizer crashes in ifunc resolvers, which
+ * run before its runtime is initialised. */
+#if defined(__x86_64__) && defined(__linux__) && !defined(PK_NO_MULTIVERSION)
 #define PK_MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
 #define PK_MULTIVERSION
