@@ -6,7 +6,8 @@
  *            pk_parallel_for; every task of every job must run exactly once;
  *   - gemm:  the model's GEMM shapes, bit for bit equal to the result the
  *            same thread computed alone before the race started;
- *   - model: forward log-probs and a backward pass of a small transformer,
+ *   - model: forward log-probs and a backward pass of a small transformer
+ *            (AVX2 kernels on even threads, portable ones on odd threads),
  *            bit for bit equal to the serial results.
  * Exit 0 when everything agreed, 1 on the first disagreement (naming thread,
  * iteration and check), 2 on a usage or allocation error. The tests build it
@@ -143,6 +144,9 @@ static int setup(worker *w, int t, int iterations) {
   size_t P = pk_make_layout(dims).total;
   w->expected_grads = malloc(P * sizeof(float));
   if (!w->model || !w->expected_grads) return -1;
+  /* Odd threads' models run the portable kernels: a choice that leaked
+   * from one model to another would change the other's results. */
+  pk_model_use_portable(w->model, t % 2);
   fill(pk_params(w->model), P, 101u + (unsigned)t);
   for (size_t i = 0; i < P; ++i) pk_params(w->model)[i] *= 0.2f;
   for (int r = 0; r < ROWS; ++r) {

@@ -41,8 +41,9 @@ struct ModelGradientTests {
 
     @Test(arguments: [false, true])
     func gemmMatchesNaiveProduct(portable: Bool) {
-        pk_force_portable(portable ? 1 : 0)
-        defer { pk_force_portable(0) }
+        // Per thread: tests running beside this one keep their kernels.
+        let previous = pk_force_portable(portable ? 1 : 0)
+        defer { pk_force_portable(previous) }
         var rng = RandomState(seed: 3)
         for (m, n, k) in [(1, 1, 1), (7, 19, 5), (64, 40, 130), (13, 33, 300), (300, 17, 9)] {
             for ta in [0, 1] {

@@ -26,7 +26,9 @@
 /* ------------------------------------------------------------ dispatch */
 
 static atomic_int use_avx2 = -1; /* -1 until the CPU was asked */
-static atomic_int forced_portable = 0;
+/* Per thread, so one model's choice never changes another's kernels; a GEMM
+ * takes the choice of the thread that calls it to every pool worker. */
+static _Thread_local int forced_portable = 0;
 
 int pk_has_avx2_fma(void) {
   int avx2 = atomic_load_explicit(&use_avx2, memory_order_relaxed);
@@ -35,11 +37,13 @@ int pk_has_avx2_fma(void) {
     avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     atomic_store_explicit(&use_avx2, avx2, memory_order_relaxed);
   }
-  return avx2 && !atomic_load_explicit(&forced_portable, memory_order_relaxed);
+  return avx2 && !forced_portable;
 }
 
-void pk_force_portable(int portable) {
-  atomic_store_explicit(&forced_portable, portable, memory_order_relaxed);
+int pk_force_portable(int portable) {
+  int previous = forced_portable;
+  forced_portable = portable;
+  return previous;
 }
 
 /* ---------------------------------------------------------- thread pool */
@@ -278,6 +282,7 @@ typedef struct gemm_job {
   int k0, kc;
   int rows_per_task;     /* tasks split rows ... */
   int panels_per_task;   /* ... or, for short matrices, NR-column panels */
+  int avx2;              /* the caller's kernel choice */
 } gemm_job;
 
 /* A thread-local growable buffer (packing); NULL on allocation failure. */
@@ -308,7 +313,7 @@ static void gemm_task(void *ctx, int task) {
     row_end = row_begin + j->rows_per_task < j->M ? row_begin + j->rows_per_task : j->M;
   }
   void (*kernel)(int, const float *, const float *, float *, int, int, int) =
-      pk_has_avx2_fma() ? kernel_avx2 : kernel_portable;
+      j->avx2 ? kernel_avx2 : kernel_portable;
   float *pa = reserve(&a_scratch, (size_t)(MC + MR) * KC);
   if (!pa) return;
   for (int i0 = row_begin; i0 < row_end; i0 += MC) {
@@ -342,7 +347,7 @@ void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
   float *packed_b = reserve(&b_scratch, (size_t)panels * NR * KC);
   if (!packed_b) return;
   int threads = pk_threads();
-  gemm_job job = {ta, tb, M, N, K, lda, ldb, ldc, A, B, C, packed_b, 0, 0, M, 0};
+  gemm_job job = {ta, tb, M, N, K, lda, ldb, ldc, A, B, C, packed_b, 0, 0, M, 0, pk_has_avx2_fma()};
   int tasks = 1;
   if ((double)M * N * K >= 200000.0 && threads > 1) {
     if (M >= 4 * MC || panels < threads) {

@@ -72,7 +72,10 @@ struct pk_model {
   size_t cache_cap;
   int *positions;
   int dec_rows;
+  int portable; /* kernel choice, applied around each pass */
 };
+
+void pk_model_use_portable(pk_model *m, int portable) { m->portable = portable; }
 
 static void add_segment(pk_model *m, size_t offset, size_t count, int decay) {
   m->segments[m->segment_count++] = (segment){offset, count, decay};
@@ -453,14 +456,14 @@ static float log_prob(const float *z, int V, float temp, int k) {
   return (float)((double)(z[k] / temp - maxv) - log(sum));
 }
 
-int pk_logits(pk_model *m, const int32_t *tokens, int rows, int stride, float *out) {
+static int logits_pass(pk_model *m, const int32_t *tokens, int rows, int stride, float *out) {
   acts a;
   if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
   memcpy(out, a.logits, (size_t)rows * stride * m->d.vocab * sizeof(float));
   return 0;
 }
 
-int pk_logprobs(pk_model *m, int reference, const int32_t *tokens,
+static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
                 const uint32_t *lengths, int rows, int stride,
                 float temperature, float *out) {
   acts a;
@@ -479,7 +482,7 @@ int pk_logprobs(pk_model *m, int reference, const int32_t *tokens,
 
 /* -------------------------------------------------------------- backward */
 
-int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
+static int backward_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                 int rows, int stride, float temperature, const float *grad) {
   acts a;
   if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
@@ -613,7 +616,7 @@ PK_MULTIVERSION static void decode_attention_task(void *ctx, int task) {
   }
 }
 
-int pk_decode_begin(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
+static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                     int rows, int stride, float *logits) {
   const pk_dims d = m->d;
   size_t D = (size_t)d.d_model;
@@ -656,7 +659,7 @@ int pk_decode_begin(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
   return 0;
 }
 
-int pk_decode_step(pk_model *m, const int32_t *tokens, float *logits) {
+static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
   const pk_dims d = m->d;
   int B = m->dec_rows, D = d.d_model, F = d.d_ff, V = d.vocab;
   if (B <= 0) return -2;
@@ -733,4 +736,39 @@ double pk_adamw(pk_model *m, double lr, double beta1, double beta2, double eps,
   }
   memset(m->grads, 0, P * sizeof(float));
   return norm;
+}
+
+/* ------------------------------------------------- public passes */
+
+/* Each pass runs on the model's own kernel choice; the calling thread's
+ * setting is restored afterwards. */
+#define WITH_MODEL_KERNELS(m, call)                  \
+  do {                                               \
+    int previous = pk_force_portable((m)->portable); \
+    int status = (call);                             \
+    pk_force_portable(previous);                     \
+    return status;                                   \
+  } while (0)
+
+int pk_logits(pk_model *m, const int32_t *tokens, int rows, int stride, float *out) {
+  WITH_MODEL_KERNELS(m, logits_pass(m, tokens, rows, stride, out));
+}
+
+int pk_logprobs(pk_model *m, int reference, const int32_t *tokens, const uint32_t *lengths,
+                int rows, int stride, float temperature, float *out) {
+  WITH_MODEL_KERNELS(m, logprobs_pass(m, reference, tokens, lengths, rows, stride, temperature, out));
+}
+
+int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths, int rows, int stride,
+                float temperature, const float *grad) {
+  WITH_MODEL_KERNELS(m, backward_pass(m, tokens, lengths, rows, stride, temperature, grad));
+}
+
+int pk_decode_begin(pk_model *m, const int32_t *tokens, const uint32_t *lengths, int rows,
+                    int stride, float *logits) {
+  WITH_MODEL_KERNELS(m, decode_begin_pass(m, tokens, lengths, rows, stride, logits));
+}
+
+int pk_decode_step(pk_model *m, const int32_t *tokens, float *logits) {
+  WITH_MODEL_KERNELS(m, decode_step_pass(m, tokens, logits));
 }

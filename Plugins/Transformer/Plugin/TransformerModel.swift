@@ -26,7 +26,7 @@ final class TransformerModel: PluginObject {
         parameterCount = Int(pk_make_layout(config.dims).total)
         precondition(tensors.map(\.count).reduce(0, +) == parameterCount, "tensor list and C layout disagree")
         if config.threads > 0 { pk_set_threads(Int32(config.threads)) }
-        pk_force_portable(config.kernels == "portable" ? 1 : 0)
+        pk_model_use_portable(model, config.kernels == "portable" ? 1 : 0)
         initialize()
         if let checkpoint = config.checkpoint { try load(path: checkpoint) }
     }

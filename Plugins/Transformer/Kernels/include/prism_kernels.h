@@ -20,10 +20,12 @@ extern "C" {
 
 /* ------------------------------------------------------------- runtime */
 
-/* 1 if the AVX2+FMA kernels are in use. */
+/* 1 if the AVX2+FMA kernels are in use on the calling thread. */
 int pk_has_avx2_fma(void);
-/* Forces the portable kernels (for tests and benchmarks): 1 = portable. */
-void pk_force_portable(int portable);
+/* Forces the portable GEMM kernels on the calling thread (1 = portable,
+ * 0 = the fastest the CPU has); returns the previous setting. A model
+ * applies its own choice (pk_model_use_portable) around each call. */
+int pk_force_portable(int portable);
 /* Sets the number of threads (1..16) used by the kernels; default: the
  * number of online CPUs, capped at 16. */
 void pk_set_threads(int threads);
@@ -73,6 +75,8 @@ typedef struct pk_model pk_model;
  * reference copy. NULL on allocation failure. */
 pk_model *pk_model_new(pk_dims dims);
 void pk_model_free(pk_model *m);
+/* Runs this model's passes on the portable kernels (1) or the fastest (0). */
+void pk_model_use_portable(pk_model *m, int portable);
 float *pk_params(pk_model *m);
 float *pk_reference(pk_model *m);
 float *pk_grads(pk_model *m);
