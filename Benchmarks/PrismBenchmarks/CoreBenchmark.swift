@@ -31,7 +31,7 @@ public struct CoreBenchmark {
         let logp = (0..<(rows * tokens)).map { _ in -3 * rng.uniform() }
         let old = logp.map { $0 + (rng.uniform() - 0.5) * 0.4 }
         let ref = logp.map { $0 + (rng.uniform() - 0.5) * 0.2 }
-        let strategy = Strategy.preset("sgpo")!
+        let strategy = Strategy(diversification: Diversification())  // the sgpo built-in
         var loss = PolicyLoss()
         loss.klBeta = 0.04
         loss.epsilonHigh = 0.28

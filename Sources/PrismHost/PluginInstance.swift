@@ -4,7 +4,8 @@ import PrismCore
 /// One live instance of a plugin; destroyed when the last reference goes.
 ///
 /// Get the Swift face of an interface with ``rewardFunction()``,
-/// ``feedbackGenerator()``, ``sampler()`` or ``computeBackend()``; each adapter
+/// ``feedbackGenerator()``, ``sampler()``, ``computeBackend()`` or
+/// ``groupStrategy()``; each adapter
 /// keeps the instance alive. Calls on one instance must not be concurrent.
 @safe public final class PluginInstance {
     public let library: PluginLibrary
@@ -58,9 +59,9 @@ import PrismCore
     }
 }
 
-/// The interfaces of ABI 1.
+/// The interfaces of ABI 1 (`strategy` since 1.1).
 public enum PluginInterface: String, CaseIterable, Sendable {
-    case reward, feedback, sampler, backend
+    case reward, feedback, sampler, backend, strategy
 
     /// The versioned id, e.g. "prism.reward/1".
     public var id: String { "prism.\(rawValue)/1" }

@@ -39,11 +39,27 @@ enum PluginLoading {
         let evaluationConfig = config.pluginConfig("eval.judge_config")
         let evaluationJudge = evaluationConfig == "{}" ? judge
             : try judgeLibrary?.instantiate(config: evaluationConfig).feedbackGenerator()
-        if config.strategy.diversification != nil, judge == nil {
-            throw TrainerError("strategy.name \(config.string("strategy.name")) needs a judge; set judge.plugin")
+        // The strategy: a plugin, or the built-in one (its parameters checked now).
+        let strategyName = config.string("strategy.plugin")
+        var strategy: (any GroupStrategy)?
+        let needsJudge: Bool
+        let strategyKey: String
+        if strategyName.isEmpty {
+            _ = try config.strategy()
+            needsJudge = config.strategyDescriptor.needsJudge
+            strategyKey = "strategy.name \(config.string("strategy.name"))"
+        } else {
+            let found = try library(strategyName, key: "strategy.plugin")
+                .instantiate(config: config.pluginConfig("strategy.config")).groupStrategy()
+            strategy = found.strategy
+            needsJudge = found.needsJudge
+            strategyKey = "strategy.plugin \(strategyName)"
+        }
+        if needsJudge, judge == nil {
+            throw TrainerError("\(strategyKey) needs a judge; set judge.plugin")
         }
         return Components(backend: backend, sampler: sampler, greedySampler: greedy, reward: reward, judge: judge,
-                          evaluationJudge: evaluationJudge)
+                          evaluationJudge: evaluationJudge, strategy: strategy)
     }
 
     /// A plugin config with some keys set.

@@ -15,13 +15,10 @@ struct ConfigCommand: ParsableCommand {
     }
 
     struct Keys: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every config key as a Markdown table.")
+        static let configuration = CommandConfiguration(
+            abstract: "Every config key and every built-in strategy, as Markdown (Documentation/Config.md).")
         func run() {
-            print("| key | default | accepted | meaning |")
-            print("|---|---|---|---|")
-            for key in ConfigKey.all {
-                print("| `\(key.path)` | `\(key.defaultValue)` | \(key.accepted) | \(key.help) |")
-            }
+            print(ConfigKey.markdown, terminator: "")
         }
     }
 }

@@ -65,7 +65,7 @@ struct AdvantageTests {
     @Test func sgpoFixtureThroughTheStrategy() {
         // All-negative group, judge RTS [0, 0.5, 1, 0.5] -> sigmoid rewards.
         let group = GroupRewards(rewards: [0, 0, 0, 0], correct: [false, false, false, false])
-        let batch = Strategy.preset("sgpo")!.advantages(
+        let batch = Strategy(diversification: Diversification()).advantages(
             groups: [group], feedback: [Feedback(scores: [0, 0.5, 1, 0.5], firstErrors: [0, 1, 2, 1])])
         let r = [0.07585818002124355, 0.5, 0.9241418199787566, 0.5]
         let mean = r.reduce(0, +) / 4
@@ -74,7 +74,7 @@ struct AdvantageTests {
         #expect(close(batch.advantages, [r.map { ($0 - mean) / (std + eps) }]))
         #expect(batch.diversifiedGroups == 1 && batch.diversifiedResponses == 4)
         // Plain GRPO on the same group learns nothing.
-        let plain = Strategy.preset("grpo")!.advantages(groups: [group], feedback: [nil])
+        let plain = Strategy().advantages(groups: [group], feedback: [nil])
         #expect(plain.zeroAdvantageGroups == 1)
     }
 
@@ -111,7 +111,7 @@ struct AdvantageTests {
 
     @Test func diversifiedAllNegativeGroupHasSignalIffScoresDiffer() {
         var rng = RandomState(seed: 3)
-        let sgpo = Strategy.preset("sgpo")!
+        let sgpo = Strategy(diversification: Diversification())
         let group = GroupRewards(rewards: Array(repeating: 0, count: 6), correct: Array(repeating: false, count: 6))
         for trial in 0..<200 {
             let scores: [Double] = trial % 2 == 0

@@ -23,11 +23,32 @@ struct FilterAndMetricsTests {
         #expect(noRounds.plan(kinds: [.allNegative], dispositions: [nil], round: 0).capReached)
     }
 
-    @Test func presetsResolve() {
-        for name in Strategy.presetNames { #expect(Strategy.preset(name) != nil, "\(name)") }
-        #expect(Strategy.preset("sgp0") == nil)
-        #expect(Strategy.preset("dapo-filter")!.filter.rule == .uniform)
-        #expect(Strategy.preset("dr-grpo")!.estimator == .grpo(scale: .none))
+    @Test func builtInStrategiesResolve() throws {
+        let registry = StrategyRegistry.builtIn
+        for name in registry.names { #expect(try registry.descriptor(name)!.strategy() is Strategy, "\(name)") }
+        #expect(registry.descriptor("sgp0") == nil)
+        #expect(try registry.descriptor("dapo-filter")!.strategy() as? Strategy == Strategy(filter: .uniform))
+        #expect(try registry.descriptor("dr-grpo")!.strategy() as? Strategy == Strategy(estimator: .grpo(scale: .none)))
+        #expect(registry.names.filter { registry.descriptor($0)!.needsJudge } == ["sgpo"])
+    }
+
+    @Test func aParameterMeansTheSameInEveryStrategy() {
+        let registry = StrategyRegistry.builtIn
+        for parameter in registry.descriptors.flatMap(\.parameters) {
+            let first = registry.parameters.first { $0.name == parameter.name }!
+            #expect(first.kind == parameter.kind && first.help == parameter.help, "\(parameter.name)")
+            #expect(parameter.accepts(parameter.defaultValue), "\(parameter.name)")
+        }
+    }
+
+    @Test func theStrategyAndTheJudgeDispose() {
+        let dapo = Strategy(filter: .uniform)
+        let group = { (correct: [Bool]) in
+            StrategyGroup(rewards: GroupRewards(rewards: correct.map { $0 ? 1 : 0 }, correct: correct), tokenCounts: correct.map { _ in 3 })
+        }
+        #expect(dapo.disposition(for: group([false, false])) == .resample)
+        #expect(dapo.disposition(for: group([true, false])) == .keep)
+        #expect(Strategy().disposition(for: group([false, false])) == .keep)
     }
 
     @Test func metricsCountsAreConsistent() {
@@ -36,7 +57,7 @@ struct FilterAndMetricsTests {
             GroupRewards(rewards: [1, 0], correct: [true, false]),
             GroupRewards(rewards: [1, .nan], correct: [true, false]),
         ]
-        let batch = Strategy.preset("sgpo")!.advantages(
+        let batch = Strategy(diversification: Diversification()).advantages(
             groups: groups, feedback: [Feedback(scores: [0.2, 0.8], firstErrors: [0, 1]), nil, nil])
         var metrics = StepMetrics()
         metrics.record(batch, plain: groups)

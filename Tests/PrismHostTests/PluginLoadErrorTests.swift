@@ -31,6 +31,7 @@ struct PluginLoadErrorTests {
             case .feedback?: _ = try instance.feedbackGenerator()
             case .sampler?: _ = try instance.sampler()
             case .backend?: _ = try instance.computeBackend()
+            case .strategy?: _ = try instance.groupStrategy()
             case nil: break
             }
             return nil
@@ -99,7 +100,7 @@ struct PluginLoadErrorTests {
         let path = try broken("ABI_MAJOR_2")
         let error = try required(error(loading: path))
         #expect(error.code == .abiMismatch)
-        #expect(error.description == "\(path): plugin ABI is 2.0 but this host speaks ABI 1.0 (majors must match)")
+        #expect(error.description == "\(path): plugin ABI is 2.1 but this host speaks ABI 1.1 (majors must match)")
         try hostStillWorks()
     }
 

@@ -166,17 +166,43 @@ struct RunTests {
         #expect(yaml.policyLoss.klBeta == 0.04)
     }
 
-    @Test func everyPresetResolvesFromTheConfig() throws {
-        for name in Strategy.presetNames {
+    @Test func everyBuiltInStrategyResolvesFromTheConfig() throws {
+        let expected: [String: Strategy] = [
+            "grpo": Strategy(), "sgpo": Strategy(diversification: Diversification()),
+            "dapo-filter": Strategy(filter: .uniform), "nsr": Strategy(estimator: .nsr()),
+            "ngrpo": Strategy(estimator: .ngrpo()), "rloo": Strategy(estimator: .rloo),
+            "dr-grpo": Strategy(estimator: .grpo(scale: .none)),
+        ]
+        #expect(Set(expected.keys) == Set(StrategyRegistry.builtIn.names))
+        for name in StrategyRegistry.builtIn.names {
             var file = ConfigFile()
             try file.set("strategy.name=\(name)")
-            #expect(file.strategy == Strategy.preset(name)!, "\(name)")
+            #expect(try file.strategy() as? Strategy == expected[name], "\(name)")
         }
         var file = ConfigFile()
         try file.set("strategy.name=sgpo")
         try file.set("strategy.map=linear")
-        try file.set("strategy.estimator=rloo")
-        #expect(file.strategy.diversification?.map == .linear(ceiling: 0.9) && file.strategy.estimator == .rloo)
+        try file.set("strategy.scale=batch")
+        let sgpo = try #require(try file.strategy() as? Strategy)
+        #expect(sgpo.diversification?.map == .linear(ceiling: 0.9) && sgpo.estimator == .grpo(scale: .batch))
+        // Each strategy's own default; the resolved config shows its parameters only.
+        try file.set("strategy.name=dapo-filter")
+        try file.set("strategy.map=sigmoid")
+        #expect(throws: ConfigError.self) { try file.strategy() }
+        var dapo = ConfigFile()
+        try dapo.set("strategy.name=dapo-filter")
+        #expect(dapo.value("strategy.filter") == "uniform" && ConfigFile().value("strategy.filter") == "none")
+        #expect(dapo.yaml.contains("filter: uniform") && !dapo.yaml.contains("  beta:"))
+    }
+
+    @Test func aParameterTheStrategyLacksIsNamed() throws {
+        var file = ConfigFile()
+        try file.set("strategy.beta=3")
+        #expect {
+            try file.strategy()
+        } throws: { error in
+            "\(error)".contains("strategy.beta is not a parameter of strategy 'grpo' (its parameters: scale, filter)")
+        }
     }
 
     @Test func aMisbehavingRewardPluginIsCountedAndTheRunGoesOn() throws {

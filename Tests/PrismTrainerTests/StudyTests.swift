@@ -155,7 +155,7 @@ struct StudyTests {
                 let components = try Self.load(config)
                 let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
                 let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge,
-                                    settings: config.grpoSettings)
+                                    settings: try config.grpoSettings())
                 var rng = RandomState(seed: UInt64(seed))
                 let problem = simulation.problem
                 _ = try step.run(step: 1, next: { problem }, rng: &rng)

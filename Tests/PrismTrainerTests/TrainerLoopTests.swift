@@ -63,12 +63,12 @@ struct TrainerLoopTests {
         let judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate().feedbackGenerator()
         let hard = ArithmeticTask(terms: 3...3, digits: 1...1).examples(count: 200, seed: 6)
         var rng = RandomState(seed: 1)
-        for name in Strategy.presetNames {
+        for name in StrategyRegistry.builtIn.names {
             var settings = GRPOSettings()
             settings.groupSize = 4
             settings.promptsPerStep = 4
             settings.maxNewTokens = 24
-            settings.strategy = Strategy.preset(name)!
+            settings.strategy = try StrategyRegistry.builtIn.descriptor(name)!.strategy()
             settings.loss.klBeta = name == "grpo" ? 0.04 : 0
             let step = GRPOStep(policy: policy, reward: reward, judge: judge, settings: settings)
             var cursor = 0

@@ -12,5 +12,6 @@
 #include "feedback.h"
 #include "sampler.h"
 #include "backend.h"
+#include "strategy.h"
 
 #endif /* PRISM_PRISM_H */

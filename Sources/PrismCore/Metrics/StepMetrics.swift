@@ -53,18 +53,6 @@ public struct StepMetrics: Sendable, Equatable {
         set("advantages/max", advantages.max() ?? 0)
     }
 
-    /// The loss statistics: `loss`, `kl`, `clip_ratio/low`, `clip_ratio/high`,
-    /// `clip_ratio/dual`, `ratio/mean`, `tokens`.
-    public mutating func record(_ loss: PolicyLoss.Output) {
-        set("loss", loss.loss)
-        set("kl", loss.meanKL)
-        set("clip_ratio/low", loss.clipFractionLow)
-        set("clip_ratio/high", loss.clipFractionHigh)
-        set("clip_ratio/dual", loss.dualClipFraction)
-        set("ratio/mean", loss.meanRatio)
-        set("tokens", Double(loss.tokens))
-    }
-
     /// The filter's verdicts summed over a step's rounds: `groups/dropped`,
     /// `sampling/resampled`, `sampling/rounds`, `sampling/cap_reached` (0 or 1).
     public mutating func record(plans: [GroupFilter.Plan]) {

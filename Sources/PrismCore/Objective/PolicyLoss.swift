@@ -35,7 +35,9 @@ public enum LossAggregation: String, Sendable, CaseIterable {
 
 /// The clipped-surrogate policy loss with optional KL to a reference.
 ///
-/// Per token t of response i, with ρ = exp(logp - logp_old) and advantage A_i:
+/// Per token t of response i, with ρ = exp(logp - logp_old) and advantage A
+/// (the response's A_i, or the token's own A_it when per-token advantages
+/// are given):
 ///
 ///     obj = min(ρ·A, clip(ρ, 1 - ε_low, 1 + ε_high)·A)
 ///     obj = max(obj, c·A)            when A < 0 and dual clip c is set
@@ -70,20 +72,26 @@ public struct PolicyLoss: Sendable, Equatable {
         public var lengths: [Int]
         /// `[rows]`, one advantage per response.
         public var advantages: [Double]
+        /// `[rows][stride]` per-token advantages; nil = each row's advantage
+        /// for every one of its tokens (the per-response ones broadcast).
+        public var tokenAdvantages: [Double]?
         public var stride: Int
 
         public init(logprobs: [Double], oldLogprobs: [Double], refLogprobs: [Double]? = nil,
-                    lengths: [Int], advantages: [Double], stride: Int) {
+                    lengths: [Int], advantages: [Double], tokenAdvantages: [Double]? = nil, stride: Int) {
             precondition(logprobs.count == lengths.count * stride && oldLogprobs.count == logprobs.count,
                          "logprobs must be [rows][stride]")
             precondition(refLogprobs == nil || refLogprobs!.count == logprobs.count, "refLogprobs must be [rows][stride]")
             precondition(advantages.count == lengths.count, "advantages must be [rows]")
+            precondition(tokenAdvantages == nil || tokenAdvantages!.count == logprobs.count,
+                         "tokenAdvantages must be [rows][stride]")
             precondition(lengths.allSatisfy { $0 >= 0 && $0 <= stride }, "lengths must be in 0...stride")
             self.logprobs = logprobs
             self.oldLogprobs = oldLogprobs
             self.refLogprobs = refLogprobs
             self.lengths = lengths
             self.advantages = advantages
+            self.tokenAdvantages = tokenAdvantages
             self.stride = stride
         }
     }
@@ -103,6 +111,11 @@ public struct PolicyLoss: Sendable, Equatable {
         public var meanKL: Double
         /// Mean ratio ρ per token.
         public var meanRatio: Double
+        /// Share of tokens whose gradient a clip (low, high or dual) cut.
+        public var clipFraction: Double { clipFractionLow + clipFractionHigh + dualClipFraction }
+        /// Mean per token of `(ρ - 1) - log ρ`, an estimate of KL(old ‖ policy)
+        /// (k3): 0 on the first pass over a batch, growing with each update.
+        public var approxKL: Double
         /// Completion tokens in the batch.
         public var tokens: Int
     }
@@ -119,7 +132,7 @@ public struct PolicyLoss: Sendable, Equatable {
         var grad = [Double](repeating: 0, count: rows * stride)
         var loss = 0.0
         var clippedLow = 0, clippedHigh = 0, dualClipped = 0
-        var klSum = 0.0, ratioSum = 0.0
+        var klSum = 0.0, ratioSum = 0.0, approxKLSum = 0.0
         let lowBound = 1 - epsilonLow, highBound = 1 + epsilonHigh
         let c = dualClip ?? .infinity
         for i in 0..<rows {
@@ -131,11 +144,13 @@ public struct PolicyLoss: Sendable, Equatable {
             case .seqMeanTokenMean: weight = 1 / (Double(sequences) * Double(n))
             case .seqMeanTokenSumNorm: weight = 1 / (Double(sequences) * constant)
             }
-            let a = input.advantages[i]
             for t in (i * stride)..<(i * stride + n) {
+                let a = input.tokenAdvantages?[t] ?? input.advantages[i]
                 let logp = input.logprobs[t]
-                let ratio = Elementary.exp(logp - input.oldLogprobs[t])
+                let logRatio = logp - input.oldLogprobs[t]
+                let ratio = Elementary.exp(logRatio)
                 ratioSum += ratio
+                approxKLSum += ratio - 1 - logRatio
                 // The surrogate and d(obj)/d(logp) on its active branch.
                 var objective = ratio * a
                 var dObjective = ratio * a
@@ -172,6 +187,7 @@ public struct PolicyLoss: Sendable, Equatable {
             clipFractionLow: Double(clippedLow) / denominator,
             clipFractionHigh: Double(clippedHigh) / denominator,
             dualClipFraction: Double(dualClipped) / denominator,
-            meanKL: klSum / denominator, meanRatio: ratioSum / denominator, tokens: totalTokens)
+            meanKL: klSum / denominator, meanRatio: ratioSum / denominator,
+            approxKL: approxKLSum / denominator, tokens: totalTokens)
     }
 }

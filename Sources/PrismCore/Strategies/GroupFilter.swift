@@ -1,6 +1,6 @@
 /// Decides which groups stay in the batch, which are dropped and which are
-/// replaced by freshly sampled ones: DAPO-style dynamic sampling and the
-/// judge's dispositions, with a cap that never fails the run.
+/// replaced by freshly sampled ones: the strategy's and the judge's
+/// dispositions, with a cap that never fails the run.
 ///
 /// The trainer generates the batch (round 0), asks ``plan(kinds:dispositions:round:)``
 /// which groups to replace, samples that many new groups (round 1), and so on.
@@ -9,7 +9,7 @@
 /// says so (`capReached`, reported as the `sampling/cap_reached` metric).
 /// Peers that raise at the cap are a known complaint on hard data.
 public struct GroupFilter: Sendable, Equatable {
-    /// Which groups the strategy itself wants replaced (DAPO dynamic sampling).
+    /// Which groups a built-in strategy wants replaced (DAPO dynamic sampling).
     public enum Rule: String, Sendable, CaseIterable {
         /// Keep every group (dispositions from a judge still apply).
         case none
@@ -17,8 +17,19 @@ public struct GroupFilter: Sendable, Equatable {
         case uniform
         /// Replace only all-negative groups.
         case allNegative = "all_negative"
+
+        /// Whether a group of this kind is to be replaced.
+        public func wantsReplacement(_ kind: GroupKind) -> Bool {
+            switch self {
+            case .none: false
+            case .uniform: kind == .allNegative || kind == .allPositive
+            case .allNegative: kind == .allNegative
+            }
+        }
     }
 
+    /// Applied to groups whose disposition is `keep` (or nil); the trainer
+    /// passes the strategy's dispositions and leaves this `.none`.
     public var rule: Rule
     /// Resampling rounds after the first generation; 0 = never resample
     /// (groups asking for it are dropped).
@@ -59,7 +70,7 @@ public struct GroupFilter: Sendable, Equatable {
         var plan = Plan()
         for (index, kind) in kinds.enumerated() {
             var disposition = dispositions[index] ?? .keep
-            if disposition == .keep, wantsReplacement(kind) { disposition = .resample }
+            if disposition == .keep, rule.wantsReplacement(kind) { disposition = .resample }
             if kind == .notApplicable, disposition == .keep { disposition = .drop }
             switch disposition {
             case .keep: plan.keep.append(index)
@@ -74,13 +85,5 @@ public struct GroupFilter: Sendable, Equatable {
             }
         }
         return plan
-    }
-
-    private func wantsReplacement(_ kind: GroupKind) -> Bool {
-        switch rule {
-        case .none: false
-        case .uniform: kind == .allNegative || kind == .allPositive
-        case .allNegative: kind == .allNegative
-        }
     }
 }

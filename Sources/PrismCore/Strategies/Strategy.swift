@@ -1,51 +1,34 @@
-/// A strategy for all-negative groups: what the step does with groups in
-/// which every response is wrong, as one value the trainer configures.
-///
-/// The named presets are the strategies compared in the study; every part
-/// (estimator, diversification, filter) can also be set on its own.
-public struct Strategy: Sendable, Equatable {
+/// The built-in strategies' one computation: an advantage estimator, an
+/// optional SGPO diversification, and a resampling rule. Each built-in
+/// descriptor (`Strategies/BuiltIn/`) builds one of these.
+public struct Strategy: GroupStrategy, Sendable, Equatable {
     /// How rewards become advantages.
     public var estimator: AdvantageEstimator
     /// SGPO's judge-driven rewards for wrong responses; nil = no judge.
     public var diversification: Diversification?
-    /// Dynamic sampling / dispositions.
-    public var filter: GroupFilter
+    /// Which groups are resampled (dynamic sampling).
+    public var filter: GroupFilter.Rule
+    /// Added to the std before dividing.
+    public var epsilon: Double
 
     public init(estimator: AdvantageEstimator = .grpo(), diversification: Diversification? = nil,
-                filter: GroupFilter = GroupFilter()) {
+                filter: GroupFilter.Rule = .none, epsilon: Double = AdvantageEstimator.defaultEpsilon) {
         self.estimator = estimator
         self.diversification = diversification
         self.filter = filter
+        self.epsilon = epsilon
     }
 
-    /// The preset names, as accepted by ``preset(_:)``.
-    public static let presetNames = ["grpo", "sgpo", "dapo-filter", "nsr", "ngrpo", "rloo", "dr-grpo"]
-
-    /// A named preset:
-    /// - `grpo`: group-normalised advantages; all-negative groups learn nothing.
-    /// - `sgpo`: grpo plus judge scores mapped by the SGPO logistic in all-negative groups.
-    /// - `dapo-filter`: grpo; all-wrong and all-right groups are resampled (3 rounds).
-    /// - `nsr`: +0.1 for correct, -1 for wrong, no baseline.
-    /// - `ngrpo`: grpo statistics with a virtual reward-1 response.
-    /// - `rloo`: leave-one-out baseline.
-    /// - `dr-grpo`: `r - mean(r)`, no std division.
-    /// - Returns: nil for an unknown name (see ``presetNames``).
-    public static func preset(_ name: String) -> Strategy? {
-        switch name {
-        case "grpo": Strategy()
-        case "sgpo": Strategy(diversification: Diversification())
-        case "dapo-filter": Strategy(filter: GroupFilter(rule: .uniform, maxResampleRounds: 3))
-        case "nsr": Strategy(estimator: .nsr())
-        case "ngrpo": Strategy(estimator: .ngrpo())
-        case "rloo": Strategy(estimator: .rloo)
-        case "dr-grpo": Strategy(estimator: .grpo(scale: .none))
-        default: nil
-        }
-    }
-
-    /// Whether the judge is to be asked about `group`.
     public func wantsFeedback(for group: GroupRewards) -> Bool {
         diversification?.applies(to: group) ?? false
+    }
+
+    public func disposition(for group: StrategyGroup) -> Disposition {
+        filter.wantsReplacement(group.rewards.kind) ? .resample : .keep
+    }
+
+    public func advantages(for groups: [StrategyGroup]) -> ScoredBatch {
+        advantages(groups: groups.map(\.rewards), feedback: groups.map(\.feedback))
     }
 
     /// The rewards and advantages of the groups kept for the update.
@@ -54,10 +37,8 @@ public struct Strategy: Sendable, Equatable {
     ///   - groups: `[groups]` the reward function's rewards and flags.
     ///   - feedback: `[groups]` the judge's answer for each group, nil where
     ///     it was not asked or failed (then the group keeps its plain rewards).
-    ///   - epsilon: the std epsilon of the estimator.
     /// - Returns: rewards and advantages `[groups][G]` and the counts for metrics.
-    public func advantages(groups: [GroupRewards], feedback: [Feedback?],
-                           epsilon: Double = AdvantageEstimator.defaultEpsilon) -> ScoredBatch {
+    public func advantages(groups: [GroupRewards], feedback: [Feedback?]) -> ScoredBatch {
         precondition(groups.count == feedback.count, "groups and feedback must both be [groups]")
         var rewards: [[Double]] = []
         var diversifiedGroups = 0
@@ -76,24 +57,5 @@ public struct Strategy: Sendable, Equatable {
         return ScoredBatch(
             kinds: groups.map(\.kind), rewards: rewards, advantages: advantages,
             diversifiedGroups: diversifiedGroups, diversifiedResponses: diversifiedResponses)
-    }
-}
-
-/// The groups of a step after rewards, diversification and advantages.
-public struct ScoredBatch: Sendable, Equatable {
-    /// `[groups]` each group's kind, from the reward function's flags.
-    public var kinds: [GroupKind]
-    /// `[groups][G]` rewards after diversification.
-    public var rewards: [[Double]]
-    /// `[groups][G]` advantages.
-    public var advantages: [[Double]]
-    /// Groups with at least one re-rewarded response.
-    public var diversifiedGroups: Int
-    /// Responses re-rewarded by diversification.
-    public var diversifiedResponses: Int
-
-    /// Groups in which every advantage is zero: they teach nothing.
-    public var zeroAdvantageGroups: Int {
-        advantages.filter { $0.allSatisfy { $0 == 0 } }.count
     }
 }

@@ -1,36 +1,30 @@
 import PrismCore
 
 extension ConfigFile {
-    /// The all-negative strategy: the preset refined by the strategy.* keys.
-    public var strategy: Strategy {
-        var s = Strategy.preset(string("strategy.name"))!
-        switch string("strategy.estimator") {
-        case "grpo":
-            s.estimator = .grpo(scale: AdvantageScale(rawValue: string("strategy.scale"))!)
-        case "rloo": s.estimator = .rloo
-        case "ngrpo": s.estimator = .ngrpo(maxReward: double("strategy.ngrpo_max_reward"))
-        case "nsr": s.estimator = .nsr(lambda: double("strategy.nsr_lambda"))
-        default:
-            // The preset's estimator, with its parameters from the keys.
-            switch s.estimator {
-            case .grpo(let scale):
-                s.estimator = .grpo(scale: values["strategy.scale"].flatMap { AdvantageScale(rawValue: $0) } ?? scale)
-            case .ngrpo: s.estimator = .ngrpo(maxReward: double("strategy.ngrpo_max_reward"))
-            case .nsr: s.estimator = .nsr(lambda: double("strategy.nsr_lambda"))
-            default: break
-            }
+    /// The strategy's descriptor: the built-in one `strategy.name` names.
+    public var strategyDescriptor: StrategyDescriptor {
+        StrategyRegistry.builtIn.descriptor(string("strategy.name"))!
+    }
+
+    /// The values of the `strategy.*` parameter keys set in this config, by
+    /// parameter name.
+    public var strategyParameterValues: [String: String] {
+        var out: [String: String] = [:]
+        for parameter in StrategyRegistry.builtIn.parameters {
+            if let value = values["strategy." + parameter.name] { out[parameter.name] = value }
         }
-        if s.diversification != nil {
-            let map: RTSMap = switch string("strategy.map") {
-            case "raw": .raw
-            case "linear": .linear(ceiling: double("strategy.ceiling"))
-            default: .sigmoid(beta: double("strategy.beta"), gamma: double("strategy.gamma"))
-            }
-            s.diversification = Diversification(map: map, scope: DiversificationScope(rawValue: string("strategy.scope"))!)
+        return out
+    }
+
+    /// The built-in strategy `strategy.name` names, with its parameters.
+    /// - Throws: ``ConfigError`` when a `strategy.*` key set here is not a
+    ///   parameter of that strategy.
+    public func strategy() throws -> any GroupStrategy {
+        do {
+            return try strategyDescriptor.strategy(strategyParameterValues)
+        } catch {
+            throw ConfigError("\(source): \(error)")
         }
-        let rule = string("strategy.filter") == "preset" ? s.filter.rule : GroupFilter.Rule(rawValue: string("strategy.filter"))!
-        s.filter = GroupFilter(rule: rule, maxResampleRounds: int("strategy.max_resample_rounds"))
-        return s
     }
 
     public var policyLoss: PolicyLoss {
@@ -56,12 +50,18 @@ extension ConfigFile {
         return o
     }
 
-    public var grpoSettings: GRPOSettings {
+    /// The step's settings, with `plugin` (a strategy plugin's strategy) or
+    /// else the config's built-in strategy.
+    /// - Throws: ``ConfigError`` for a strategy parameter the strategy lacks.
+    public func grpoSettings(strategy plugin: (any GroupStrategy)? = nil) throws -> GRPOSettings {
         var g = GRPOSettings()
         g.groupSize = int("grpo.group_size")
         g.promptsPerStep = int("grpo.prompts_per_step")
         g.maxNewTokens = int("grpo.max_new_tokens")
-        g.strategy = strategy
+        g.updatesPerBatch = int("grpo.updates_per_batch")
+        g.minibatches = int("grpo.minibatches")
+        g.maxResampleRounds = int("strategy.max_resample_rounds")
+        g.strategy = try plugin ?? strategy()
         g.loss = policyLoss
         g.optimizer = optimizer
         return g

@@ -93,9 +93,16 @@ public struct ConfigFile: Sendable, Equatable {
         values[path] = value
     }
 
-    /// The value of `path` (set or default).
+    /// The value of `path` (set or default). A strategy parameter's default
+    /// is the selected strategy's own.
     public func value(_ path: String) -> String {
-        values[path] ?? ConfigKey.named(path)!.defaultValue
+        if let set = values[path] { return set }
+        let key = ConfigKey.named(path)!
+        if key.isStrategyParameter,
+           let parameter = strategyDescriptor.parameter(String(path.dropFirst("strategy.".count))) {
+            return parameter.defaultValue
+        }
+        return key.defaultValue
     }
 
     public func int(_ path: String) -> Int { Int(value(path))! }
@@ -109,6 +116,10 @@ public struct ConfigFile: Sendable, Equatable {
         var out = "# Resolved Prism config: every key with its effective value.\n"
         var section = ""
         for key in ConfigKey.all {
+            // Only the selected strategy's parameters.
+            if key.isStrategyParameter, strategyDescriptor.parameter(String(key.path.dropFirst("strategy.".count))) == nil {
+                continue
+            }
             let parts = key.path.split(separator: ".", maxSplits: 1).map(String.init)
             let rendered = key.kind == .pluginConfig ? pluginConfig(key.path) : Self.render(value(key.path), key.kind)
             if parts.count == 1 {

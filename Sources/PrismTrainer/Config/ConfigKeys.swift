@@ -65,17 +65,15 @@ extension ConfigKey {
         k("grpo.prompts_per_step", .int(1...100_000), "16", "Prompts per step, before resampling."),
         k("grpo.max_new_tokens", .int(1...100_000), "48", "Longest completion, in tokens."),
         k("grpo.temperature", .double(0.01...100), "1.0", "Sampling temperature, also used in log-probs and gradients."),
-        k("strategy.name", .choice(Strategy.presetNames), "grpo", "Strategy preset for all-negative groups; the keys below refine it."),
-        k("strategy.estimator", .choice(["preset", "grpo", "rloo", "ngrpo", "nsr"]), "preset", "Advantage estimator (preset = the strategy's)."),
-        k("strategy.scale", .choice(["group", "batch", "none"]), "group", "GRPO std scaling (none = Dr. GRPO)."),
-        k("strategy.ngrpo_max_reward", .double(-1e6...1e6), "1.0", "The virtual reward of NGRPO."),
-        k("strategy.nsr_lambda", .double(0...1e6), "0.1", "The reward of a correct answer under NSR (wrong = -1)."),
-        k("strategy.map", .choice(["sigmoid", "raw", "linear"]), "sigmoid", "SGPO map from judge score (RTS) to reward."),
-        k("strategy.beta", .double(0...1e4), "5.0", "SGPO sigmoid steepness."),
-        k("strategy.gamma", .double(-10...10), "0.5", "SGPO sigmoid midpoint."),
-        k("strategy.ceiling", .double(0...1), "0.9", "Top of the linear map."),
-        k("strategy.scope", .choice(["all_negative", "all_incorrect"]), "all_negative", "Which wrong answers SGPO re-rewards."),
-        k("strategy.filter", .choice(["preset", "none", "uniform", "all_negative"]), "preset", "Dynamic-sampling rule (uniform = DAPO)."),
+        k("grpo.updates_per_batch", .int(1...64), "1",
+          "Passes over each batch (mu, TRL's num_iterations); > 1 makes the clipped ratio move away from 1."),
+        k("grpo.minibatches", .int(1...4096), "1", "Optimizer steps per pass: the batch's completions split into this many parts."),
+        k("strategy.name", .choice(StrategyRegistry.builtIn.names), "grpo",
+          "Built-in strategy for all-negative groups (Documentation/Config.md#strategies lists each with its parameters)."),
+        k("strategy.plugin", .string, "",
+          "A prism.strategy/1 plugin to use instead of strategy.name; empty = the built-in one."),
+        k("strategy.config", .pluginConfig, "{}", "The strategy plugin's config."),
+    ] + strategyParameterKeys + [
         k("strategy.max_resample_rounds", .int(0...100), "3", "Resampling rounds per step before going on with what there is."),
         k("loss.epsilon_low", .double(0...1), "0.2", "Lower clip range of the ratio."),
         k("loss.epsilon_high", .double(0...10), "0.2", "Upper clip range of the ratio (DAPO: 0.28)."),
@@ -101,4 +99,57 @@ extension ConfigKey {
     ]
 
     public static func named(_ path: String) -> ConfigKey? { all.first { $0.path == path } }
+
+    /// `strategy.<parameter>` for every parameter of a built-in strategy;
+    /// the default shown is the first strategy's that has it (a run uses
+    /// its own strategy's default, see ``ConfigFile/value(_:)``).
+    static var strategyParameterKeys: [ConfigKey] {
+        StrategyRegistry.builtIn.parameters.map { parameter in
+            let kind: Kind = switch parameter.kind {
+            case .double(let range): .double(range)
+            case .int(let range): .int(range)
+            case .choice(let values): .choice(values)
+            }
+            return k("strategy." + parameter.name, kind, parameter.defaultValue, parameter.help)
+        }
+    }
+
+    /// Whether this key is a parameter of the built-in strategies.
+    public var isStrategyParameter: Bool {
+        path.hasPrefix("strategy.") && StrategyRegistry.builtIn.parameters.contains { "strategy." + $0.name == path }
+    }
+}
+
+extension ConfigKey {
+    /// `Documentation/Config.md`'s generated part (`prism config keys`):
+    /// every key, then each built-in strategy with its parameters, all
+    /// from ``all`` and ``StrategyRegistry/builtIn``.
+    public static var markdown: String {
+        var out = "| key | default | accepted | meaning |\n|---|---|---|---|\n"
+        for key in all {
+            out += "| `\(key.path)` | `\(key.defaultValue)` | \(key.accepted) | \(key.help) |\n"
+        }
+        out += """
+
+            ## Strategies
+
+            `strategy.name` picks one of these; its parameters are the `strategy.<parameter>`
+            keys above, with the defaults below (a parameter of another strategy is an error).
+            `strategy.plugin` loads a `prism.strategy/1` plugin instead (Documentation/Extending.md).
+
+            """
+        for descriptor in StrategyRegistry.builtIn.descriptors {
+            out += "\n### `\(descriptor.name)`\n\n\(descriptor.summary)"
+            out += descriptor.needsJudge ? " Needs a judge (`judge.plugin`).\n\n" : "\n\n"
+            guard !descriptor.parameters.isEmpty else {
+                out += "No parameters.\n"
+                continue
+            }
+            out += "| parameter | default | accepted | meaning |\n|---|---|---|---|\n"
+            for parameter in descriptor.parameters {
+                out += "| `strategy.\(parameter.name)` | `\(parameter.defaultValue)` | \(parameter.accepted) | \(parameter.help) |\n"
+            }
+        }
+        return out
+    }
 }

@@ -13,10 +13,14 @@ public struct Components {
     /// The judge that scores evaluations (the step score); by default the
     /// training judge. A study of judge noise evaluates with a clean one.
     public var evaluationJudge: (any FeedbackGenerator)?
+    /// A strategy plugin (`strategy.plugin`) in place of the config's
+    /// built-in strategy; nil = the built-in one.
+    public var strategy: (any GroupStrategy)?
 
     public init(backend: any ComputeBackend, sampler: any Sampler, greedySampler: any Sampler,
                 reward: any RewardFunction, judge: (any FeedbackGenerator)?,
-                evaluationJudge: (any FeedbackGenerator)? = nil) {
+                evaluationJudge: (any FeedbackGenerator)? = nil, strategy: (any GroupStrategy)? = nil) {
+        self.strategy = strategy
         self.backend = backend
         self.sampler = sampler
         self.greedySampler = greedySampler

@@ -37,7 +37,7 @@ public final class Trainer {
         let temperature = Float(c.double("grpo.temperature"))
         let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: temperature)
         let greedy = try Policy(backend: components.backend, sampler: components.greedySampler, temperature: 1)
-        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: c.grpoSettings)
+        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: try c.grpoSettings(strategy: components.strategy))
 
         // 1. Where to start: a checkpoint of this run, or a fresh (warm-started) model.
         var state = RunDirectory.State(step: 0, rng: words(RandomState(seed: UInt64(c.int("seed")))), dataCursor: 0,
@@ -155,7 +155,7 @@ public final class Trainer {
                                 temperature: Float(config.double("grpo.temperature")))
         if !config.string("model.checkpoint").isEmpty { try components.backend.load(from: config.string("model.checkpoint")) }
         try components.backend.snapshotReference()
-        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: config.grpoSettings)
+        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: try config.grpoSettings(strategy: components.strategy))
         let perStep = config.int("grpo.prompts_per_step")
         let steps = min(config.int("run.steps"), (groups.count + perStep - 1) / perStep)
         progress.start(total: steps, from: 0)

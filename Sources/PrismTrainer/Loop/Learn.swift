@@ -1,0 +1,197 @@
+import PrismCore
+
+/// The rows of an update: every non-empty completion of the kept groups.
+struct UpdateRows {
+    var sequences: [[Int32]] = []
+    /// Where each row's completion starts (its prompt length).
+    var starts: [Int] = []
+    var advantages: [Double] = []
+    /// Per row, its tokens' advantages; nil when the strategy gave none.
+    var tokenAdvantages: [[Double]]?
+
+    init(groups: [CollectedGroup], scored: ScoredBatch) {
+        var perToken: [[Double]] = []
+        for (g, group) in groups.enumerated() {
+            for (i, completion) in group.completions.enumerated() where !completion.tokens.isEmpty {
+                sequences.append(completion.sequence)
+                starts.append(completion.promptTokens.count)
+                advantages.append(scored.advantages[g][i])
+                if scored.tokenAdvantages != nil {
+                    perToken.append(completion.tokens.indices.map { scored.advantage(group: g, response: i, token: $0) })
+                }
+            }
+        }
+        tokenAdvantages = scored.tokenAdvantages == nil ? nil : perToken
+    }
+
+    var count: Int { sequences.count }
+    func length(_ r: Int) -> Int { sequences[r].count - starts[r] }
+    var teachesNothing: Bool {
+        !advantages.contains { $0 != 0 } && !(tokenAdvantages?.contains { $0.contains { $0 != 0 } } ?? false)
+    }
+}
+
+/// The statistics of a step's updates, averaged over them.
+struct UpdateSummary {
+    var loss = 0.0, kl = 0.0, clipLow = 0.0, clipHigh = 0.0, clipDual = 0.0, ratio = 0.0
+    var clipFraction = 0.0, approxKL = 0.0, gradNorm = 0.0
+    var tokens = 0
+    var updates = 0
+
+    mutating func add(_ output: PolicyLoss.Output, gradNorm norm: Double) {
+        loss += output.loss
+        kl += output.meanKL
+        clipLow += output.clipFractionLow
+        clipHigh += output.clipFractionHigh
+        clipDual += output.dualClipFraction
+        ratio += output.meanRatio
+        clipFraction += output.clipFraction
+        approxKL += output.approxKL
+        gradNorm += norm
+        updates += 1
+    }
+}
+
+extension StepMetrics {
+    /// The update's statistics, each the mean over the step's updates:
+    /// `loss`, `kl`, `clip_ratio/low|high|dual`, `ratio/mean`,
+    /// `loss/clip_fraction`, `loss/approx_kl`, `grad_norm`, and `tokens`
+    /// (completion tokens of the batch) and `updates`.
+    mutating func record(_ summary: UpdateSummary) {
+        let n = Double(max(summary.updates, 1))
+        set("loss", summary.loss / n)
+        set("kl", summary.kl / n)
+        set("clip_ratio/low", summary.clipLow / n)
+        set("clip_ratio/high", summary.clipHigh / n)
+        set("clip_ratio/dual", summary.clipDual / n)
+        set("ratio/mean", summary.ratio / n)
+        set("tokens", Double(summary.tokens))
+        set("loss/clip_fraction", summary.clipFraction / n)
+        set("loss/approx_kl", summary.approxKL / n)
+        set("grad_norm", summary.gradNorm / n)
+        set("updates", Double(summary.updates))
+    }
+}
+
+extension GRPOStep {
+    /// The learn half: advantages from the strategy, the update, and the
+    /// step's metrics and samples. The same for online and offline steps.
+    func learn(step: Int, _ collection: Collection) throws -> (StepMetrics, [SampleRecord]) {
+        let clock = ContinuousClock()
+        let started = clock.now
+        var strategyErrors = collection.strategyErrors
+        var kept = collection.kept
+        var scored: ScoredBatch
+        do {
+            scored = try settings.strategy.advantages(for: kept.map(\.strategyGroup))
+        } catch {
+            // A failing strategy plugin: nothing to learn from this batch.
+            strategyErrors += 1
+            lastStrategyError = "\(error)"
+            kept = []
+            scored = ScoredBatch(kinds: [], rewards: [], advantages: [])
+        }
+        var metrics = StepMetrics()
+        metrics.record(scored, plain: kept.map(\.rewards))
+        metrics.record(plans: collection.plans)
+        metrics.recordFeedback(latenciesMs: collection.judgeLatenciesMs, errors: collection.judgeErrors)
+        metrics.set("reward/errors", Double(collection.rewardErrors))
+        metrics.set("strategy/errors", Double(strategyErrors))
+        metrics.recordCompletions(lengths: kept.flatMap(\.completions).map(\.tokens.count))
+        metrics.set("tokens/generated", Double(collection.generatedTokens))
+        metrics.set("sampling/groups", Double(collection.sampledGroups))
+        metrics.set("sampling/all_negative", Double(collection.sampledAllNegative))
+        metrics.set("feedback/judged_tokens", Double(collection.judgedTokens))
+
+        let updateStarted = clock.now
+        if let summary = try update(UpdateRows(groups: kept, scored: scored)) {
+            metrics.record(summary)
+        }
+        let total = collection.generationTime + collection.scoringTime + (clock.now - started)
+        metrics.set("time/generation_s", seconds(collection.generationTime))
+        metrics.set("time/scoring_s", seconds(collection.scoringTime))
+        metrics.set("time/update_s", seconds(clock.now - updateStarted))
+        metrics.set("time/step_s", seconds(total))
+        metrics.set("tokens_per_s", Double(collection.generatedTokens) / max(seconds(total), 1e-9))
+        return (metrics, samples(step: step, kept: kept, scored: scored))
+    }
+
+    func samples(step: Int, kept: [CollectedGroup], scored: ScoredBatch) -> [SampleRecord] {
+        var samples: [SampleRecord] = []
+        for (g, group) in kept.prefix(2).enumerated() {
+            for (i, completion) in group.completions.prefix(2).enumerated() {
+                let r = group.rewards.rewards[i]
+                samples.append(SampleRecord(
+                    step: step, prompt: group.example.prompt, completion: completion.text, answer: group.example.answer,
+                    reward: r.isNaN ? nil : r, correct: group.rewards.correct[i], advantage: scored.advantages[g][i],
+                    judgeScore: group.feedback.flatMap { $0.scores[i].isNaN ? nil : $0.scores[i] }))
+            }
+        }
+        return samples
+    }
+
+    /// The policy-gradient updates: μ passes over the batch, each split into
+    /// minibatches, every one the clipped token objective back-propagated
+    /// through the backend and one optimizer step. The old log-probs of the
+    /// ratio are the policy's before the first update; with μ = 1 and one
+    /// minibatch they are the current ones (ratio 1) and no second forward
+    /// pass is made.
+    /// - Returns: nil when there is nothing to learn (no advantage and no KL).
+    private func update(_ rows: UpdateRows) throws -> UpdateSummary? {
+        guard rows.count > 0, !rows.teachesNothing || settings.loss.klBeta != 0 else { return nil }
+        let pad = Int32(policy.info.padToken ?? 0)
+        let temperature = policy.temperature
+        let all = TokenBatch(sequences: rows.sequences, pad: pad)
+        let old = completionLogprobs(try policy.backend.logprobs(all, model: .policy, temperature: temperature),
+                                     rows: Array(0..<rows.count), rowsData: rows, stride: all.stride)
+        let reference = settings.loss.klBeta == 0 ? nil
+            : completionLogprobs(try policy.backend.logprobs(all, model: .reference, temperature: temperature),
+                                 rows: Array(0..<rows.count), rowsData: rows, stride: all.stride)
+        let parts = max(1, min(settings.minibatches, rows.count))
+        var summary = UpdateSummary()
+        for pass in 0..<max(1, settings.updatesPerBatch) {
+            for part in 0..<parts {
+                let chosen = Array((part * rows.count / parts)..<((part + 1) * rows.count / parts))
+                let batch = parts == 1 ? all : TokenBatch(sequences: chosen.map { rows.sequences[$0] }, pad: pad)
+                // Before any update the policy is the one that sampled.
+                let current = pass == 0 && part == 0
+                    ? chosen.map { old[$0] }
+                    : completionLogprobs(try policy.backend.logprobs(batch, model: .policy, temperature: temperature),
+                                         rows: chosen, rowsData: rows, stride: batch.stride, local: true)
+                let width = chosen.map(rows.length).max() ?? 0
+                func flat(_ values: [[Double]]) -> [Double] {
+                    values.flatMap { $0 + Array(repeating: 0, count: width - $0.count) }
+                }
+                let input = PolicyLoss.Input(
+                    logprobs: flat(current), oldLogprobs: flat(chosen.map { old[$0] }),
+                    refLogprobs: reference.map { ref in flat(chosen.map { ref[$0] }) },
+                    lengths: chosen.map(rows.length), advantages: chosen.map { rows.advantages[$0] },
+                    tokenAdvantages: rows.tokenAdvantages.map { perToken in flat(chosen.map { perToken[$0] }) },
+                    stride: width)
+                let loss = settings.loss.evaluate(input)
+                var grad = [Float](repeating: 0, count: batch.rows * batch.stride)
+                for (local, r) in chosen.enumerated() {
+                    for j in 0..<rows.length(r) {
+                        grad[local * batch.stride + rows.starts[r] + j] = Float(loss.gradLogprob[local * width + j])
+                    }
+                }
+                try policy.backend.backward(batch, temperature: temperature, gradLogprobs: grad)
+                summary.add(loss, gradNorm: try policy.backend.optimizerStep(settings.optimizer))
+            }
+        }
+        summary.tokens = rows.sequences.indices.map(rows.length).reduce(0, +)
+        return summary
+    }
+
+    /// The completion part of per-token log-probs `[rows][stride]`: one
+    /// array per row of `rows` (indices into `rowsData`), each as long as
+    /// that row's completion. `local`: the log-probs are of a batch holding
+    /// only `rows`, in order.
+    private func completionLogprobs(_ full: [Float], rows: [Int], rowsData: UpdateRows, stride: Int,
+                                    local: Bool = false) -> [[Double]] {
+        rows.enumerated().map { position, r in
+            let base = (local ? position : r) * stride + rowsData.starts[r]
+            return (0..<rowsData.length(r)).map { Double(full[base + $0]) }
+        }
+    }
+}
