@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "CPrism",
             path: "SDK",
-            exclude: ["abi_checks.c"],
+            exclude: ["abi_checks.c", "examples"],
             publicHeadersPath: "include"
         ),
 

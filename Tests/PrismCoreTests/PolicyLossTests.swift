@@ -8,7 +8,10 @@ import Testing
 struct PolicyLossTests {
     /// Random inputs whose ratios stay away from every clip boundary (so the
     /// loss is differentiable at them).
-    static func randomInput(_ rng: inout RandomState, rows: Int, stride: Int, loss: PolicyLoss) -> PolicyLoss.Input {
+    /// With `perToken`, every token gets an advantage of its own (signs
+    /// mixed within a row), as a strategy's credit rule would give.
+    static func randomInput(_ rng: inout RandomState, rows: Int, stride: Int, loss: PolicyLoss,
+                            perToken: Bool = false) -> PolicyLoss.Input {
         var logp: [Double] = [], old: [Double] = [], ref: [Double] = []
         let boundaries = [1 - loss.epsilonLow, 1 + loss.epsilonHigh, loss.dualClip ?? -1]
         for _ in 0..<(rows * stride) {
@@ -23,8 +26,9 @@ struct PolicyLossTests {
         }
         let lengths = (0..<rows).map { $0 == 0 ? stride : Int(rng.uniform() * Double(stride + 1)) }
         let advantages = (0..<rows).map { $0 % 3 == 2 ? 0 : (rng.uniform() - 0.5) * 4 }
+        let tokenAdvantages = perToken ? (0..<(rows * stride)).map { _ in (rng.uniform() - 0.5) * 4 } : nil
         return PolicyLoss.Input(logprobs: logp, oldLogprobs: old, refLogprobs: ref, lengths: lengths,
-                                advantages: advantages, stride: stride)
+                                advantages: advantages, tokenAdvantages: tokenAdvantages, stride: stride)
     }
 
     static var settings: [PolicyLoss] {
@@ -53,8 +57,8 @@ struct PolicyLossTests {
         var worst = 0.0
         var clippedTokens = 0
         for loss in Self.settings {
-            for _ in 0..<3 {
-                let input = Self.randomInput(&rng, rows: 5, stride: 7, loss: loss)
+            for trial in 0..<5 {
+                let input = Self.randomInput(&rng, rows: 5, stride: 7, loss: loss, perToken: trial >= 3)
                 let output = loss.evaluate(input)
                 clippedTokens += Int((output.clipFractionLow + output.clipFractionHigh) * Double(output.tokens))
                 let h = 1e-5
@@ -78,6 +82,16 @@ struct PolicyLossTests {
         }
         print("grad_logprob vs finite differences: largest relative error \(worst) over \(Self.settings.count) settings")
         #expect(clippedTokens > 0, "the random inputs must exercise the clipped branches")
+    }
+
+    @Test func tokenAdvantagesReplaceTheRowsAdvantage() {
+        // Row advantage 5, but the tokens' own are 0 and -1: the first token
+        // gets no gradient, the second the negative-advantage one.
+        let input = PolicyLoss.Input(logprobs: [-1, -1], oldLogprobs: [-1, -1], lengths: [2], advantages: [5],
+                                     tokenAdvantages: [0, -1], stride: 2)
+        let output = PolicyLoss().evaluate(input)
+        #expect(output.gradLogprob == [0, 0.5])  // -ρ·A·w = -(1)(-1)(1/2)
+        #expect(output.loss == 0.5)
     }
 
     @Test func handFixtureOneToken() {

@@ -92,6 +92,43 @@ struct TrainerLoopTests {
         }
     }
 
+    /// With μ > 1 the later passes see a policy that moved since sampling:
+    /// the ratio leaves 1 and the clip engages. With μ = 1 it never does.
+    @Test func severalUpdatesPerBatchMakeTheClipEngage() throws {
+        let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer")).instantiate().rewardFunction()
+        let problems = ArithmeticTask(terms: 3...3, digits: 1...1).examples(count: 16, seed: 9)
+        func step(updates: Int, minibatches: Int) throws -> StepMetrics {
+            var settings = GRPOSettings()
+            settings.groupSize = 4
+            settings.promptsPerStep = 4
+            settings.maxNewTokens = 12
+            // NSR: every wrong answer has advantage -1, so there is always a signal.
+            settings.strategy = try StrategyRegistry.builtIn.descriptor("nsr")!.strategy()
+            settings.optimizer = OptimizerStep(learningRate: 0.05)
+            settings.updatesPerBatch = updates
+            settings.minibatches = minibatches
+            let grpo = GRPOStep(policy: try Self.policy(), reward: reward, judge: nil, settings: settings)
+            var rng = RandomState(seed: 2)
+            var cursor = 0
+            return try grpo.run(step: 1, next: {
+                defer { cursor += 1 }
+                return problems[cursor % problems.count]
+            }, rng: &rng).0
+        }
+        let once = try step(updates: 1, minibatches: 1)
+        #expect(once["updates"] == 1 && once["loss/clip_fraction"] == 0 && once["loss/approx_kl"] == 0)
+        #expect(once["ratio/mean"] == 1)
+        let four = try step(updates: 4, minibatches: 1)
+        #expect(four["updates"] == 4)
+        #expect(four["loss/clip_fraction"]! > 0, "\(four.entries)")
+        #expect(four["clip_ratio/low"]! > 0)  // negative advantages: the low clip
+        #expect(four["loss/approx_kl"]! > 0)
+        let split = try step(updates: 1, minibatches: 2)
+        #expect(split["updates"] == 2 && split["loss/approx_kl"]! > 0)
+        // The same first pass: the batch and its sampled completions agree.
+        #expect(four["tokens"] == once["tokens"] && split["tokens"] == once["tokens"])
+    }
+
     @Test func evaluationMeasuresAccuracyRTSAndPassAtK() throws {
         let greedy = try Self.policy(sampler: #"{"greedy": true}"#)
         let sampled = try Policy(backend: greedy.backend, sampler: try PluginLibrary.load(TestSupport.plugin("PrismSampler"))

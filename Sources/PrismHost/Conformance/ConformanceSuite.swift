@@ -96,6 +96,9 @@ public struct ConformanceSuite {
         if interfaces.contains(PluginInterface.backend.id) {
             BackendChecks(instance: instance, callCount: callCount).run(record)
         }
+        if interfaces.contains(PluginInterface.strategy.id) {
+            StrategyChecks(instance: instance, callCount: callCount).run(record)
+        }
         return results
     }
 }
