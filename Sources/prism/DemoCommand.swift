@@ -95,7 +95,7 @@ struct DemoCommand: ParsableCommand {
         var sums: [String: Double] = [:]
         var steps = 0.0
         for (_, line) in try run.readMetrics() {
-            guard let total = line["groups/total"], total > 0 else { continue }
+            guard let total = line[.groupsTotal], total > 0 else { continue }
             steps += 1
             for key in ["all_negative", "zero_advantage", "diversified"] {
                 sums[key, default: 0] += (line["groups/\(key)"] ?? 0) / total

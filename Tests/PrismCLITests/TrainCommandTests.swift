@@ -98,4 +98,11 @@ struct TrainCommandTests {
         let doc = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("Documentation/Config.md"), encoding: .utf8)
         #expect(doc.contains(keys.stdout), "regenerate the table with: prism config keys")
     }
+
+    @Test func metricsDocumentationIsInSync() throws {
+        let metrics = try TestSupport.run(prism, ["config", "metrics"])
+        #expect(metrics.stdout.contains("| `loss/approx_kl` |"))
+        let doc = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("Documentation/Training.md"), encoding: .utf8)
+        #expect(doc.contains(metrics.stdout), "regenerate the table with: prism config metrics")
+    }
 }

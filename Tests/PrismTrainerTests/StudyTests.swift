@@ -200,6 +200,11 @@ struct StudyTests {
         let negative = { (label: String) in Interval(summary.runs.filter { $0.label == label }.map { $0.allNegative[29] }).mean }
         #expect(negative("sgpo eps=0") < negative("grpo"))
     }
+
+    @Test func theStudysStrategiesComeFromTheRegistry() {
+        #expect(StudyStrategy.names == ["grpo", "sgpo", "sgpo-raw", "sgpo-linear", "dapo-filter", "nsr", "ngrpo", "rloo", "dr-grpo"])
+        #expect(StudyStrategy.all.filter(\.usesJudge).map(\.name) == ["sgpo", "sgpo-raw", "sgpo-linear"])
+    }
 }
 
 /// The transformer study's bookkeeping on hand-written metrics: budget-grid

@@ -59,17 +59,17 @@ extension StepMetrics {
     /// (completion tokens of the batch) and `updates`.
     mutating func record(_ summary: UpdateSummary) {
         let n = Double(max(summary.updates, 1))
-        set("loss", summary.loss / n)
-        set("kl", summary.kl / n)
-        set("clip_ratio/low", summary.clipLow / n)
-        set("clip_ratio/high", summary.clipHigh / n)
-        set("clip_ratio/dual", summary.clipDual / n)
-        set("ratio/mean", summary.ratio / n)
-        set("tokens", Double(summary.tokens))
-        set("loss/clip_fraction", summary.clipFraction / n)
-        set("loss/approx_kl", summary.approxKL / n)
-        set("grad_norm", summary.gradNorm / n)
-        set("updates", Double(summary.updates))
+        set(.loss, summary.loss / n)
+        set(.kl, summary.kl / n)
+        set(.clipRatioLow, summary.clipLow / n)
+        set(.clipRatioHigh, summary.clipHigh / n)
+        set(.clipRatioDual, summary.clipDual / n)
+        set(.ratioMean, summary.ratio / n)
+        set(.tokens, Double(summary.tokens))
+        set(.lossClipFraction, summary.clipFraction / n)
+        set(.lossApproxKl, summary.approxKL / n)
+        set(.gradNorm, summary.gradNorm / n)
+        set(.updates, Double(summary.updates))
     }
 }
 
@@ -95,24 +95,24 @@ extension GRPOStep {
         metrics.record(scored, plain: kept.map(\.rewards))
         metrics.record(plans: collection.plans)
         metrics.recordFeedback(latenciesMs: collection.judgeLatenciesMs, errors: collection.judgeErrors)
-        metrics.set("reward/errors", Double(collection.rewardErrors))
-        metrics.set("strategy/errors", Double(strategyErrors))
+        metrics.set(.rewardErrors, Double(collection.rewardErrors))
+        metrics.set(.strategyErrors, Double(strategyErrors))
         metrics.recordCompletions(lengths: kept.flatMap(\.completions).map(\.tokens.count))
-        metrics.set("tokens/generated", Double(collection.generatedTokens))
-        metrics.set("sampling/groups", Double(collection.sampledGroups))
-        metrics.set("sampling/all_negative", Double(collection.sampledAllNegative))
-        metrics.set("feedback/judged_tokens", Double(collection.judgedTokens))
+        metrics.set(.tokensGenerated, Double(collection.generatedTokens))
+        metrics.set(.samplingGroups, Double(collection.sampledGroups))
+        metrics.set(.samplingAllNegative, Double(collection.sampledAllNegative))
+        metrics.set(.feedbackJudgedTokens, Double(collection.judgedTokens))
 
         let updateStarted = clock.now
         if let summary = try update(UpdateRows(groups: kept, scored: scored)) {
             metrics.record(summary)
         }
         let total = collection.generationTime + collection.scoringTime + (clock.now - started)
-        metrics.set("time/generation_s", seconds(collection.generationTime))
-        metrics.set("time/scoring_s", seconds(collection.scoringTime))
-        metrics.set("time/update_s", seconds(clock.now - updateStarted))
-        metrics.set("time/step_s", seconds(total))
-        metrics.set("tokens_per_s", Double(collection.generatedTokens) / max(seconds(total), 1e-9))
+        metrics.set(.timeGenerationS, seconds(collection.generationTime))
+        metrics.set(.timeScoringS, seconds(collection.scoringTime))
+        metrics.set(.timeUpdateS, seconds(clock.now - updateStarted))
+        metrics.set(.timeStepS, seconds(total))
+        metrics.set(.tokensPerS, Double(collection.generatedTokens) / max(seconds(total), 1e-9))
         return (metrics, samples(step: step, kept: kept, scored: scored))
     }
 

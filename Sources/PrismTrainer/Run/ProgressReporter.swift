@@ -42,21 +42,21 @@ public final class ProgressReporter {
     func step(_ n: Int, metrics: StepMetrics) {
         let now = Date()
         let interval: TimeInterval = live ? 0.1 : 1
-        let always = n == startStep + 1 || n == total || metrics["eval/accuracy"] != nil
+        let always = n == startStep + 1 || n == total || metrics[.evalAccuracy] != nil
         guard always || now.timeIntervalSince(lastShown) >= interval else { return }
         lastShown = now
         let done = n - startStep
         let elapsed = now.timeIntervalSince(started)
         var eta = done > 0 ? elapsed / Double(done) * Double(total - n) : 0
-        if budget > 0, let spent = metrics["budget/spent"], spent > startSpent {
+        if budget > 0, let spent = metrics[.budgetSpent], spent > startSpent {
             eta = min(eta, elapsed / (spent - startSpent) * max(budget - spent, 0))
         }
-        let groups = max(metrics["groups/total"] ?? 0, 1)
+        let groups = max(metrics[.groupsTotal] ?? 0, 1)
         var text = String(format: "step %d/%d  reward %.3f  acc %.3f  all-neg %.2f  %.0f tok/s  ETA %@",
-                          n, total, metrics["reward"] ?? .nan, metrics["accuracy"] ?? .nan,
-                          (metrics["groups/all_negative"] ?? 0) / groups, metrics["tokens_per_s"] ?? 0,
+                          n, total, metrics[.reward] ?? .nan, metrics[.accuracy] ?? .nan,
+                          (metrics[.groupsAllNegative] ?? 0) / groups, metrics[.tokensPerS] ?? 0,
                           Self.duration(eta))
-        if let accuracy = metrics["eval/accuracy"] { text += String(format: "  eval acc %.3f", accuracy) }
+        if let accuracy = metrics[.evalAccuracy] { text += String(format: "  eval acc %.3f", accuracy) }
         if live {
             write("\r\u{1B}[K" + text)
             lineOpen = true

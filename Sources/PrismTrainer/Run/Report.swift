@@ -1,4 +1,5 @@
 import Foundation
+import PrismCore
 
 /// `report.html`: a self-contained page of SVG line charts over the steps of
 /// one or more runs (reward, accuracy, held-out accuracy and step score, the
@@ -11,20 +12,20 @@ public enum Report {
     }
 
     static let charts: [Chart] = [
-        Chart(title: "reward (mean, before diversification)") { $0["reward"] },
-        Chart(title: "training accuracy") { $0["accuracy"] },
-        Chart(title: "held-out accuracy (greedy)") { $0["eval/accuracy"] },
-        Chart(title: "held-out step score (judge RTS)") { $0["eval/rts"] },
-        Chart(title: "share of groups all-negative") { share($0, "groups/all_negative") },
-        Chart(title: "share of groups diversified") { share($0, "groups/diversified") },
-        Chart(title: "share of groups with zero advantage") { share($0, "groups/zero_advantage") },
-        Chart(title: "groups dropped per step") { $0["groups/dropped"] },
-        Chart(title: "loss") { $0["loss"] },
-        Chart(title: "KL to the reference") { $0["kl"] },
+        Chart(title: "reward (mean, before diversification)") { $0[.reward] },
+        Chart(title: "training accuracy") { $0[.accuracy] },
+        Chart(title: "held-out accuracy (greedy)") { $0[.evalAccuracy] },
+        Chart(title: "held-out step score (judge RTS)") { $0[.evalRts] },
+        Chart(title: "share of groups all-negative") { share($0, .groupsAllNegative) },
+        Chart(title: "share of groups diversified") { share($0, .groupsDiversified) },
+        Chart(title: "share of groups with zero advantage") { share($0, .groupsZeroAdvantage) },
+        Chart(title: "groups dropped per step") { $0[.groupsDropped] },
+        Chart(title: "loss") { $0[.loss] },
+        Chart(title: "KL to the reference") { $0[.kl] },
     ]
 
-    static func share(_ m: [String: Double], _ key: String) -> Double? {
-        guard let value = m[key], let total = m["groups/total"], total > 0 else { return nil }
+    static func share(_ m: [String: Double], _ key: Metric) -> Double? {
+        guard let value = m[key], let total = m[.groupsTotal], total > 0 else { return nil }
         return value / total
     }
 

@@ -61,11 +61,11 @@ public final class Trainer {
                 do {
                     let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: 0)
                     var line = StepMetrics()
-                    line.set("budget/spent", 0)
-                    line.set("eval/accuracy", result.accuracy)
-                    line.set("eval/accuracy_stderr", result.accuracyStandardError)
-                    line.set("eval/rts", result.meanRTS)
-                    line.set("eval/pass_at_k", result.passAtK)
+                    line.set(.budgetSpent, 0)
+                    line.set(.evalAccuracy, result.accuracy)
+                    line.set(.evalAccuracyStderr, result.accuracyStandardError)
+                    line.set(.evalRts, result.meanRTS)
+                    line.set(.evalPassAtK, result.passAtK)
                     try directory.append(line.jsonLine(step: 0), to: directory.metricsPath)
                     progress.log(String(format: "step 0: held-out accuracy %.3f ± %.3f", result.accuracy, result.accuracyStandardError))
                 } catch {
@@ -92,18 +92,18 @@ public final class Trainer {
                     return train[cursor % train.count]
                 }, rng: &rng)
                 var line = metrics
-                spent += (metrics["tokens/generated"] ?? 0) + judgeCost * (metrics["feedback/judged_tokens"] ?? 0)
-                line.set("budget/spent", spent)
+                spent += (metrics[.tokensGenerated] ?? 0) + judgeCost * (metrics[.feedbackJudgedTokens] ?? 0)
+                line.set(.budgetSpent, spent)
                 let last = n == steps || (budget > 0 && spent >= budget)
                 let every = c.int("run.eval_every")
                 if !held.isEmpty, (every > 0 && n % every == 0) || last {
                     do {
                         let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: UInt64(n))
                         evaluation = result
-                        line.set("eval/accuracy", result.accuracy)
-                        line.set("eval/accuracy_stderr", result.accuracyStandardError)
-                        line.set("eval/rts", result.meanRTS)
-                        line.set("eval/pass_at_k", result.passAtK)
+                        line.set(.evalAccuracy, result.accuracy)
+                        line.set(.evalAccuracyStderr, result.accuracyStandardError)
+                        line.set(.evalRts, result.meanRTS)
+                        line.set(.evalPassAtK, result.passAtK)
                     } catch {
                         progress.log("step \(n): evaluation failed, training goes on: \(error)")
                     }
@@ -113,11 +113,11 @@ public final class Trainer {
                     try directory.append(String(decoding: try JSONEncoder.sorted.encode(sample), as: UTF8.self),
                                          to: directory.samplesPath)
                 }
-                if let message = step.lastJudgeError, metrics["feedback/errors"] ?? 0 > 0 {
-                    progress.log("step \(n): \(Int(metrics["feedback/errors"]!)) judge call(s) failed: \(message)")
+                if let message = step.lastJudgeError, metrics[.feedbackErrors] ?? 0 > 0 {
+                    progress.log("step \(n): \(Int(metrics[.feedbackErrors]!)) judge call(s) failed: \(message)")
                 }
-                if let message = step.lastRewardError, metrics["reward/errors"] ?? 0 > 0 {
-                    progress.log("step \(n): \(Int(metrics["reward/errors"]!)) reward call(s) failed, their groups dropped: \(message)")
+                if let message = step.lastRewardError, metrics[.rewardErrors] ?? 0 > 0 {
+                    progress.log("step \(n): \(Int(metrics[.rewardErrors]!)) reward call(s) failed, their groups dropped: \(message)")
                 }
                 progress.step(n, metrics: line)
                 state = RunDirectory.State(step: n, rng: words(rng), dataCursor: cursor, spentTokens: spent)

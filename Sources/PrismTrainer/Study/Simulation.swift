@@ -142,10 +142,10 @@ public struct Simulation {
         for n in 1...max(settings.steps, 1) {
             let (metrics, _) = try step.run(step: n, next: { problem }, rng: &rng)
             // All-negative share among every group generated (a filter's dropped ones included).
-            run.allNegative.append((metrics["sampling/all_negative"] ?? 0) / max(metrics["sampling/groups"] ?? 0, 1))
-            let groups = max(metrics["groups/total"] ?? 0, 1)
-            run.zeroAdvantage.append((metrics["groups/zero_advantage"] ?? 0) / groups)
-            spent += (metrics["tokens/generated"] ?? 0) + settings.judgeTokenCost * (metrics["feedback/judged_tokens"] ?? 0)
+            run.allNegative.append((metrics[.samplingAllNegative] ?? 0) / max(metrics[.samplingGroups] ?? 0, 1))
+            let groups = max(metrics[.groupsTotal] ?? 0, 1)
+            run.zeroAdvantage.append((metrics[.groupsZeroAdvantage] ?? 0) / groups)
+            spent += (metrics[.tokensGenerated] ?? 0) + settings.judgeTokenCost * (metrics[.feedbackJudgedTokens] ?? 0)
             run.tokens.append(spent)
             run.pCorrect.append(try pCorrect(policy))
         }

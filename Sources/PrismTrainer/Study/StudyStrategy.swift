@@ -1,25 +1,28 @@
 import Foundation
+import PrismCore
 
-/// A strategy compared in the study: a preset plus refinements, as config
+/// A strategy compared in the study: a built-in strategy with parameter
 /// assignments (`strategy.*` keys).
 public struct StudyStrategy: Sendable, Equatable {
     public var name: String
     public var assignments: [String]
-    /// Whether it asks the judge (then judge noise applies to it).
-    public var usesJudge: Bool
 
-    /// Every strategy of the study: the presets, and SGPO with each map.
-    public static let all: [StudyStrategy] = [
-        StudyStrategy(name: "grpo", assignments: ["strategy.name=grpo"], usesJudge: false),
-        StudyStrategy(name: "sgpo", assignments: ["strategy.name=sgpo", "strategy.map=sigmoid"], usesJudge: true),
-        StudyStrategy(name: "sgpo-raw", assignments: ["strategy.name=sgpo", "strategy.map=raw"], usesJudge: true),
-        StudyStrategy(name: "sgpo-linear", assignments: ["strategy.name=sgpo", "strategy.map=linear"], usesJudge: true),
-        StudyStrategy(name: "dapo-filter", assignments: ["strategy.name=dapo-filter"], usesJudge: false),
-        StudyStrategy(name: "nsr", assignments: ["strategy.name=nsr"], usesJudge: false),
-        StudyStrategy(name: "ngrpo", assignments: ["strategy.name=ngrpo"], usesJudge: false),
-        StudyStrategy(name: "rloo", assignments: ["strategy.name=rloo"], usesJudge: false),
-        StudyStrategy(name: "dr-grpo", assignments: ["strategy.name=dr-grpo"], usesJudge: false),
-    ]
+    /// Whether it asks the judge (then judge noise applies to it): from the
+    /// registry's descriptor of the strategy it names.
+    public var usesJudge: Bool {
+        let named = assignments.first { $0.hasPrefix("strategy.name=") }.map { String($0.dropFirst("strategy.name=".count)) }
+        return named.flatMap { StrategyRegistry.builtIn.descriptor($0)?.needsJudge } ?? false
+    }
+
+    /// Every built-in strategy with its defaults, and after `sgpo` its other
+    /// two RTS maps.
+    public static let all: [StudyStrategy] = StrategyRegistry.builtIn.names.flatMap { name in
+        let plain = StudyStrategy(name: name, assignments: ["strategy.name=\(name)"])
+        guard name == "sgpo" else { return [plain] }
+        return [plain] + ["raw", "linear"].map {
+            StudyStrategy(name: "sgpo-\($0)", assignments: ["strategy.name=sgpo", "strategy.map=\($0)"])
+        }
+    }
 
     public static var names: [String] { all.map(\.name) }
 

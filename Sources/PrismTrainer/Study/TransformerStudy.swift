@@ -200,13 +200,13 @@ public struct TransformerStudySummary {
             self.noise = noise
             self.seed = seed
             for (_, line) in try directory.readMetrics() {
-                let spent = line["budget/spent"] ?? 0
-                if let accuracy = line["eval/accuracy"] {
-                    evaluations.append((spent, accuracy, line["eval/rts"] ?? .nan))
+                let spent = line[.budgetSpent] ?? 0
+                if let accuracy = line[.evalAccuracy] {
+                    evaluations.append((spent, accuracy, line[.evalRts] ?? .nan))
                 }
-                if let groups = line["sampling/groups"], groups > 0 {
-                    steps.append((spent, (line["sampling/all_negative"] ?? 0) / groups,
-                                  (line["groups/zero_advantage"] ?? 0) / max(line["groups/total"] ?? 0, 1)))
+                if let groups = line[.samplingGroups], groups > 0 {
+                    steps.append((spent, (line[.samplingAllNegative] ?? 0) / groups,
+                                  (line[.groupsZeroAdvantage] ?? 0) / max(line[.groupsTotal] ?? 0, 1)))
                 }
             }
             guard !evaluations.isEmpty else {
@@ -236,7 +236,7 @@ public struct TransformerStudySummary {
     /// Whether a run has spent its budget and evaluated at the end.
     public static func isComplete(_ directory: RunDirectory, budget: Double) -> Bool {
         guard let last = try? directory.readMetrics().last?.values else { return false }
-        return (last["budget/spent"] ?? 0) >= budget && last["eval/accuracy"] != nil
+        return (last[.budgetSpent] ?? 0) >= budget && last[.evalAccuracy] != nil
     }
 
     public var labels: [String] {
