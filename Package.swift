@@ -5,11 +5,15 @@
 //   CPrism (SDK/, the C ABI, header-only)
 //      ^                    ^
 //   PrismHost ──> PrismCore <── PrismTrainer
-//      ^                ^           ^
-//      └──── prism (CLI, wiring only) ┘
+//      ^                            ^
+//      └──── PrismRuntime ──────────┘   (plugins a config names -> Components)
+//                 ^
+//   prism (CLI, wiring only) ──> PrismSignals (Ctrl-C for command-line tools)
 //
 // Plugins/<Name>/ are dynamic libraries that see only CPrism. No Prism module
-// links against a plugin: plugins are loaded with dlopen at run time.
+// links against a plugin: plugins are loaded with dlopen at run time. The one
+// exception is PrismBenchmarks (see there), which links two plugins' internal
+// C targets to measure them without the ABI in between.
 import PackageDescription
 
 /// Warnings are errors when PRISM_WERROR or CI is set (CI sets CI=true).
@@ -61,7 +65,29 @@ let package = Package(
         // The training loop; talks to plugins only through PrismCore protocols.
         .target(name: "PrismTrainer", dependencies: ["PrismCore", "Yams"], swiftSettings: strictSwift),
 
-        // Benchmarks run by `prism bench`.
+        // The host wired to the trainer: builds a run's Components from a
+        // config (which plugins, where found, how configured). Shared by the
+        // CLI, the tests and embedding programs.
+        .target(
+            name: "PrismRuntime",
+            dependencies: ["PrismCore", "PrismHost", "PrismTrainer"],
+            swiftSettings: strictSwift
+        ),
+
+        // SIGINT/SIGTERM for command-line tools: a C handler that sets a flag,
+        // and its Swift face. Never linked by library code.
+        .target(
+            name: "CPrismSignals",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"] + (warningsAreErrors ? ["-Werror"] : []))]
+        ),
+        .target(name: "PrismSignals", dependencies: ["CPrismSignals"], swiftSettings: strictSwift),
+
+        // Benchmarks run by `prism bench`. They link plugin internals on
+        // purpose: `bench abi` compares a plugin call with a direct call of
+        // the very same exact-answer logic (CExactAnswerLogic), and `bench
+        // transformer` times the GEMM kernels against the measured FMA peak
+        // (CPrismKernels), which the backend ABI cannot reach. Nothing else
+        // in Prism links them.
         .target(
             name: "PrismBenchmarks",
             dependencies: ["PrismCore", "PrismHost", "CExactAnswerLogic", "CPrismKernels"],
@@ -73,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "prism",
             dependencies: [
-                "PrismCore", "PrismHost", "PrismTrainer", "PrismBenchmarks",
+                "PrismCore", "PrismHost", "PrismTrainer", "PrismRuntime", "PrismSignals", "PrismBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plainSwift
@@ -152,7 +178,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PrismTrainerTests",
-            dependencies: ["PrismTrainer", "PrismHost", "PrismCore", "PrismTestSupport"],
+            dependencies: ["PrismTrainer", "PrismRuntime", "PrismHost", "PrismCore", "PrismTestSupport"],
             swiftSettings: plainSwift
         ),
         .testTarget(

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import PrismCore
+import PrismRuntime
 import PrismTrainer
 
 /// The main job: the GRPO vs SGPO comparison on multi-step arithmetic, with
@@ -25,82 +25,17 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         try reporting {
             let started = Date()
-            let progress = progressReporter()
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            // 1. Data.
-            let warm = ArithmeticRecipe.warmStart(seed: seed)
-            try JSONL.write(warm, to: dir + "/sft.jsonl")
-            try JSONL.write(ArithmeticRecipe.problems(terms: 5, count: 5000, seed: UInt64(seed) &+ 3), to: dir + "/train.jsonl")
-            try JSONL.write(ArithmeticRecipe.problems(terms: 5, count: evalProblems, seed: UInt64(seed) &+ 4), to: dir + "/eval.jsonl")
-            progress.log("data: \(warm.count) warm-start problems, 5000 training and \(evalProblems) held-out 5-term problems in \(dir)")
-
-            // 2. One warm-start shared by both strategies.
-            var base = ConfigFile()
-            for assignment in ArithmeticRecipe.grpoAssignments + [
-                "seed=\(seed)", "data.train=\(dir)/train.jsonl", "data.eval=\(dir)/eval.jsonl",
-                "data.eval_problems=\(evalProblems)", "run.steps=\(steps)", "run.eval_every=\(max(steps / 4, 1))",
-                "run.checkpoint_every=\(max(steps / 4, 1))", "eval.k=4", "optimizer.lr=2e-4",
-            ] { try base.set(assignment) }
-            try base.set("model.config=" + ArithmeticRecipe.modelConfig(seed: seed))
-            let checkpoint = dir + "/warm-start.safetensors"
-            let components = try PluginLoading.components(base)
-            try ArithmeticRecipe.warmStart(warm, steps: sftSteps, seed: seed, components: components, config: base,
-                                           checkpoint: checkpoint) { progress.log("warm-start " + $0.dropFirst(4)) }
-            let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
-            let greedy = try Policy(backend: components.backend, sampler: components.greedySampler, temperature: 1)
-            let before = try Evaluation.run(
-                examples: try JSONL.read(Example.self, from: dir + "/eval.jsonl"), greedy: greedy, sampled: policy, k: 4,
-                reward: components.reward, judge: components.judge, maxNewTokens: 60, seed: UInt64(seed))
-
-            // 3. GRPO and SGPO, same seed and budget.
-            var rows: [(String, Trainer.Summary, [String: Double])] = []
-            for strategy in ["grpo", "sgpo"] {
-                var config = base
-                try config.set("strategy.name=\(strategy)")
-                try config.set("model.checkpoint=\(checkpoint)")
-                progress.log("training \(strategy) for \(steps) steps")
-                let trainer = Trainer(config: config, directory: RunDirectory(path: "\(dir)/\(strategy)"),
-                                      components: try PluginLoading.components(config), progress: progress)
-                let summary = try trainer.run(resume: false)
-                rows.append((strategy, summary, try Self.means(trainer.directory)))
-            }
-            try Report.write(runs: [RunDirectory(path: "\(dir)/grpo"), RunDirectory(path: "\(dir)/sgpo")], to: dir + "/report.html")
-
-            // 4. The comparison.
-            print("")
-            print("strategy  held-out acc      step score  pass@4  all-negative  zero-advantage  diversified")
-            print("start   " + String(format: "  %.3f ± %.3f     %.3f       %.3f   (the warm-start model, before RL)",
-                                    before.accuracy, before.accuracyStandardError, before.meanRTS, before.passAtK))
-            for (name, summary, means) in rows {
-                let e = summary.evaluation
-                print(name.padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: "  %.3f ± %.3f     %.3f       %.3f   %.2f          %.2f            %.2f",
-                             e?.accuracy ?? .nan, e?.accuracyStandardError ?? .nan, e?.meanRTS ?? .nan,
-                             e?.passAtK ?? .nan, means["all_negative"] ?? .nan, means["zero_advantage"] ?? .nan,
-                             means["diversified"] ?? .nan))
-            }
-            print("""
-
-                all-negative, zero-advantage and diversified are shares of groups averaged over the training steps.
-                Held-out accuracy is greedy on \(evalProblems) problems (± one standard error); step score is the
-                judge's fraction of the solution before the first error. On this budget the visible difference is
-                usually in the zero-advantage share and the step score, not in final accuracy.
-                Reports: \(dir)/report.html (both runs), \(dir)/grpo/report.html, \(dir)/sgpo/report.html
-                """)
+            var settings = Demo.Settings()
+            settings.directory = dir
+            settings.sftSteps = sftSteps
+            settings.steps = steps
+            settings.evalProblems = evalProblems
+            settings.seed = seed
+            let result = try Demo(settings: settings, progress: progressReporter()) {
+                try ComponentLoader.components($0)
+            }.run()
+            print("\n" + result.table, terminator: "")
             print(String(format: "demo finished in %.0f s", Date().timeIntervalSince(started)))
         }
-    }
-
-    /// Mean shares of group kinds over a run's steps.
-    static func means(_ run: RunDirectory) throws -> [String: Double] {
-        var sums: [String: Double] = [:]
-        var steps = 0.0
-        for (_, line) in try run.readMetrics() {
-            guard let total = line[.groupsTotal], total > 0 else { continue }
-            steps += 1
-            for key in ["all_negative", "zero_advantage", "diversified"] {
-                sums[key, default: 0] += (line["groups/\(key)"] ?? 0) / total
-            }
-        }
-        return sums.mapValues { $0 / max(steps, 1) }
     }
 }

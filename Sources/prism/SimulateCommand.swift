@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import PrismCore
+import PrismRuntime
+import PrismSignals
 import PrismTrainer
 
 /// `prism simulate`: the stylized-model study.
@@ -66,7 +68,7 @@ struct SimulateCommand: ParsableCommand {
                 print("  sgpo  \(StylizedTheory.expectedUpdate(logits: theta, groupSize: g, rule: .sgpo(.sigmoid())))")
             }
 
-            let simulation = Simulation(settings: settings) { try PluginLoading.components($0) }
+            let simulation = Simulation(settings: settings) { try ComponentLoader.components($0) }
             let progress = progressReporter()
             let started = Date()
             let runs = try simulation.runAll { run, done, total in

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import PrismCore
+import PrismRuntime
+import PrismSignals
 import PrismTrainer
 
 /// `prism study`: the whole comparison of all-negative strategies, one command.
@@ -54,8 +56,8 @@ struct StudyCommand: ParsableCommand {
                 settings.learningRate = lr
                 settings.noises = noises
                 Interrupt.install()
-                var study = TransformerStudy(settings: settings, progress: progress) { try PluginLoading.components($0) }
-                study.shouldStop = { Interrupt.requested != 0 }
+                var study = TransformerStudy(settings: settings, progress: progress) { try ComponentLoader.components($0) }
+                study.shouldStop = { Interrupt.requested }
                 guard try study.run() else {
                     print("interrupted; run the same command again to continue")
                     return
@@ -72,39 +74,10 @@ struct StudyCommand: ParsableCommand {
 
     /// The stylized experiments, each into its own directory.
     func stylized(noises: [Double], progress: ProgressReporter) throws {
-        var base = Simulation.Settings()
-        base.seeds = try SimulateCommand.checked(stylizedSeeds, "--stylized-seeds", 1...1000)
-        var experiments: [(String, String, Simulation.Settings)] = []
-        experiments.append(("strategies", "every strategy, two steps, paper-like settings", base))
-        var lr = base
-        lr.learningRates = [0.25, 0.5, 1, 2, 4, 8, 16]
-        experiments.append(("learning-rates", "every strategy at seven learning rates", lr))
-        var noisy = base
-        noisy.strategies = try StudyStrategy.parse("grpo,sgpo")
-        noisy.noises = noises
-        experiments.append(("noise", "judge noise", noisy))
-        for (name, title, logits) in [("first-step-hard", "the first step is the hard one", [-3.0, 2.0]),
-                                      ("last-step-hard", "the last step is the hard one", [2.0, -3.0])] {
-            var bottleneck = base
-            bottleneck.strategies = try StudyStrategy.parse("grpo,sgpo,dapo-filter")
-            bottleneck.initialLogits = logits
-            bottleneck.steps = 200
-            experiments.append((name, title, bottleneck))
-        }
-        var maps = base
-        maps.strategies = try StudyStrategy.parse("grpo,sgpo,sgpo-raw,sgpo-linear")
-        maps.reasoningSteps = 4
-        maps.initialLogits = [-1, -1, -1, -1]
-        maps.steps = 400
-        experiments.append(("maps", "SGPO's maps on a four-step chain", maps))
-        for (index, (name, title, settings)) in experiments.enumerated() {
-            progress.log("stylized model \(index + 1)/\(experiments.count): \(title)")
-            let started = Date()
-            let runs = try Simulation(settings: settings) { try PluginLoading.components($0) }.runAll()
-            let summary = SimulationSummary(runs: runs, thresholds: settings.thresholds)
-            try summary.write(to: "\(out)/stylized/\(name)")
-            print("\nStylized model — \(title) (\(runs.count) runs, \(Int(Date().timeIntervalSince(started))) s):\n")
-            print(settings.learningRates.count > 1 ? summary.tunedTable : summary.table, terminator: "")
+        let seeds = try SimulateCommand.checked(stylizedSeeds, "--stylized-seeds", 1...1000)
+        try StylizedStudy.run(try StylizedStudy.experiments(seeds: seeds, noises: noises), out: out, progress: progress,
+                              load: { try ComponentLoader.components($0) }) { table in
+            print(table, terminator: "")
             fflush(nil)  // the tables appear as each part finishes, also in a pipe
         }
     }

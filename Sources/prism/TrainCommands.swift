@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import PrismCore
 import PrismHost
+import PrismRuntime
+import PrismSignals
 import PrismTrainer
 
 /// Options shared by the commands that read a training config.
@@ -64,7 +66,7 @@ struct TrainCommand: ParsableCommand {
             let config = try options.load(resumeFrom: resume)
             let name = options.config.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "train"
             let directory = RunDirectory(path: resume ?? runDirectory ?? "runs/\(name)")
-            let components = try PluginLoading.components(config)
+            let components = try ComponentLoader.components(config)
             Interrupt.install()
             let trainer = Trainer(config: config, directory: directory, components: components, progress: progressReporter())
             if let offline {
@@ -72,7 +74,7 @@ struct TrainCommand: ParsableCommand {
                 print("offline run written to \(directory.path) (report: \(directory.reportPath))")
                 return
             }
-            trainer.shouldStop = { Interrupt.requested != 0 }
+            trainer.shouldStop = { Interrupt.requested }
             let summary = try trainer.run(resume: resume != nil)
             if summary.interrupted {
                 print("interrupted after step \(summary.lastStep); continue with: prism train --resume \(directory.path)")
@@ -96,15 +98,12 @@ struct SFTCommand: ParsableCommand {
     func run() throws {
         try reporting {
             let config = try options.load()
-            let components = try PluginLoading.components(config, loadingWeights: true)
+            let components = try ComponentLoader.components(config, loadingWeights: true)
             let train = try JSONL.read(Example.self, from: config.string("data.train"))
             guard !train.isEmpty else { throw TrainerError("data.train: no examples") }
             let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
-            var optimizer = config.optimizer
-            optimizer.learningRate = config.double("sft.lr")
-            try SupervisedStep(policy: policy, optimizer: optimizer).run(
-                train, steps: max(config.int("sft.steps"), 1), batchSize: config.int("sft.batch_size"),
-                seed: UInt64(config.int("seed")), log: progressReporter().log)
+            try SupervisedStep.warmStart(train, policy: policy, config: config, steps: max(config.int("sft.steps"), 1),
+                                         seed: UInt64(config.int("seed")), log: progressReporter().log)
             try components.backend.save(to: out)
             print("saved \(out)")
         }
@@ -123,7 +122,7 @@ struct EvalCommand: ParsableCommand {
         try reporting {
             var config = try options.load()
             if let checkpoint { try config.set("model.checkpoint=\(checkpoint)") }
-            let components = try PluginLoading.components(config, loadingWeights: true)
+            let components = try ComponentLoader.components(config, loadingWeights: true)
             let file = data ?? config.string("data.eval")
             guard !file.isEmpty else { throw TrainerError("no problems: pass --data or set data.eval") }
             let examples = Array(try JSONL.read(Example.self, from: file).prefix(config.int("data.eval_problems")))
@@ -153,28 +152,8 @@ struct RolloutCommand: ParsableCommand {
         try reporting {
             var config = try options.load()
             if let checkpoint { try config.set("model.checkpoint=\(checkpoint)") }
-            let components = try PluginLoading.components(config, loadingWeights: true)
-            let train = try JSONL.read(Example.self, from: config.string("data.train"))
-            guard !train.isEmpty else { throw TrainerError("data.train: no examples") }
-            let policy = try Policy(backend: components.backend, sampler: components.sampler,
-                                    temperature: Float(config.double("grpo.temperature")))
-            var rng = RandomState(seed: UInt64(config.int("seed")))
-            var groups: [OfflineGroup] = []
-            let chosen = (0..<prompts).map { train[$0 % train.count] }
-            for start in stride(from: 0, to: chosen.count, by: 16) {
-                let chunk = Array(chosen[start..<min(start + 16, chosen.count)])
-                let generated = try policy.generate(chunk.map(\.prompt), count: config.int("grpo.group_size"),
-                                                    maxNewTokens: config.int("grpo.max_new_tokens"), rng: &rng)
-                for (example, group) in zip(chunk, generated) {
-                    let scores = try components.reward.score(group.map {
-                        RewardSample(prompt: example.prompt, completion: $0.text, reference: example.answer,
-                                     metadataJSON: example.metadataJSON)
-                    })
-                    groups.append(OfflineGroup(example: example, completions: group.map(\.text),
-                                               rewards: scores.map { $0.reward.isNaN ? nil : $0.reward },
-                                               correct: scores.map(\.correct)))
-                }
-            }
+            let components = try ComponentLoader.components(config, loadingWeights: true)
+            let groups = try Rollout.generate(config: config, components: components, prompts: prompts)
             try JSONL.write(groups, to: out)
             print("wrote \(groups.count) groups to \(out)")
         }

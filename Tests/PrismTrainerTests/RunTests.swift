@@ -195,6 +195,27 @@ struct RunTests {
         #expect(dapo.yaml.contains("filter: uniform") && !dapo.yaml.contains("  beta:"))
     }
 
+    @Test func relativePathsInAConfigAreRelativeToItsFolder() throws {
+        let dir = try TestSupport.temporaryDirectory("config-paths")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("configs"), withIntermediateDirectories: true)
+        let yaml = """
+            data: {train: ../data/train.jsonl, eval: ""}
+            reward: {plugin: ./plugins/libmine.so}
+            judge: {plugin: PrismStepJudge}
+            model: {checkpoint: warm.safetensors}
+            """
+        let file = dir.appendingPathComponent("configs/run.yaml").path
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        var config = try ConfigFile(path: file)
+        #expect(config.string("data.train") == dir.path + "/data/train.jsonl")
+        #expect(config.string("reward.plugin") == dir.path + "/configs/plugins/libmine.so")
+        #expect(config.string("model.checkpoint") == dir.path + "/configs/warm.safetensors")
+        #expect(config.string("judge.plugin") == "PrismStepJudge" && config.string("data.eval") == "")
+        // On the command line, relative to the working directory.
+        try config.set("data.eval=held.jsonl")
+        #expect(config.string("data.eval") == FileManager.default.currentDirectoryPath + "/held.jsonl")
+    }
+
     @Test func aParameterTheStrategyLacksIsNamed() throws {
         var file = ConfigFile()
         try file.set("strategy.beta=3")

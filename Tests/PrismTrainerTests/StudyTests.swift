@@ -1,25 +1,14 @@
 import Foundation
 import PrismCore
 import PrismHost
+import PrismRuntime
 import PrismTestSupport
 import PrismTrainer
 import Testing
 
-/// The plugins a config names, loaded from the build as the CLI does
-/// (sampler at grpo.temperature, a separate evaluation judge when
-/// eval.judge_config is set).
+/// The plugins a config names, loaded from the build as the CLI loads them.
 func loadComponents(_ config: ConfigFile) throws -> Components {
-    func library(_ key: String) throws -> PluginLibrary { try PluginLibrary.load(TestSupport.plugin(config.string(key))) }
-    let sampler = try library("sampler.plugin")
-    let judge = try library("judge.plugin")
-    let evaluation = config.pluginConfig("eval.judge_config")
-    return Components(
-        backend: try library("model.plugin").instantiate(config: config.pluginConfig("model.config")).computeBackend(),
-        sampler: try sampler.instantiate(config: #"{"temperature": \#(config.double("grpo.temperature"))}"#).sampler(),
-        greedySampler: try sampler.instantiate(config: #"{"greedy": true}"#).sampler(),
-        reward: try library("reward.plugin").instantiate(config: config.pluginConfig("reward.config")).rewardFunction(),
-        judge: try judge.instantiate(config: config.pluginConfig("judge.config")).feedbackGenerator(),
-        evaluationJudge: evaluation == "{}" ? nil : try judge.instantiate(config: evaluation).feedbackGenerator())
+    try ComponentLoader.components(config)
 }
 
 /// The stylized-model study: the stylized plugin's semantics, the theory

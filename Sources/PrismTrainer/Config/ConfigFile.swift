@@ -39,11 +39,22 @@ public struct ConfigFile: Sendable, Equatable {
     }
 
     /// Reads a YAML file.
+    /// Reads a YAML file. Relative paths in it (see ``ConfigKey/isPath``)
+    /// are relative to the file's folder and become absolute here.
     public init(path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError("\(path): cannot read the config file")
         }
         try self.init(yaml: String(decoding: data, as: UTF8.self), source: path)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        for (key, value) in values { values[key] = Self.resolved(key, value, against: folder) }
+    }
+
+    /// `value` made absolute against `folder` when `key` holds a path and the
+    /// value is a relative one (a plugin key's bare product name is not a path).
+    static func resolved(_ key: String, _ value: String, against folder: String) -> String {
+        guard let known = ConfigKey.named(key), known.isPath(value), !value.hasPrefix("/") else { return value }
+        return URL(fileURLWithPath: value, relativeTo: URL(fileURLWithPath: folder, isDirectory: true)).absoluteURL.standardized.path
     }
 
     private mutating func flatten(_ mapping: Node.Mapping, prefix: String) throws {
@@ -90,7 +101,8 @@ public struct ConfigFile: Sendable, Equatable {
             return
         }
         try Self.check(path, value, source: "--set")
-        values[path] = value
+        // A relative path on the command line is relative to the working directory.
+        values[path] = Self.resolved(path, value, against: FileManager.default.currentDirectoryPath)
     }
 
     /// The value of `path` (set or default). A strategy parameter's default

@@ -114,6 +114,19 @@ extension ConfigKey {
         }
     }
 
+    /// Whether `value` of this key is a file path: always for the data and
+    /// checkpoint keys (when not empty), and for a plugin key when it names a
+    /// library file (contains `/` or ends in `.so`) rather than a product.
+    public func isPath(_ value: String) -> Bool {
+        guard !value.isEmpty else { return false }
+        switch path {
+        case "data.train", "data.eval", "model.checkpoint": return true
+        case "model.plugin", "sampler.plugin", "reward.plugin", "judge.plugin", "strategy.plugin":
+            return value.contains("/") || value.hasSuffix(".so")
+        default: return false
+        }
+    }
+
     /// Whether this key is a parameter of the built-in strategies.
     public var isStrategyParameter: Bool {
         path.hasPrefix("strategy.") && StrategyRegistry.builtIn.parameters.contains { "strategy." + $0.name == path }

@@ -60,3 +60,18 @@ public struct SupervisedStep {
         }
     }
 }
+
+extension SupervisedStep {
+    /// The supervised warm start a config describes: `steps` optimizer steps
+    /// (default `sft.steps`) of `sft.batch_size` examples with the config's
+    /// optimizer at `sft.lr`. The one implementation behind `prism sft`,
+    /// `sft.steps` in `prism train`, the demo and the study.
+    public static func warmStart(_ examples: [Example], policy: Policy, config: ConfigFile, steps: Int? = nil,
+                                 seed: UInt64, log: (String) -> Void, shouldStop: () -> Bool = { false }) throws {
+        var optimizer = config.optimizer
+        optimizer.learningRate = config.double("sft.lr")
+        try SupervisedStep(policy: policy, optimizer: optimizer).run(
+            examples, steps: steps ?? config.int("sft.steps"), batchSize: config.int("sft.batch_size"), seed: seed,
+            log: log, shouldStop: shouldStop)
+    }
+}

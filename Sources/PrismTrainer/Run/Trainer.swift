@@ -177,11 +177,8 @@ public final class Trainer {
 
     /// Supervised warm-start on the training problems' worked solutions.
     func warmStart(policy: Policy, train: [Example]) throws {
-        var optimizer = config.optimizer
-        optimizer.learningRate = config.double("sft.lr")
-        try SupervisedStep(policy: policy, optimizer: optimizer).run(
-            train, steps: config.int("sft.steps"), batchSize: config.int("sft.batch_size"),
-            seed: UInt64(config.int("seed")) &+ 17, log: progress.log, shouldStop: shouldStop)
+        try SupervisedStep.warmStart(train, policy: policy, config: config, seed: UInt64(config.int("seed")) &+ 17,
+                                     log: progress.log, shouldStop: shouldStop)
     }
 
     func evaluate(greedy: Policy, sampled: Policy, held: [Example], seed: UInt64) throws -> Evaluation {

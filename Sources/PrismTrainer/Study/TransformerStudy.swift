@@ -34,11 +34,67 @@ public enum ArithmeticRecipe {
     public static func warmStart(_ examples: [Example], steps: Int, seed: Int, components: Components,
                                  config: ConfigFile, checkpoint: String, log: (String) -> Void) throws {
         let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
-        var optimizer = config.optimizer
-        optimizer.learningRate = config.double("sft.lr")
-        try SupervisedStep(policy: policy, optimizer: optimizer).run(
-            examples, steps: steps, batchSize: config.int("sft.batch_size"), seed: UInt64(seed), log: log)
+        try SupervisedStep.warmStart(examples, policy: policy, config: config, steps: steps, seed: UInt64(seed), log: log)
         try components.backend.save(to: checkpoint)
+    }
+
+    /// What ``prepare(_:load:progress:)`` makes.
+    public struct Preparation: Sendable {
+        public var directory: String
+        /// Terms of the training and held-out problems.
+        public var terms: Int
+        public var evalProblems: Int
+        /// Seed of the data, the model's initialisation and the warm start.
+        public var seed: Int
+        public var sftSteps: Int
+        /// Config assignments on top of ``grpoAssignments`` and the data.
+        public var assignments: [String]
+        /// Keep an existing warm start instead of training a new one.
+        public var reuseWarmStart: Bool
+
+        public init(directory: String, terms: Int, evalProblems: Int, seed: Int, sftSteps: Int,
+                    assignments: [String], reuseWarmStart: Bool) {
+            self.directory = directory
+            self.terms = terms
+            self.evalProblems = evalProblems
+            self.seed = seed
+            self.sftSteps = sftSteps
+            self.assignments = assignments
+            self.reuseWarmStart = reuseWarmStart
+        }
+
+        public var checkpoint: String { directory + "/warm-start.safetensors" }
+    }
+
+    /// The data (5000 training and `evalProblems` held-out problems of
+    /// `terms` terms) and the warm start shared by the demo and the study.
+    /// - Returns: the base config of the runs, its `model.checkpoint` the
+    ///   warm start.
+    public static func prepare(_ p: Preparation, load: (ConfigFile) throws -> Components,
+                               progress: ProgressReporter) throws -> ConfigFile {
+        let dir = p.directory
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let seed = UInt64(p.seed)
+        try JSONL.write(problems(terms: p.terms, count: 5000, seed: seed &+ 3), to: dir + "/train.jsonl")
+        try JSONL.write(problems(terms: p.terms, count: p.evalProblems, seed: seed &+ 4), to: dir + "/eval.jsonl")
+        var base = ConfigFile()
+        for assignment in grpoAssignments + [
+            "data.train=\(dir)/train.jsonl", "data.eval=\(dir)/eval.jsonl", "data.eval_problems=\(p.evalProblems)",
+        ] + p.assignments { try base.set(assignment) }
+        try base.set("model.config=" + modelConfig(seed: p.seed))
+        if p.reuseWarmStart, FileManager.default.fileExists(atPath: p.checkpoint) {
+            progress.log("reusing the warm start \(p.checkpoint)")
+        } else {
+            let examples = warmStart(seed: p.seed)
+            try JSONL.write(examples, to: dir + "/sft.jsonl")
+            progress.log("warm start: \(p.sftSteps) SFT steps on \(examples.count) problems")
+            try warmStart(examples, steps: p.sftSteps, seed: p.seed, components: try load(base), config: base,
+                          checkpoint: p.checkpoint + ".tmp", log: progress.log)
+            try? FileManager.default.removeItem(atPath: p.checkpoint)
+            try FileManager.default.moveItem(atPath: p.checkpoint + ".tmp", toPath: p.checkpoint)
+        }
+        try base.set("model.checkpoint=\(p.checkpoint)")
+        return base
     }
 }
 
@@ -106,34 +162,20 @@ public struct TransformerStudy {
     }
 
     var dir: String { settings.directory }
-    var checkpoint: String { dir + "/warm-start.safetensors" }
 
     /// Data and the shared warm start (reused when already there).
     public func prepare() throws -> ConfigFile {
         let s = settings
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let seed = UInt64(s.dataSeed)
-        try JSONL.write(ArithmeticRecipe.problems(terms: s.terms, count: 5000, seed: seed &+ 3), to: dir + "/train.jsonl")
-        try JSONL.write(ArithmeticRecipe.problems(terms: s.terms, count: s.evalProblems, seed: seed &+ 4), to: dir + "/eval.jsonl")
-        var base = ConfigFile()
-        for assignment in ArithmeticRecipe.grpoAssignments + [
-            "data.train=\(dir)/train.jsonl", "data.eval=\(dir)/eval.jsonl", "data.eval_problems=\(s.evalProblems)",
-            "eval.k=0", "optimizer.lr=\(s.learningRate)", "run.token_budget=\(s.tokenBudget)", "run.steps=100000",
-            "run.eval_every=\(s.evalEvery)", "run.eval_at_start=true", "run.checkpoint_every=\(s.evalEvery)",
-            "run.judge_token_cost=1", "run.log_samples=2", #"eval.judge_config={"noise": 0}"#,
-        ] { try base.set(assignment) }
-        try base.set("model.config=" + ArithmeticRecipe.modelConfig(seed: s.dataSeed))
-        if FileManager.default.fileExists(atPath: checkpoint) {
-            progress.log("reusing the warm start \(checkpoint)")
-        } else {
-            let examples = ArithmeticRecipe.warmStart(seed: s.dataSeed)
-            progress.log("warm start: \(s.sftSteps) SFT steps on \(examples.count) problems")
-            try ArithmeticRecipe.warmStart(examples, steps: s.sftSteps, seed: s.dataSeed, components: try load(base),
-                                           config: base, checkpoint: checkpoint + ".tmp", log: progress.log)
-            try FileManager.default.moveItem(atPath: checkpoint + ".tmp", toPath: checkpoint)
-        }
-        try base.set("model.checkpoint=\(checkpoint)")
-        return base
+        return try ArithmeticRecipe.prepare(
+            ArithmeticRecipe.Preparation(
+                directory: dir, terms: s.terms, evalProblems: s.evalProblems, seed: s.dataSeed, sftSteps: s.sftSteps,
+                assignments: [
+                    "eval.k=0", "optimizer.lr=\(s.learningRate)", "run.token_budget=\(s.tokenBudget)", "run.steps=100000",
+                    "run.eval_every=\(s.evalEvery)", "run.eval_at_start=true", "run.checkpoint_every=\(s.evalEvery)",
+                    "run.judge_token_cost=1", "run.log_samples=2", #"eval.judge_config={"noise": 0}"#,
+                ],
+                reuseWarmStart: true),
+            load: load, progress: progress)
     }
 
     /// The config of one run.
