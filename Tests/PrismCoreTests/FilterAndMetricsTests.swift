@@ -66,7 +66,6 @@ struct FilterAndMetricsTests {
         #expect(metrics["groups/all_negative"] == 1 && metrics["groups/mixed"] == 1 && metrics["groups/all_positive"] == 1)
         #expect(metrics["groups/diversified"] == 1 && metrics["responses/diversified"] == 2)
         #expect(metrics["groups/dropped"] == 0 && metrics["sampling/cap_reached"] == 0)
-        #expect(metrics["rewards/not_applicable"] == 1)
         #expect(metrics["reward"] == 0.4)  // mean of [0, 0, 1, 0, 1]
         #expect(metrics["accuracy"] == 0.4)
         #expect(metrics["groups/zero_advantage"] == 1)  // the all-positive group

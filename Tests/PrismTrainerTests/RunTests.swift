@@ -1,6 +1,7 @@
 import Foundation
 import PrismCore
 import PrismHost
+import PrismRuntime
 import PrismTestSupport
 import PrismTrainer
 import Testing
@@ -22,20 +23,14 @@ struct RunTests {
             "data.train=\(directory.path)/train.jsonl", "data.eval=\(directory.path)/eval.jsonl",
             "run.steps=3", "run.checkpoint_every=2", "run.eval_every=3", "grpo.group_size=4",
             "grpo.prompts_per_step=4", "grpo.max_new_tokens=16", "eval.max_new_tokens=16", "eval.k=2",
-            "strategy.name=sgpo", "sft.steps=5", "sft.batch_size=8",
+            "strategy.name=sgpo", "sft.steps=5", "sft.batch_size=8", "run.log_samples=6",
             #"model.config={"vocab": "0123456789+=;#", "d_model": 32, "layers": 1, "heads": 2, "d_ff": 64, "max_len": 48}"#,
         ] { try config.set(assignment) }
         self.config = config
     }
 
     static func components(_ config: ConfigFile) throws -> Components {
-        func plugin(_ name: String) throws -> PluginLibrary { try PluginLibrary.load(TestSupport.plugin(name)) }
-        return Components(
-            backend: try plugin("PrismTransformer").instantiate(config: config.pluginConfig("model.config")).computeBackend(),
-            sampler: try plugin("PrismSampler").instantiate().sampler(),
-            greedySampler: try plugin("PrismSampler").instantiate(config: #"{"greedy": true}"#).sampler(),
-            reward: try plugin("PrismExactAnswer").instantiate().rewardFunction(),
-            judge: try plugin("PrismStepJudge").instantiate().feedbackGenerator())
+        try ComponentLoader.components(config)
     }
 
     func trainer(_ config: ConfigFile, _ name: String) throws -> Trainer {
@@ -102,6 +97,11 @@ struct RunTests {
         #expect(try String(contentsOfFile: trainer.directory.path + "/checkpoints/latest", encoding: .utf8) == "step-000003")
         let report = try String(contentsOfFile: trainer.directory.reportPath, encoding: .utf8)
         #expect(report.contains("<svg") && report.contains("share of groups all-negative"))
+        // run.log_samples completions a step, with what Training.md promises.
+        let samples = try String(contentsOfFile: trainer.directory.samplesPath, encoding: .utf8).split(separator: "\n")
+        #expect(samples.count == 3 * 6)
+        let first = try JSONSerialization.jsonObject(with: Data(samples[0].utf8)) as! [String: Any]
+        #expect(Set(first.keys).isSuperset(of: ["step", "prompt", "completion", "answer", "correct", "advantage"]))
         let resolved = try ConfigFile(path: trainer.directory.configPath)
         #expect(resolved.string("strategy.name") == "sgpo" && resolved.int("grpo.group_size") == 4)
         #expect(resolved.pluginConfig("model.config") == config.pluginConfig("model.config"))
@@ -241,6 +241,9 @@ struct RunTests {
         #expect(summary.lastStep == 3)
         let metrics = try Self.metrics(trainer.directory)
         #expect(metrics.allSatisfy { ($0["reward/errors"] as! Double) >= 1 && ($0["groups/dropped"] as! Double) == 4 })
+        // An all-NaN batch counts every answer as not applicable (Math.md), dropped groups included.
+        let answers = Double(short.int("grpo.group_size") * short.int("grpo.prompts_per_step"))
+        #expect(metrics.allSatisfy { ($0["rewards/not_applicable"] as! Double) == answers })
         #expect(lines.contains { $0.contains("reward call(s) failed, their groups dropped: org.prism.test.fixture: score returned reward inf") })
     }
 }

@@ -68,7 +68,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .groupsZeroAdvantage: "Kept groups in which every advantage is 0: they teach nothing."
         case .groupsDropped: "Groups left out this step (by the strategy, the judge, no applicable reward, or the resampling cap)."
         case .responsesDiversified: "Answers the strategy re-rewarded."
-        case .rewardsNotApplicable: "Answers of kept groups whose reward is NaN (not applicable); a failed reward call makes its whole batch NaN."
+        case .rewardsNotApplicable: "Answers scored this step whose reward is NaN (not applicable), those of dropped groups included; a failed reward call makes its whole batch NaN."
         case .reward: "Mean applicable reward of the kept groups, before the strategy's shaping."
         case .rewardStd: "Its standard deviation (Bessel-corrected)."
         case .accuracy: "Share of correct answers among the applicable ones of the kept groups."

@@ -30,7 +30,7 @@ public struct StepMetrics: Sendable, Equatable {
     /// `groups/total`, `groups/all_negative`, `groups/all_positive`,
     /// `groups/mixed`, `groups/not_applicable`, `groups/diversified`,
     /// `groups/zero_advantage`, `responses/diversified`,
-    /// `rewards/not_applicable`, `reward` (mean of applicable rewards before
+    /// `reward` (mean of applicable rewards before
     /// diversification), `reward_std`, `accuracy`, `advantages/mean|min|max`.
     public mutating func record(_ batch: ScoredBatch, plain groups: [GroupRewards]) {
         set(.groupsTotal, Double(batch.kinds.count))
@@ -45,7 +45,6 @@ public struct StepMetrics: Sendable, Equatable {
         set(.groupsZeroAdvantage, Double(batch.zeroAdvantageGroups))
         set(.responsesDiversified, Double(batch.diversifiedResponses))
         let rewards = groups.flatMap(\.rewards)
-        set(.rewardsNotApplicable, Double(rewards.filter(\.isNaN).count))
         let stats = SampleStatistics(rewards)
         set(.reward, stats.count > 0 ? stats.mean : .nan)
         set(.rewardStd, stats.std)

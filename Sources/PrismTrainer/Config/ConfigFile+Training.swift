@@ -60,6 +60,7 @@ extension ConfigFile {
         g.maxNewTokens = int("grpo.max_new_tokens")
         g.updatesPerBatch = int("grpo.updates_per_batch")
         g.minibatches = int("grpo.minibatches")
+        g.logSamples = int("run.log_samples")
         g.maxResampleRounds = int("strategy.max_resample_rounds")
         g.strategy = try plugin ?? strategy()
         g.loss = policyLoss

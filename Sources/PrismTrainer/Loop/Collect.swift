@@ -21,6 +21,8 @@ struct Collection {
     /// Every group scored this step, resampled ones included.
     var sampledGroups = 0
     var sampledAllNegative = 0
+    /// Answers scored this step whose reward is NaN, dropped groups included.
+    var notApplicableRewards = 0
     var generatedTokens = 0
     /// Tokens of the completions the judge read.
     var judgedTokens = 0
@@ -48,6 +50,7 @@ extension GRPOStep {
         collection.scoringTime += clock.now - started
         collection.sampledGroups += groups.count
         collection.sampledAllNegative += groups.filter { $0.rewards.kind == .allNegative }.count
+        collection.notApplicableRewards += groups.flatMap(\.rewards.rewards).filter(\.isNaN).count
         var dispositions: [Disposition?] = []
         for group in groups {
             if let judged = group.feedback?.disposition, judged != .keep {

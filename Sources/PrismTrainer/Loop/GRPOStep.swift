@@ -19,6 +19,8 @@ public struct GRPOSettings {
     public var updatesPerBatch = 1
     /// Optimizer steps per pass: the batch's rows split into this many parts.
     public var minibatches = 1
+    /// Completions a step returns for `samples.jsonl`.
+    public var logSamples = 4
 
     public init() {}
 }

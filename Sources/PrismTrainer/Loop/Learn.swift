@@ -93,6 +93,7 @@ extension GRPOStep {
         }
         var metrics = StepMetrics()
         metrics.record(scored, plain: kept.map(\.rewards))
+        metrics.set(.rewardsNotApplicable, Double(collection.notApplicableRewards))
         metrics.record(plans: collection.plans)
         metrics.recordFeedback(latenciesMs: collection.judgeLatenciesMs, errors: collection.judgeErrors)
         metrics.set(.rewardErrors, Double(collection.rewardErrors))
@@ -116,10 +117,11 @@ extension GRPOStep {
         return (metrics, samples(step: step, kept: kept, scored: scored))
     }
 
+    /// The first `settings.logSamples` completions of the kept groups, in order.
     func samples(step: Int, kept: [CollectedGroup], scored: ScoredBatch) -> [SampleRecord] {
         var samples: [SampleRecord] = []
-        for (g, group) in kept.prefix(2).enumerated() {
-            for (i, completion) in group.completions.prefix(2).enumerated() {
+        for (g, group) in kept.enumerated() where samples.count < settings.logSamples {
+            for (i, completion) in group.completions.enumerated() where samples.count < settings.logSamples {
                 let r = group.rewards.rewards[i]
                 samples.append(SampleRecord(
                     step: step, prompt: group.example.prompt, completion: completion.text, answer: group.example.answer,

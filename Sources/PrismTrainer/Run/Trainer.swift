@@ -109,7 +109,7 @@ public final class Trainer {
                     }
                 }
                 try directory.append(line.jsonLine(step: n), to: directory.metricsPath)
-                for sample in samples.prefix(c.int("run.log_samples")) {
+                for sample in samples {
                     try directory.append(String(decoding: try JSONEncoder.sorted.encode(sample), as: UTF8.self),
                                          to: directory.samplesPath)
                 }
@@ -163,7 +163,7 @@ public final class Trainer {
             let chunk = Array(groups[((n - 1) * perStep)..<min(n * perStep, groups.count)])
             let (metrics, samples) = try step.run(step: n, offline: chunk)
             try directory.append(metrics.jsonLine(step: n), to: directory.metricsPath)
-            for sample in samples.prefix(config.int("run.log_samples")) {
+            for sample in samples {
                 try directory.append(String(decoding: try JSONEncoder.sorted.encode(sample), as: UTF8.self),
                                      to: directory.samplesPath)
             }
