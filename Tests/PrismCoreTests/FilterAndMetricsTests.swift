@@ -6,11 +6,12 @@ struct FilterAndMetricsTests {
     let kinds: [GroupKind] = [.allNegative, .mixed, .allPositive, .notApplicable]
 
     @Test func dapoFilterResamplesUniformGroupsUntilTheCap() {
-        let filter = GroupFilter(rule: .uniform, maxResampleRounds: 2)
-        let first = filter.plan(kinds: kinds, dispositions: [nil, nil, nil, nil], round: 0)
+        let filter = GroupFilter(maxResampleRounds: 2)
+        let dapo = kinds.map { GroupFilter.Rule.uniform.wantsReplacement($0) ? Disposition.resample : nil }
+        let first = filter.plan(kinds: kinds, dispositions: dapo, round: 0)
         #expect(first == GroupFilter.Plan(keep: [1], drop: [3], resample: [0, 2], capReached: false))
         // At the cap the batch goes on with what it has: no error, a flag.
-        let last = filter.plan(kinds: kinds, dispositions: [nil, nil, nil, nil], round: 2)
+        let last = filter.plan(kinds: kinds, dispositions: dapo, round: 2)
         #expect(last == GroupFilter.Plan(keep: [1], drop: [0, 2, 3], resample: [], capReached: true))
     }
 
@@ -19,8 +20,8 @@ struct FilterAndMetricsTests {
         let plan = filter.plan(kinds: [.allNegative, .allNegative, .mixed],
                                dispositions: [.drop, .resample, .keep], round: 0)
         #expect(plan == GroupFilter.Plan(keep: [2], drop: [0], resample: [1], capReached: false))
-        let noRounds = GroupFilter(rule: .allNegative, maxResampleRounds: 0)
-        #expect(noRounds.plan(kinds: [.allNegative], dispositions: [nil], round: 0).capReached)
+        let noRounds = GroupFilter(maxResampleRounds: 0)
+        #expect(noRounds.plan(kinds: [.allNegative], dispositions: [.resample], round: 0).capReached)
     }
 
     @Test func builtInStrategiesResolve() throws {

@@ -129,6 +129,45 @@ struct TrainerLoopTests {
         #expect(four["tokens"] == once["tokens"] && split["tokens"] == once["tokens"])
     }
 
+    /// A strategy plugin that fails is counted and the step goes on: a failed
+    /// judge question leaves the group unjudged, a failed disposition drops
+    /// the group, failed or non-finite advantages skip the update.
+    @Test(arguments: ["FAIL_WANTS", "FAIL_DISPOSE", "FAIL_ADVANTAGES", "INF_ADVANTAGE", "NONE"])
+    func aFailingStrategyPluginIsCountedAndTheStepGoesOn(_ failure: String) throws {
+        let dir = try TestSupport.temporaryDirectory("failing-strategy")
+        let path = try TestSupport.compilePlugin([TestSupport.fixture("failing_strategy.c")], name: "failing_\(failure)",
+                                                 defines: [failure], in: dir)
+        var settings = GRPOSettings()
+        settings.groupSize = 2
+        settings.promptsPerStep = 3
+        settings.maxNewTokens = 6
+        settings.strategy = try PluginLibrary.load(path).instantiate().groupStrategy().strategy
+        let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer")).instantiate().rewardFunction()
+        let judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate().feedbackGenerator()
+        let step = GRPOStep(policy: try Self.policy(), reward: reward, judge: judge, settings: settings)
+        let problems = ArithmeticTask(terms: 2...2, digits: 1...1).examples(count: 3, seed: 4)
+        var rng = RandomState(seed: 1)
+        var cursor = 0
+        let (metrics, _) = try step.run(step: 1, next: {
+            defer { cursor += 1 }
+            return problems[cursor % problems.count]
+        }, rng: &rng)
+        let errors = metrics[.strategyErrors]!
+        switch failure {
+        case "FAIL_WANTS":
+            #expect(errors == 3 && metrics[.feedbackJudgedTokens] == 0 && metrics[.updates] == 1)
+        case "FAIL_DISPOSE":
+            #expect(errors == 3 && metrics[.groupsDropped] == 3 && metrics[.groupsTotal] == 0 && metrics[.updates] == nil)
+        case "FAIL_ADVANTAGES", "INF_ADVANTAGE":
+            #expect(errors == 1 && metrics[.updates] == nil)
+            #expect(metrics[.groupsTotal] == 3 && metrics[.groupsZeroAdvantage] == 3)
+            #expect(step.lastStrategyError?.contains("org.prism.test.failing-strategy") == true)
+        default:
+            #expect(errors == 0 && metrics[.feedbackJudgedTokens]! > 0 && metrics[.updates] == 1)
+            #expect(metrics[.advantagesMax] == -1)
+        }
+    }
+
     @Test func evaluationMeasuresAccuracyRTSAndPassAtK() throws {
         let greedy = try Self.policy(sampler: #"{"greedy": true}"#)
         let sampled = try Policy(backend: greedy.backend, sampler: try PluginLibrary.load(TestSupport.plugin("PrismSampler"))

@@ -84,7 +84,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .feedbackErrors: "Judge calls that failed or answered out of range; their groups stay undiversified and the first message is logged."
         case .feedbackJudgedTokens: "Tokens of the completions the judge read."
         case .rewardErrors: "Reward calls that failed or answered out of range; their batches count as not applicable."
-        case .strategyErrors: "Strategy plugin calls that failed; a failed disposition drops its group, a failed advantages call skips the update."
+        case .strategyErrors: "Strategy plugin calls that failed: a failed judge question leaves its group unjudged, a failed disposition drops its group, failed advantages skip the update."
         case .completionsMeanLength: "Mean completion length of the kept groups, in tokens."
         case .tokensGenerated: "Tokens generated this step, resampled groups included."
         case .loss: "The clipped objective's loss (mean over the step's updates)."

@@ -28,16 +28,12 @@ public struct GroupFilter: Sendable, Equatable {
         }
     }
 
-    /// Applied to groups whose disposition is `keep` (or nil); the trainer
-    /// passes the strategy's dispositions and leaves this `.none`.
-    public var rule: Rule
     /// Resampling rounds after the first generation; 0 = never resample
     /// (groups asking for it are dropped).
     public var maxResampleRounds: Int
 
-    public init(rule: Rule = .none, maxResampleRounds: Int = 3) {
+    public init(maxResampleRounds: Int = 3) {
         precondition(maxResampleRounds >= 0, "maxResampleRounds must be >= 0")
-        self.rule = rule
         self.maxResampleRounds = maxResampleRounds
     }
 
@@ -63,14 +59,13 @@ public struct GroupFilter: Sendable, Equatable {
     /// Plans one round.
     /// - Parameters:
     ///   - kinds: `[groups]` the kind of each group of this round.
-    ///   - dispositions: `[groups]` the judge's word (nil = no judge, or it failed).
+    ///   - dispositions: `[groups]` the strategy's and the judge's word (nil = keep).
     ///   - round: 0 for the first generation, then 1, 2, ...
     public func plan(kinds: [GroupKind], dispositions: [Disposition?], round: Int) -> Plan {
         precondition(kinds.count == dispositions.count, "kinds and dispositions must both be [groups]")
         var plan = Plan()
         for (index, kind) in kinds.enumerated() {
             var disposition = dispositions[index] ?? .keep
-            if disposition == .keep, rule.wantsReplacement(kind) { disposition = .resample }
             if kind == .notApplicable, disposition == .keep { disposition = .drop }
             switch disposition {
             case .keep: plan.keep.append(index)

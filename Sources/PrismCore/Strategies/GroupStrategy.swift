@@ -24,7 +24,8 @@ public struct StrategyGroup: Sendable, Equatable {
 /// plugins both conform; the trainer sees only this.
 public protocol GroupStrategy {
     /// Whether the judge is to be asked about `group` (it has no feedback yet).
-    func wantsFeedback(for group: GroupRewards) -> Bool
+    /// - Throws: when a plugin strategy fails; the group is then not judged.
+    func wantsFeedback(for group: StrategyGroup) throws -> Bool
     /// The strategy's own word on a scored (and maybe judged) group: keep,
     /// drop, or resample (DAPO's dynamic sampling). The judge's disposition,
     /// when not `keep`, takes precedence.

@@ -19,8 +19,8 @@ public struct Strategy: GroupStrategy, Sendable, Equatable {
         self.epsilon = epsilon
     }
 
-    public func wantsFeedback(for group: GroupRewards) -> Bool {
-        diversification?.applies(to: group) ?? false
+    public func wantsFeedback(for group: StrategyGroup) -> Bool {
+        diversification?.applies(to: group.rewards) ?? false
     }
 
     public func disposition(for group: StrategyGroup) -> Disposition {

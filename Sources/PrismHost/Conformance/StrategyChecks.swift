@@ -39,7 +39,7 @@ struct StrategyChecks {
         }
         record("strategy: dispositions and judge requests") {
             let dispositions = try batch.map { try strategy.disposition(for: $0) }
-            let asks = batch.map { strategy.wantsFeedback(for: $0.rewards) }
+            let asks = try batch.map { try strategy.wantsFeedback(for: $0) }
             return "dispositions \(dispositions.map { "\($0)" }), asks the judge \(asks)"
         }
         record("strategy: deterministic") {

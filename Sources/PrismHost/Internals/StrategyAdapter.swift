@@ -52,16 +52,15 @@ final class StrategyAdapter: GroupStrategy {
         self.table = table
     }
 
-    /// The judge is asked only when the plugin says so; a failing call counts
-    /// as "no" (the group stays undiversified).
-    func wantsFeedback(for group: GroupRewards) -> Bool {
+    /// The judge is asked only when the plugin says so.
+    func wantsFeedback(for group: StrategyGroup) throws -> Bool {
         guard let call = unsafe table.wants_feedback else { return false }
         var arena = unsafe StrategyGroupArena()
         defer { unsafe arena.deallocate() }
-        var cGroup = unsafe arena.group(StrategyGroup(rewards: group, tokenCounts: Array(repeating: 0, count: group.count)))
+        var cGroup = unsafe arena.group(group, withFeedback: false)
         var wants: UInt8 = 0
-        let status = unsafe call(instance.handle, &cGroup, &wants)
-        return status == PRISM_OK && wants != 0
+        try instance.check(unsafe call(instance.handle, &cGroup, &wants), "wants_feedback")
+        return wants != 0
     }
 
     func disposition(for group: StrategyGroup) throws -> Disposition {

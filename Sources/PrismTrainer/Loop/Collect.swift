@@ -13,7 +13,7 @@ struct CollectedGroup {
 }
 
 /// What the collect half of a step gathered, over all its rounds.
-struct Collection {
+struct CollectedStep {
     /// The groups kept for the update, in order.
     var kept: [CollectedGroup] = []
     /// The filter's verdict on each round.
@@ -43,7 +43,7 @@ extension GRPOStep {
     ///     asking to be resampled is dropped.
     /// - Returns: how many groups to resample.
     func collect(_ examples: [Example], _ generated: [[Completion]], known: [[RewardScore]?]?, round: Int,
-                 into collection: inout Collection) throws -> Int {
+                 into collection: inout CollectedStep) throws -> Int {
         let clock = ContinuousClock()
         let started = clock.now
         let groups = score(examples, generated, known: known, into: &collection)
@@ -65,7 +65,7 @@ extension GRPOStep {
                 dispositions.append(.drop)
             }
         }
-        let plan = GroupFilter(rule: .none, maxResampleRounds: settings.maxResampleRounds)
+        let plan = GroupFilter(maxResampleRounds: settings.maxResampleRounds)
             .plan(kinds: groups.map(\.rewards.kind), dispositions: dispositions, round: round)
         collection.plans.append(plan)
         collection.kept += plan.keep.map { groups[$0] }
@@ -75,7 +75,7 @@ extension GRPOStep {
     /// Rewards (from the data or the reward plugin), and the judge's word on
     /// the groups the strategy wants judged.
     private func score(_ examples: [Example], _ generated: [[Completion]], known: [[RewardScore]?]?,
-                       into collection: inout Collection) -> [CollectedGroup] {
+                       into collection: inout CollectedStep) -> [CollectedGroup] {
         let clock = ContinuousClock()
         var batch = RewardBatch()
         for (example, group) in zip(examples, generated) {
@@ -104,7 +104,7 @@ extension GRPOStep {
             offset += count
             let rewards = GroupRewards(rewards: slice.map(\.reward), correct: slice.map(\.correct))
             var group = CollectedGroup(example: example, completions: generated[p], rewards: rewards, feedback: nil)
-            if let judge, settings.strategy.wantsFeedback(for: rewards) {
+            if let judge, wantsFeedback(group, into: &collection) {
                 let asked = clock.now
                 do {
                     group.feedback = try judge.assess(FeedbackGroup(
@@ -121,5 +121,17 @@ extension GRPOStep {
             groups.append(group)
         }
         return groups
+    }
+
+    /// The strategy's answer to "judge this group?"; a failing strategy
+    /// plugin counts as no (the group stays undiversified) and is counted.
+    private func wantsFeedback(_ group: CollectedGroup, into collection: inout CollectedStep) -> Bool {
+        do {
+            return try settings.strategy.wantsFeedback(for: group.strategyGroup)
+        } catch {
+            collection.strategyErrors += 1
+            lastStrategyError = "\(error)"
+            return false
+        }
     }
 }

@@ -84,7 +84,7 @@ public final class GRPOStep {
     /// the strategy or the judge want resampled replaced by fresh prompts.
     /// - Returns: the step's metrics and a few samples for the log.
     public func run(step: Int, next: () -> Example, rng: inout RandomState) throws -> (StepMetrics, [SampleRecord]) {
-        var collection = Collection()
+        var collection = CollectedStep()
         var pending = (0..<settings.promptsPerStep).map { _ in next() }
         for round in 0... {
             guard !pending.isEmpty else { break }
@@ -116,7 +116,7 @@ public final class GRPOStep {
                   correct.count == rewards.count else { return nil }
             return zip(rewards, correct).map { RewardScore(reward: $0 ?? .nan, correct: $1) }
         }
-        var collection = Collection()
+        var collection = CollectedStep()
         _ = try collect(records.map(\.example), generated, known: known, round: settings.maxResampleRounds,
                         into: &collection)
         return try learn(step: step, collection)

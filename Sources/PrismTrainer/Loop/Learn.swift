@@ -76,20 +76,23 @@ extension StepMetrics {
 extension GRPOStep {
     /// The learn half: advantages from the strategy, the update, and the
     /// step's metrics and samples. The same for online and offline steps.
-    func learn(step: Int, _ collection: Collection) throws -> (StepMetrics, [SampleRecord]) {
+    func learn(step: Int, _ collection: CollectedStep) throws -> (StepMetrics, [SampleRecord]) {
         let clock = ContinuousClock()
         let started = clock.now
         var strategyErrors = collection.strategyErrors
-        var kept = collection.kept
+        let kept = collection.kept
         var scored: ScoredBatch
+        var learns = true
         do {
             scored = try settings.strategy.advantages(for: kept.map(\.strategyGroup))
         } catch {
-            // A failing strategy plugin: nothing to learn from this batch.
+            // A failing strategy plugin: the groups are reported with zero
+            // advantages and the step makes no update.
             strategyErrors += 1
             lastStrategyError = "\(error)"
-            kept = []
-            scored = ScoredBatch(kinds: [], rewards: [], advantages: [])
+            learns = false
+            scored = ScoredBatch(kinds: kept.map(\.rewards.kind), rewards: kept.map(\.rewards.rewards),
+                                 advantages: kept.map { Array(repeating: 0, count: $0.rewards.count) })
         }
         var metrics = StepMetrics()
         metrics.record(scored, plain: kept.map(\.rewards))
@@ -105,7 +108,7 @@ extension GRPOStep {
         metrics.set(.feedbackJudgedTokens, Double(collection.judgedTokens))
 
         let updateStarted = clock.now
-        if let summary = try update(UpdateRows(groups: kept, scored: scored)) {
+        if learns, let summary = try update(UpdateRows(groups: kept, scored: scored)) {
             metrics.record(summary)
         }
         let total = collection.generationTime + collection.scoringTime + (clock.now - started)
