@@ -8,6 +8,11 @@
  * keep it, drop it, or ask for it to be resampled. This one call expresses
  * SGPO (graded scores), DAPO-style filtering (drop/resample) and judge-free
  * heuristics alike.
+ *
+ * On the shipped arithmetic task a group has prompt "12+34+7=", reference
+ * "53", reference_steps_json ["12+34=46","46+7=53"] and completions such as
+ * "12+34=46;46+7=52;#52" (steps separated by ';', the answer after '#';
+ * here the first wrong step is index 1).
  */
 #ifndef PRISM_FEEDBACK_H
 #define PRISM_FEEDBACK_H

@@ -6,6 +6,10 @@
  * excludes the sample from the group baseline and gives it advantage 0).
  * `correct` is the verdict used to classify groups (all-negative, mixed,
  * all-positive); it may differ from reward > 0 (e.g. shaped rewards).
+ *
+ * On the shipped arithmetic task a sample is: prompt "12+34+7=", completion
+ * (the model's text after the prompt, no end token) "12+34=46;46+7=53;#53",
+ * reference "53", metadata_json "{}" (Documentation/ABI.md has the table).
  */
 #ifndef PRISM_REWARD_H
 #define PRISM_REWARD_H
