@@ -222,7 +222,7 @@ struct RunTests {
         #expect {
             try file.strategy()
         } throws: { error in
-            "\(error)".contains("strategy.beta is not a parameter of strategy 'grpo' (its parameters: scale, filter)")
+            "\(error)" == "--set: strategy.beta is not a parameter of strategy 'grpo' (its parameters: scale, filter)"
         }
     }
 

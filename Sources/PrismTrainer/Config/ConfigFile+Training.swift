@@ -23,7 +23,8 @@ extension ConfigFile {
         do {
             return try strategyDescriptor.strategy(strategyParameterValues)
         } catch {
-            throw ConfigError("\(source): \(error)")
+            // Without a file, the keys came from --set.
+            throw ConfigError("\(source == ConfigFile().source ? "--set" : source): \(error)")
         }
     }
 
