@@ -195,6 +195,23 @@ struct RunTests {
         #expect(dapo.yaml.contains("filter: uniform") && !dapo.yaml.contains("  beta:"))
     }
 
+    @Test func aFailingStrategyPluginIsLoggedAndTheRunGoesOn() throws {
+        let fixtures = try TestSupport.temporaryDirectory("bad-strategy")
+        let failing = try TestSupport.compilePlugin(
+            [TestSupport.fixture("failing_strategy.c")], name: "failing", defines: ["FAIL_ADVANTAGES"], in: fixtures)
+        var components = try Self.components(config)
+        components.strategy = try PluginLibrary.load(failing).instantiate().groupStrategy().strategy
+        var short = config
+        try short.set("sft.steps=0")
+        var lines: [String] = []
+        let trainer = Trainer(config: short, directory: RunDirectory(path: directory.appendingPathComponent("strategy").path),
+                              components: components, progress: ProgressReporter(live: false) { lines.append($0) })
+        #expect(try trainer.run(resume: false).lastStep == 3)
+        let metrics = try Self.metrics(trainer.directory)
+        #expect(metrics.allSatisfy { ($0["strategy/errors"] as! Double) == 1 && $0["updates"] == nil })
+        #expect(lines.contains { $0.hasPrefix("step 1: 1 strategy call(s) failed: ") && $0.contains("advantages failed with status 9 (internal error): failing on purpose") }, "\(lines)")
+    }
+
     @Test func relativePathsInAConfigAreRelativeToItsFolder() throws {
         let dir = try TestSupport.temporaryDirectory("config-paths")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("configs"), withIntermediateDirectories: true)

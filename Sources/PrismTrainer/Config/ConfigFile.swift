@@ -38,7 +38,6 @@ public struct ConfigFile: Sendable, Equatable {
         for (key, value) in values { try Self.check(key, value, source: source) }
     }
 
-    /// Reads a YAML file.
     /// Reads a YAML file. Relative paths in it (see ``ConfigKey/isPath``)
     /// are relative to the file's folder and become absolute here.
     public init(path: String) throws {

@@ -43,14 +43,14 @@ extension GRPOStep {
     ///     asking to be resampled is dropped.
     /// - Returns: how many groups to resample.
     func collect(_ examples: [Example], _ generated: [[Completion]], known: [[RewardScore]?]?, round: Int,
-                 into collection: inout CollectedStep) throws -> Int {
+                 into collected: inout CollectedStep) throws -> Int {
         let clock = ContinuousClock()
         let started = clock.now
-        let groups = score(examples, generated, known: known, into: &collection)
-        collection.scoringTime += clock.now - started
-        collection.sampledGroups += groups.count
-        collection.sampledAllNegative += groups.filter { $0.rewards.kind == .allNegative }.count
-        collection.notApplicableRewards += groups.flatMap(\.rewards.rewards).filter(\.isNaN).count
+        let groups = score(examples, generated, known: known, into: &collected)
+        collected.scoringTime += clock.now - started
+        collected.sampledGroups += groups.count
+        collected.sampledAllNegative += groups.filter { $0.rewards.kind == .allNegative }.count
+        collected.notApplicableRewards += groups.flatMap(\.rewards.rewards).filter(\.isNaN).count
         var dispositions: [Disposition?] = []
         for group in groups {
             if let judged = group.feedback?.disposition, judged != .keep {
@@ -60,22 +60,22 @@ extension GRPOStep {
             do {
                 dispositions.append(try settings.strategy.disposition(for: group.strategyGroup))
             } catch {
-                collection.strategyErrors += 1
+                collected.strategyErrors += 1
                 lastStrategyError = "\(error)"
                 dispositions.append(.drop)
             }
         }
         let plan = GroupFilter(maxResampleRounds: settings.maxResampleRounds)
             .plan(kinds: groups.map(\.rewards.kind), dispositions: dispositions, round: round)
-        collection.plans.append(plan)
-        collection.kept += plan.keep.map { groups[$0] }
+        collected.plans.append(plan)
+        collected.kept += plan.keep.map { groups[$0] }
         return plan.resample.count
     }
 
     /// Rewards (from the data or the reward plugin), and the judge's word on
     /// the groups the strategy wants judged.
     private func score(_ examples: [Example], _ generated: [[Completion]], known: [[RewardScore]?]?,
-                       into collection: inout CollectedStep) -> [CollectedGroup] {
+                       into collected: inout CollectedStep) -> [CollectedGroup] {
         let clock = ContinuousClock()
         var batch = RewardBatch()
         for (example, group) in zip(examples, generated) {
@@ -91,7 +91,7 @@ extension GRPOStep {
             } catch {
                 // A failing or misbehaving reward plugin: this batch is not
                 // applicable (its groups are dropped), the run goes on.
-                collection.rewardErrors += 1
+                collected.rewardErrors += 1
                 lastRewardError = "\(error)"
                 scores = Array(repeating: RewardScore(reward: .nan, correct: false), count: batch.count)
             }
@@ -104,19 +104,19 @@ extension GRPOStep {
             offset += count
             let rewards = GroupRewards(rewards: slice.map(\.reward), correct: slice.map(\.correct))
             var group = CollectedGroup(example: example, completions: generated[p], rewards: rewards, feedback: nil)
-            if let judge, wantsFeedback(group, into: &collection) {
+            if let judge, wantsFeedback(group, into: &collected) {
                 let asked = clock.now
                 do {
                     group.feedback = try judge.assess(FeedbackGroup(
                         prompt: example.prompt, reference: example.answer, referenceSteps: example.steps,
                         metadataJSON: example.metadataJSON, completions: generated[p].map(\.text),
                         rewards: rewards.rewards, correct: rewards.correct))
-                    collection.judgedTokens += generated[p].map(\.tokens.count).reduce(0, +)
+                    collected.judgedTokens += generated[p].map(\.tokens.count).reduce(0, +)
                 } catch {
-                    collection.judgeErrors += 1
+                    collected.judgeErrors += 1
                     lastJudgeError = "\(error)"
                 }
-                collection.judgeLatenciesMs.append(1000 * seconds(clock.now - asked))
+                collected.judgeLatenciesMs.append(1000 * seconds(clock.now - asked))
             }
             groups.append(group)
         }
@@ -125,11 +125,11 @@ extension GRPOStep {
 
     /// The strategy's answer to "judge this group?"; a failing strategy
     /// plugin counts as no (the group stays undiversified) and is counted.
-    private func wantsFeedback(_ group: CollectedGroup, into collection: inout CollectedStep) -> Bool {
+    private func wantsFeedback(_ group: CollectedGroup, into collected: inout CollectedStep) -> Bool {
         do {
             return try settings.strategy.wantsFeedback(for: group.strategyGroup)
         } catch {
-            collection.strategyErrors += 1
+            collected.strategyErrors += 1
             lastStrategyError = "\(error)"
             return false
         }

@@ -70,7 +70,8 @@ public final class GRPOStep {
     public internal(set) var lastJudgeError: String?
     /// The last reward failure (its batch then counts as not applicable).
     public internal(set) var lastRewardError: String?
-    /// The last strategy failure (the groups it concerned were dropped).
+    /// The last strategy plugin failure (its group went unjudged or was
+    /// dropped, or the step made no update).
     public internal(set) var lastStrategyError: String?
 
     public init(policy: Policy, reward: any RewardFunction, judge: (any FeedbackGenerator)?, settings: GRPOSettings) {
@@ -84,7 +85,7 @@ public final class GRPOStep {
     /// the strategy or the judge want resampled replaced by fresh prompts.
     /// - Returns: the step's metrics and a few samples for the log.
     public func run(step: Int, next: () -> Example, rng: inout RandomState) throws -> (StepMetrics, [SampleRecord]) {
-        var collection = CollectedStep()
+        var collected = CollectedStep()
         var pending = (0..<settings.promptsPerStep).map { _ in next() }
         for round in 0... {
             guard !pending.isEmpty else { break }
@@ -92,12 +93,12 @@ public final class GRPOStep {
             let started = clock.now
             let generated = try policy.generate(
                 pending.map(\.prompt), count: settings.groupSize, maxNewTokens: settings.maxNewTokens, rng: &rng)
-            collection.generationTime += clock.now - started
-            collection.generatedTokens += generated.joined().map(\.tokens.count).reduce(0, +)
-            let resample = try collect(pending, generated, known: nil, round: round, into: &collection)
+            collected.generationTime += clock.now - started
+            collected.generatedTokens += generated.joined().map(\.tokens.count).reduce(0, +)
+            let resample = try collect(pending, generated, known: nil, round: round, into: &collected)
             pending = (0..<resample).map { _ in next() }
         }
-        return try learn(step: step, collection)
+        return try learn(step: step, collected)
     }
 
     /// Offline: pre-generated groups, scored where they have no rewards yet.
@@ -116,10 +117,10 @@ public final class GRPOStep {
                   correct.count == rewards.count else { return nil }
             return zip(rewards, correct).map { RewardScore(reward: $0 ?? .nan, correct: $1) }
         }
-        var collection = CollectedStep()
+        var collected = CollectedStep()
         _ = try collect(records.map(\.example), generated, known: known, round: settings.maxResampleRounds,
-                        into: &collection)
-        return try learn(step: step, collection)
+                        into: &collected)
+        return try learn(step: step, collected)
     }
 }
 

@@ -76,11 +76,11 @@ extension StepMetrics {
 extension GRPOStep {
     /// The learn half: advantages from the strategy, the update, and the
     /// step's metrics and samples. The same for online and offline steps.
-    func learn(step: Int, _ collection: CollectedStep) throws -> (StepMetrics, [SampleRecord]) {
+    func learn(step: Int, _ collected: CollectedStep) throws -> (StepMetrics, [SampleRecord]) {
         let clock = ContinuousClock()
         let started = clock.now
-        var strategyErrors = collection.strategyErrors
-        let kept = collection.kept
+        var strategyErrors = collected.strategyErrors
+        let kept = collected.kept
         var scored: ScoredBatch
         var learns = true
         do {
@@ -96,27 +96,27 @@ extension GRPOStep {
         }
         var metrics = StepMetrics()
         metrics.record(scored, plain: kept.map(\.rewards))
-        metrics.set(.rewardsNotApplicable, Double(collection.notApplicableRewards))
-        metrics.record(plans: collection.plans)
-        metrics.recordFeedback(latenciesMs: collection.judgeLatenciesMs, errors: collection.judgeErrors)
-        metrics.set(.rewardErrors, Double(collection.rewardErrors))
+        metrics.set(.rewardsNotApplicable, Double(collected.notApplicableRewards))
+        metrics.record(plans: collected.plans)
+        metrics.recordFeedback(latenciesMs: collected.judgeLatenciesMs, errors: collected.judgeErrors)
+        metrics.set(.rewardErrors, Double(collected.rewardErrors))
         metrics.set(.strategyErrors, Double(strategyErrors))
         metrics.recordCompletions(lengths: kept.flatMap(\.completions).map(\.tokens.count))
-        metrics.set(.tokensGenerated, Double(collection.generatedTokens))
-        metrics.set(.samplingGroups, Double(collection.sampledGroups))
-        metrics.set(.samplingAllNegative, Double(collection.sampledAllNegative))
-        metrics.set(.feedbackJudgedTokens, Double(collection.judgedTokens))
+        metrics.set(.tokensGenerated, Double(collected.generatedTokens))
+        metrics.set(.samplingGroups, Double(collected.sampledGroups))
+        metrics.set(.samplingAllNegative, Double(collected.sampledAllNegative))
+        metrics.set(.feedbackJudgedTokens, Double(collected.judgedTokens))
 
         let updateStarted = clock.now
         if learns, let summary = try update(UpdateRows(groups: kept, scored: scored)) {
             metrics.record(summary)
         }
-        let total = collection.generationTime + collection.scoringTime + (clock.now - started)
-        metrics.set(.timeGenerationS, seconds(collection.generationTime))
-        metrics.set(.timeScoringS, seconds(collection.scoringTime))
+        let total = collected.generationTime + collected.scoringTime + (clock.now - started)
+        metrics.set(.timeGenerationS, seconds(collected.generationTime))
+        metrics.set(.timeScoringS, seconds(collected.scoringTime))
         metrics.set(.timeUpdateS, seconds(clock.now - updateStarted))
         metrics.set(.timeStepS, seconds(total))
-        metrics.set(.tokensPerS, Double(collection.generatedTokens) / max(seconds(total), 1e-9))
+        metrics.set(.tokensPerS, Double(collected.generatedTokens) / max(seconds(total), 1e-9))
         return (metrics, samples(step: step, kept: kept, scored: scored))
     }
 
@@ -162,7 +162,7 @@ extension GRPOStep {
                 let current = pass == 0 && part == 0
                     ? chosen.map { old[$0] }
                     : completionLogprobs(try policy.backend.logprobs(batch, model: .policy, temperature: temperature),
-                                         rows: chosen, rowsData: rows, stride: batch.stride, local: true)
+                                         rows: chosen, rowsData: rows, stride: batch.stride)
                 let width = chosen.map(rows.length).max() ?? 0
                 func flat(_ values: [[Double]]) -> [Double] {
                     values.flatMap { $0 + Array(repeating: 0, count: width - $0.count) }
@@ -188,14 +188,12 @@ extension GRPOStep {
         return summary
     }
 
-    /// The completion part of per-token log-probs `[rows][stride]`: one
-    /// array per row of `rows` (indices into `rowsData`), each as long as
-    /// that row's completion. `local`: the log-probs are of a batch holding
-    /// only `rows`, in order.
-    private func completionLogprobs(_ full: [Float], rows: [Int], rowsData: UpdateRows, stride: Int,
-                                    local: Bool = false) -> [[Double]] {
+    /// The completion part of per-token log-probs `[rows][stride]` of a
+    /// batch holding the rows `rows` (indices into `rowsData`) in order: one
+    /// array per row, as long as that row's completion.
+    private func completionLogprobs(_ full: [Float], rows: [Int], rowsData: UpdateRows, stride: Int) -> [[Double]] {
         rows.enumerated().map { position, r in
-            let base = (local ? position : r) * stride + rowsData.starts[r]
+            let base = position * stride + rowsData.starts[r]
             return (0..<rowsData.length(r)).map { Double(full[base + $0]) }
         }
     }

@@ -37,7 +37,8 @@ public final class Trainer {
         let temperature = Float(c.double("grpo.temperature"))
         let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: temperature)
         let greedy = try Policy(backend: components.backend, sampler: components.greedySampler, temperature: 1)
-        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: try c.grpoSettings(strategy: components.strategy))
+        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge,
+                            settings: try c.grpoSettings(strategy: components.strategy))
 
         // 1. Where to start: a checkpoint of this run, or a fresh (warm-started) model.
         var state = RunDirectory.State(step: 0, rng: words(RandomState(seed: UInt64(c.int("seed")))), dataCursor: 0,
@@ -119,6 +120,9 @@ public final class Trainer {
                 if let message = step.lastRewardError, metrics[.rewardErrors] ?? 0 > 0 {
                     progress.log("step \(n): \(Int(metrics[.rewardErrors]!)) reward call(s) failed, their groups dropped: \(message)")
                 }
+                if let message = step.lastStrategyError, metrics[.strategyErrors] ?? 0 > 0 {
+                    progress.log("step \(n): \(Int(metrics[.strategyErrors]!)) strategy call(s) failed: \(message)")
+                }
                 progress.step(n, metrics: line)
                 state = RunDirectory.State(step: n, rng: words(rng), dataCursor: cursor, spentTokens: spent)
                 let checkpointEvery = c.int("run.checkpoint_every")
@@ -155,7 +159,8 @@ public final class Trainer {
                                 temperature: Float(config.double("grpo.temperature")))
         if !config.string("model.checkpoint").isEmpty { try components.backend.load(from: config.string("model.checkpoint")) }
         try components.backend.snapshotReference()
-        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: try config.grpoSettings(strategy: components.strategy))
+        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge,
+                            settings: try config.grpoSettings(strategy: components.strategy))
         let perStep = config.int("grpo.prompts_per_step")
         let steps = min(config.int("run.steps"), (groups.count + perStep - 1) / perStep)
         progress.start(total: steps, from: 0)

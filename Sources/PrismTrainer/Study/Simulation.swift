@@ -133,7 +133,8 @@ public struct Simulation {
         let config = try config(variant, seed: seed)
         let components = try load(config)
         let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
-        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge, settings: try config.grpoSettings(strategy: components.strategy))
+        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge,
+                            settings: try config.grpoSettings(strategy: components.strategy))
         var rng = RandomState(seed: UInt64(seed))
         var run = Run(label: variant.label, learningRate: variant.learningRate, seed: seed, pCorrect: [try pCorrect(policy)],
                       allNegative: [], zeroAdvantage: [], tokens: [])
