@@ -9,7 +9,14 @@
  * final answer equals the reference, else 0 (incorrect_reward); NaN when the
  * sample has no reference. Matching rules: logic/include/exact_answer_logic.h.
  *
+ * With "verify": "process" the reward is 1 only when the completion is the
+ * whole worked solution of an arithmetic-chain prompt ("12+34+7=") and
+ * nothing else: "12+34=46;46+7=53;#53" (whitespace around it ignored), every
+ * step right, nothing after the answer. A prompt that is not such a chain
+ * gets NaN (not applicable) in that mode.
+ *
  * Config (JSON object, every key optional):
+ *   "verify"            "final_answer" (default) or "process"
  *   "marker"            one-character string, default "#"
  *   "require_marker"    bool, default false
  *   "correct_reward"    number, default 1
@@ -25,6 +32,7 @@
 #include "logic/include/exact_answer_logic.h"
 
 typedef struct exact_answer {
+  int process; /* "verify": "process" */
   char marker;
   int require_marker;
   double correct_reward;
@@ -101,7 +109,20 @@ static int parse_config(exact_answer *ea, prism_str config, char *error,
     if (r.p >= r.end || *r.p != ':') return json_fail(&r, "expected ':'");
     r.p++;
     json_skip_space(&r);
-    if (strcmp(key, "marker") == 0) {
+    if (strcmp(key, "verify") == 0) {
+      char value[32];
+      if (!json_string(&r, value, sizeof value)) return 0;
+      if (strcmp(value, "final_answer") == 0) {
+        ea->process = 0;
+      } else if (strcmp(value, "process") == 0) {
+        ea->process = 1;
+      } else {
+        snprintf(error, error_size,
+                 "config key 'verify': expected \"final_answer\" or "
+                 "\"process\", got \"%s\"", value);
+        return 0;
+      }
+    } else if (strcmp(key, "marker") == 0) {
       char value[8];
       if (!json_string(&r, value, sizeof value)) return 0;
       if (strlen(value) != 1) {
@@ -146,8 +167,8 @@ static int parse_config(exact_answer *ea, prism_str config, char *error,
       }
     } else {
       snprintf(error, error_size,
-               "config: unknown key '%s' (expected marker, require_marker, "
-               "correct_reward, incorrect_reward)", key);
+               "config: unknown key '%s' (expected verify, marker, "
+               "require_marker, correct_reward, incorrect_reward)", key);
       return 0;
     }
     json_skip_space(&r);
@@ -166,6 +187,72 @@ static int parse_config(exact_answer *ea, prism_str config, char *error,
   return 1;
 }
 
+/* ------------------------------------------------------ process-verified */
+
+enum { MAX_TERMS = 64, SOLUTION_SIZE = 2048 };
+
+/* Writes the worked solution of the chain prompt `p` ("12+34-7=", spaces
+ * allowed; evaluated left to right) into `out`, e.g. "12+34=46;46-7=39;#39".
+ * Returns 0 when the prompt is not such a chain or a value overflows. */
+static int chain_solution(const char *p, size_t n, char marker, char *out,
+                          size_t size) {
+  long long terms[MAX_TERMS];
+  char ops[MAX_TERMS];
+  int count = 0;
+  size_t i = 0;
+  for (;;) {
+    while (i < n && ea_is_space(p[i])) i++;
+    int negative = 0;
+    if (count == 0 && i < n && (p[i] == '-' || p[i] == '+')) negative = p[i++] == '-';
+    if (i >= n || !ea_is_digit(p[i]) || count == MAX_TERMS) return 0;
+    long long v = 0;
+    for (; i < n && ea_is_digit(p[i]); ++i) {
+      if (__builtin_mul_overflow(v, 10, &v) ||
+          __builtin_add_overflow(v, p[i] - '0', &v)) {
+        return 0;
+      }
+    }
+    terms[count] = negative ? -v : v;
+    while (i < n && ea_is_space(p[i])) i++;
+    if (i < n && (p[i] == '+' || p[i] == '-' || p[i] == '*')) {
+      ops[count++] = p[i++];
+      continue;
+    }
+    count++;
+    if (i < n && p[i] == '=') i++;
+    while (i < n && ea_is_space(p[i])) i++;
+    if (i != n || count < 2) return 0;
+    break;
+  }
+  size_t used = 0;
+  long long value = terms[0];
+  for (int k = 0; k + 1 < count; ++k) {
+    long long next;
+    int overflow = ops[k] == '+'   ? __builtin_add_overflow(value, terms[k + 1], &next)
+                   : ops[k] == '-' ? __builtin_sub_overflow(value, terms[k + 1], &next)
+                                   : __builtin_mul_overflow(value, terms[k + 1], &next);
+    if (overflow) return 0;
+    int w = snprintf(out + used, size - used, "%lld%c%lld=%lld;", value, ops[k],
+                     terms[k + 1], next);
+    if (w < 0 || (size_t)w >= size - used) return 0;
+    used += (size_t)w;
+    value = next;
+  }
+  int w = snprintf(out + used, size - used, "%c%lld", marker, value);
+  return w >= 0 && (size_t)w < size - used;
+}
+
+/* Whether `completion`, trimmed of surrounding whitespace, is exactly the
+ * worked solution `solution`. */
+static int is_solution(const char *completion, size_t n, const char *solution) {
+  while (n > 0 && ea_is_space(completion[0])) {
+    completion++;
+    n--;
+  }
+  while (n > 0 && ea_is_space(completion[n - 1])) n--;
+  return n == strlen(solution) && memcmp(completion, solution, n) == 0;
+}
+
 /* --------------------------------------------------------------- reward/1 */
 
 static prism_status ea_score(void *instance, const prism_reward_sample *samples,
@@ -179,9 +266,19 @@ static prism_status ea_score(void *instance, const prism_reward_sample *samples,
       out_correct[i] = 0;
       continue;
     }
-    int ok = ea_matches(s->completion.data ? s->completion.data : "",
-                        s->completion.len, s->reference.data, s->reference.len,
-                        ea->marker, ea->require_marker);
+    const char *completion = s->completion.data ? s->completion.data : "";
+    int ok = ea_matches(completion, s->completion.len, s->reference.data,
+                        s->reference.len, ea->marker, ea->require_marker);
+    if (ea->process) {
+      char solution[SOLUTION_SIZE];
+      if (!chain_solution(s->prompt.data ? s->prompt.data : "", s->prompt.len,
+                          ea->marker, solution, sizeof solution)) {
+        out_reward[i] = NAN; /* not a chain: process verification does not apply */
+        out_correct[i] = 0;
+        continue;
+      }
+      ok = ok && is_solution(completion, s->completion.len, solution);
+    }
     out_reward[i] = ok ? ea->correct_reward : ea->incorrect_reward;
     out_correct[i] = (uint8_t)ok;
   }

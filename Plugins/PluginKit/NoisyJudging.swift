@@ -1,3 +1,5 @@
+import CPrism
+
 // Judge noise for plugins that simulate an imperfect judge: with probability
 // eps a judge reports a wrong first-error index, uniform over the others.
 
@@ -25,4 +27,11 @@ public func misreport(_ index: Int, count: Int, noise: Double, rng: inout SplitM
     guard count > 1, noise > 0, rng.uniform() < noise else { return index }
     let other = Int(rng.next() % UInt64(count - 1))
     return other < index ? other : other + 1
+}
+
+/// Whether a group handed to a judge has `first_error_spans` (a host of ABI
+/// 1.2 or later; the C macro PRISM_FEEDBACK_GROUP_HAS_SPANS).
+public func hasSpans(_ group: prism_feedback_group) -> Bool {
+    Int(group.struct_size) >= MemoryLayout<prism_feedback_group>.offset(of: \.first_error_spans)!
+        + MemoryLayout<UnsafeMutablePointer<prism_byte_span>>.size
 }

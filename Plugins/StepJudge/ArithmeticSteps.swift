@@ -62,8 +62,17 @@ struct StepVerdict: Equatable {
     }
 }
 
+/// What the judge makes of text after a right final answer.
+enum AfterAnswer: String, CaseIterable {
+    /// It makes the answer step wrong: a solution ends right after `#value`
+    /// (empty `;` segments aside).
+    case error
+    /// It is ignored: `#53;junk` is as right as `#53`.
+    case ignore
+}
+
 /// Checks a response against the problem, step by step.
-func judge(_ response: Substring, problem: ArithmeticProblem) -> StepVerdict {
+func judge(_ response: Substring, problem: ArithmeticProblem, afterAnswer: AfterAnswer = .error) -> StepVerdict {
     let values = problem.runningValues ?? []
     let steps = response.split(separator: ";", omittingEmptySubsequences: false)
         .map { $0.filter { !$0.isWhitespace } }
@@ -81,11 +90,27 @@ func judge(_ response: Substring, problem: ArithmeticProblem) -> StepVerdict {
     guard answerIndex < steps.count,
           steps[answerIndex].first == "#",
           let (answer, rest) = parseInteger(steps[answerIndex].dropFirst()[...], allowSign: true),
-          rest.isEmpty,
           answer == values[answerIndex],
-          steps.count == answerIndex + 1 || steps[(answerIndex + 1)...].allSatisfy(\.isEmpty)
+          afterAnswer == .ignore
+              || (rest.isEmpty && steps[(answerIndex + 1)...].allSatisfy(\.isEmpty))
     else { return verdict(answerIndex) }
     return verdict(nil)
+}
+
+/// Where step `index` is in `response`: the UTF-8 byte span of its
+/// `;`-separated segment (with `toEnd`, as for the answer step, everything
+/// after it too), or the empty span at the end when the response stops
+/// before that step.
+func stepSpan(_ index: Int, in response: Substring, toEnd: Bool) -> Range<Int> {
+    let bytes = Array(response.utf8)
+    let separator = UInt8(ascii: ";")
+    var begin = 0
+    for _ in 0..<index {
+        guard let next = bytes[begin...].firstIndex(of: separator) else { return bytes.count..<bytes.count }
+        begin = next + 1
+    }
+    let end = toEnd ? bytes.count : (bytes[begin...].firstIndex(of: separator) ?? bytes.count)
+    return begin..<end
 }
 
 private struct Step { var lhs: Int; var op: Character; var rhs: Int; var result: Int }

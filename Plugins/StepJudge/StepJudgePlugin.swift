@@ -6,7 +6,10 @@
 // not an arithmetic chain the judge has no opinion (NaN, -1). Disposition:
 // always keep. Config (optional): {"noise": eps, "seed": s} — with
 // probability eps a wrong answer's first-error index is misreported, uniform
-// over the solution's other step indices (an imperfect judge, for studies).
+// over the solution's other step indices (an imperfect judge, for studies);
+// "after_answer": "error" (default: text after the final answer makes the
+// answer step wrong) or "ignore". ABI 1.2: the first wrong step's byte span
+// is written to first_error_spans (the misreported step's, under noise).
 import CPrism
 import PluginKit
 import Synchronization
@@ -16,10 +19,12 @@ final class StepJudge: PluginObject {
     /// The last error message, kept alive for last_error.
     let lastError = ErrorText()
     let noise: Double
+    let afterAnswer: AfterAnswer
     let rng: Mutex<SplitMix>
 
-    init(noise: Double, seed: UInt64) {
+    init(noise: Double, seed: UInt64, afterAnswer: AfterAnswer) {
         self.noise = noise
+        self.afterAnswer = afterAnswer
         rng = Mutex(SplitMix(seed: seed))
     }
 }
@@ -48,14 +53,20 @@ private func assess(
         return PRISM_OK
     }
     let judgeInstance = StepJudge.from(instance)
+    let spans = hasSpans(g) ? g.first_error_spans : nil
     judgeInstance.rng.withLock { rng in
         for i in 0..<count {
-            var verdict = judge(g.completions[i].string[...], problem: problem)
+            let completion = g.completions[i].string[...]
+            var verdict = judge(completion, problem: problem, afterAnswer: judgeInstance.afterAnswer)
             if let index = verdict.firstError {
                 verdict.firstError = misreport(index, count: verdict.stepCount, noise: judgeInstance.noise, rng: &rng)
             }
             outScore[i] = verdict.score
             outFirstError[i] = Int32(verdict.firstError ?? -1)
+            if let spans, let index = verdict.firstError {
+                let span = stepSpan(index, in: completion, toEnd: index == verdict.stepCount - 1)
+                spans[i] = prism_byte_span(begin: Int32(span.lowerBound), end: Int32(span.upperBound))
+            }
         }
     }
     return PRISM_OK
@@ -73,9 +84,14 @@ private nonisolated(unsafe) let feedbackTable = immortal(prism_feedback_v1(
 
 private func create(_ config: prism_str, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> prism_status {
     createErrors.create(out) {
-        let parsed = try PluginConfig(json: config.string, allowed: ["noise", "seed"])
+        let parsed = try PluginConfig(json: config.string, allowed: ["noise", "seed", "after_answer"])
+        let after = try parsed.string("after_answer", default: AfterAnswer.error.rawValue) ?? AfterAnswer.error.rawValue
+        guard let afterAnswer = AfterAnswer(rawValue: after) else {
+            throw ConfigError("config key 'after_answer': expected \"error\" or \"ignore\", got \"\(after)\"")
+        }
         return StepJudge(noise: try parsed.double("noise", default: 0, in: 0...1),
-                         seed: UInt64(try parsed.int("seed", default: 0, in: 0...Int(Int32.max))))
+                         seed: UInt64(try parsed.int("seed", default: 0, in: 0...Int(Int32.max))),
+                         afterAnswer: afterAnswer)
     }
 }
 

@@ -284,10 +284,18 @@ private nonisolated(unsafe) let feedbackTable = immortal(prism_feedback_v1(
             disposition.pointee = PRISM_DISPOSITION_KEEP
             let steps = m.steps(reference: g.reference.string)
             m.judge.withLock { judge in
+                let spans = hasSpans(g) ? g.first_error_spans : nil
                 for i in 0..<Int(g.count) {
-                    let verdict = judge.judge(g.completions[i].string[...], steps: steps)
+                    let completion = g.completions[i].string
+                    let verdict = judge.judge(completion[...], steps: steps)
                     scores[i] = verdict.score
                     firstErrors[i] = Int32(verdict.firstError ?? -1)
+                    // Step k is character k; a step never tried is the empty span at the end.
+                    if let spans, let k = verdict.firstError {
+                        let length = completion.utf8.count
+                        spans[i] = k < length ? prism_byte_span(begin: Int32(k), end: Int32(k + 1))
+                            : prism_byte_span(begin: Int32(length), end: Int32(length))
+                    }
                 }
             }
             return PRISM_OK

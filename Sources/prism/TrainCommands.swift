@@ -80,8 +80,8 @@ struct TrainCommand: ParsableCommand {
                 print("interrupted after step \(summary.lastStep); continue with: prism train --resume \(directory.path)")
             }
             if let e = summary.evaluation {
-                print(String(format: "held-out accuracy %.3f ± %.3f, step score (RTS) %.3f, pass@%d %.3f",
-                             e.accuracy, e.accuracyStandardError, e.meanRTS, e.k, e.passAtK))
+                print(String(format: "held-out accuracy %.3f ± %.3f (process-verified %.3f), step score (RTS) %.3f, pass@%d %.3f",
+                             e.accuracy, e.accuracyStandardError, e.processAccuracy, e.meanRTS, e.k, e.passAtK))
             }
             print("run written to \(directory.path) (report: \(directory.reportPath))")
         }
@@ -133,8 +133,8 @@ struct EvalCommand: ParsableCommand {
             let e = try Evaluation.run(
                 examples: examples, greedy: greedy, sampled: k > 0 ? sampled : nil, k: k, reward: components.reward,
                 judge: components.judge, maxNewTokens: config.int("eval.max_new_tokens"), seed: UInt64(config.int("seed")))
-            print(String(format: "%d problems: accuracy %.3f ± %.3f, step score (RTS) %.3f, pass@%d %.3f",
-                         e.problems, e.accuracy, e.accuracyStandardError, e.meanRTS, e.k, e.passAtK))
+            print(String(format: "%d problems: accuracy %.3f ± %.3f (process-verified %.3f), step score (RTS) %.3f, pass@%d %.3f",
+                         e.problems, e.accuracy, e.accuracyStandardError, e.processAccuracy, e.meanRTS, e.k, e.passAtK))
         }
     }
 }

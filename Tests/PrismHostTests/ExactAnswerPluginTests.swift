@@ -61,6 +61,33 @@ struct ExactAnswerPluginTests {
         try Self.check(instance.rewardFunction())
     }
 
+    /// "verify": "process": 1 only for the whole worked solution of a chain
+    /// prompt, every step right and nothing after the answer; NaN when the
+    /// prompt is no chain.
+    @Test func processVerifiedReward() throws {
+        let library = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer"))
+        let reward = try library.instantiate(config: #"{"verify": "process"}"#).rewardFunction()
+        let finalOnly = try library.instantiate().rewardFunction()
+        let cases: [(String, String, Double)] = [
+            ("12+34=46;46+7=53;#53", "53", 1),
+            (" 12+34=46;46+7=53;#53\n", "53", 1),        // surrounding whitespace
+            ("12+34=46;46+7=52;#53", "53", 0),            // right answer after a wrong step
+            ("39+63=92;9;+92=185;#53", "53", 0),          // debris before the answer
+            ("12+34=46;46+7=53;#53;1;#53", "53", 0),      // debris after the answer
+            ("12+34=46;46+7=53;#53", "54", 0),            // the reference disagrees
+            ("5-7=-2;-2*3=-6;#-6", "-6", 1),              // left to right, negatives
+        ]
+        let prompts = ["12+34+7=", "12+34+7=", "12+34+7=", "12+34+7=", "12+34+7=", "12+34+7=", "5-7*3="]
+        let samples = zip(prompts, cases).map { RewardSample(prompt: $0, completion: $1.0, reference: $1.1) }
+        let scores = try reward.score(samples)
+        #expect(scores.map(\.reward) == cases.map(\.2))
+        #expect(scores.map(\.correct) == cases.map { $0.2 == 1 })
+        // The final-answer reward takes the shortcuts the process check refuses.
+        #expect(try finalOnly.score(samples).map(\.reward) == [1, 1, 1, 1, 1, 0, 1])
+        let notAChain = try reward.score([RewardSample(prompt: "capital of France?", completion: "#Paris", reference: "Paris")])
+        #expect(notAChain[0].reward.isNaN && !notAChain[0].correct)
+    }
+
     @Test func configChangesMarkerAndRewards() throws {
         let library = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer"))
         let reward = try library.instantiate(
@@ -75,8 +102,9 @@ struct ExactAnswerPluginTests {
 
     @Test(arguments: [(String, String)]([
         ("{\"marker\": \"##\"}", "config key 'marker': expected a one-character string, got \"##\""),
-        ("{\"markr\": \"#\"}", "config: unknown key 'markr' (expected marker, require_marker, correct_reward, incorrect_reward)"),
+        ("{\"markr\": \"#\"}", "config: unknown key 'markr' (expected verify, marker, require_marker, correct_reward, incorrect_reward)"),
         (#"{"correct_reward": "high"}"#, "config key 'correct_reward': expected a finite number"),
+        (#"{"verify": "steps"}"#, #"config key 'verify': expected "final_answer" or "process", got "steps""#),
         ("[1]", "config: expected a JSON object at byte 0"),
     ]))
     func badConfigIsRefusedWithTheKey(config: String, message: String) throws {

@@ -60,9 +60,47 @@ struct StepJudgePluginTests {
             _ = try library.instantiate(config: #"{"beta": 5}"#)
         } throws: { error in
             (error as? PluginError)?.reason
-                == "create failed with status 2 (config error): config: unknown key 'beta' (expected one of: noise, seed)"
+                == "create failed with status 2 (config error): config: unknown key 'beta' (expected one of: noise, seed, after_answer)"
         }
         #expect(throws: PluginError.self) { try library.instantiate(config: #"{"noise": 1.5}"#) }
+        #expect {
+            _ = try library.instantiate(config: #"{"after_answer": "drop"}"#)
+        } throws: { error in
+            (error as? PluginError)?.reason == "create failed with status 2 (config error): "
+                + #"config key 'after_answer': expected "error" or "ignore", got "drop""#
+        }
+    }
+
+    /// ABI 1.2: the byte span of the first wrong step in each completion,
+    /// through the host's checks; the answer step's span runs to the end,
+    /// a missing step is the empty span at the end, no error no span.
+    @Test func firstErrorSpans() throws {
+        let completions = [
+            "12+34=46;46+7=53;#53",  // right
+            "12+34=47;47+7=54;#54",  // step 0
+            "12+34=46;46+7=52;#52",  // step 1
+            "12+34=46;46+7=53;#53;1;#9",  // debris after the answer: the answer step
+            "12+34=46",  // step 1 missing
+            "½+34=46;x",  // non-ASCII: offsets are bytes
+        ]
+        let feedback = try assess("12+34+7=", completions)
+        #expect(feedback.firstErrors == [nil, 0, 1, 2, 1, 0])
+        #expect(feedback.firstErrorSpans == [nil, 0..<8, 9..<16, 17..<25, 8..<8, 0..<8])
+        for (span, text) in zip(feedback.firstErrorSpans, completions) {
+            if let span { #expect(span.upperBound <= text.utf8.count) }
+        }
+    }
+
+    /// `after_answer`: text after a right answer is the answer step's error
+    /// by default, and ignored with "ignore".
+    @Test func textAfterTheAnswer() throws {
+        let library = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge"))
+        let lenient = try library.instantiate(config: #"{"after_answer": "ignore"}"#).feedbackGenerator()
+        let completions = ["12+34=46;46+7=53;#53;46+7=53", "12+34=46;46+7=53;#5312", "12+34=46;46+7=53;#53;", "12+34=46;46+7=53;#54;"]
+        let group = FeedbackGroup(prompt: "12+34+7=", reference: "53", completions: completions,
+                                  rewards: [0, 0, 0, 0], correct: [false, false, false, false])
+        #expect(try judge.assess(group).firstErrors == [2, 2, nil, 2])
+        #expect(try lenient.assess(group).firstErrors == [nil, 2, nil, 2])
     }
 
     /// noise = eps: a wrong answer's first error is misreported with

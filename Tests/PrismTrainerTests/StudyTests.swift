@@ -135,7 +135,11 @@ struct StudyTests {
         settings.learningRates = [0.01]
         let simulation = Simulation(settings: settings, load: Self.load)
         var exact: [String: [Double]] = [:]
-        for (name, rule) in [("grpo", StylizedTheory.Rule.grpo), ("sgpo", .sgpo(.sigmoid()))] {
+        let rules: [(String, StylizedTheory.Rule)] = [
+            ("grpo", .grpo), ("sgpo", .sgpo(.sigmoid())),
+            ("sgpo-prefix", .sgpo(.sigmoid(), credit: .prefix)), ("sgpo-split", .sgpo(.sigmoid(), credit: .split)),
+        ]
+        for (name, rule) in rules {
             exact[name] = StylizedTheory.expectedUpdate(logits: theta, groupSize: 8, rule: rule)
             let variant = try #require(simulation.variants.first { $0.label == name })
             var samples: [[Double]] = []
@@ -161,6 +165,14 @@ struct StudyTests {
         }
         // What the theory says at the paper's start: SGPO pushes step 1 far harder than GRPO does
         // (and step 2 less: it rewards failing at step 2 over failing at step 1).
+        // With two steps the rules only move where step 2 is credited: an answer that failed at step 2
+        // (the better one, A > 0) no longer has its failed token pushed down under prefix or split, so
+        // step 2 gets GRPO's push; split keeps the push-up of step 1 by the answers that failed there
+        // (A < 0 on their failed token), prefix drops it.
+        #expect(abs(exact["sgpo-prefix"]![1] - exact["grpo"]![1]) < 1e-12)
+        #expect(abs(exact["sgpo-split"]![1] - exact["grpo"]![1]) < 1e-12)
+        #expect(abs(exact["sgpo-split"]![0] - exact["sgpo"]![0]) < 1e-12)
+        #expect(exact["sgpo-prefix"]![0] < exact["sgpo"]![0] && exact["sgpo-prefix"]![0] > exact["grpo"]![0])
         if theta == [-2.5, -2.5] {
             #expect(exact["sgpo"]![0] > 5 * exact["grpo"]![0])
             #expect(exact["sgpo"]![1] < exact["grpo"]![1])
@@ -191,8 +203,9 @@ struct StudyTests {
     }
 
     @Test func theStudysStrategiesComeFromTheRegistry() {
-        #expect(StudyStrategy.names == ["grpo", "sgpo", "sgpo-raw", "sgpo-linear", "dapo-filter", "nsr", "ngrpo", "rloo", "dr-grpo"])
-        #expect(StudyStrategy.all.filter(\.usesJudge).map(\.name) == ["sgpo", "sgpo-raw", "sgpo-linear"])
+        #expect(StudyStrategy.names == ["grpo", "sgpo", "sgpo-raw", "sgpo-linear", "sgpo-prefix", "sgpo-split", "dapo-filter",
+                                        "nsr", "ngrpo", "rloo", "dr-grpo"])
+        #expect(StudyStrategy.all.filter(\.usesJudge).map(\.name) == ["sgpo", "sgpo-raw", "sgpo-linear", "sgpo-prefix", "sgpo-split"])
     }
 }
 

@@ -35,6 +35,46 @@ struct TrainerLoopTests {
         #expect(scores.allSatisfy { $0.correct })
     }
 
+    /// The judge's byte offsets become token indices through the backend's
+    /// own detokenizer: the token holding the byte, and at the end of the
+    /// text the end token (or the length, without one).
+    @Test func firstErrorBytesAreMappedToTokens() throws {
+        let policy = try Self.policy()
+        let text = "12+34=46;46+7=52;#52"
+        let tokens = try policy.backend.tokenize(text)
+        let eos = Int32(try #require(policy.info.eosToken))
+        #expect(tokens.count == text.utf8.count)  // one character a token
+        for offset in [0, 1, 9, 16, 19] {
+            #expect(try policy.tokenIndex(ofByte: offset, in: tokens + [eos]) == offset)
+        }
+        #expect(try policy.tokenIndex(ofByte: 20, in: tokens + [eos]) == 20)  // the end token
+        #expect(try policy.tokenIndex(ofByte: 20, in: tokens) == 20)
+        #expect(try policy.tokenIndex(ofByte: 0, in: []) == 0)
+    }
+
+    /// SGPO with the prefix rule through the real judge: every re-rewarded
+    /// answer's first error is located (ABI 1.2 spans mapped to tokens).
+    @Test func sgpoPrefixLocatesEveryFirstError() throws {
+        let policy = try Self.policy()
+        let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer")).instantiate().rewardFunction()
+        let judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate().feedbackGenerator()
+        var settings = GRPOSettings()
+        settings.groupSize = 4
+        settings.promptsPerStep = 4
+        settings.maxNewTokens = 24
+        settings.strategy = try StrategyDescriptor.sgpo.strategy(["credit": "prefix"])
+        let step = GRPOStep(policy: policy, reward: reward, judge: judge, settings: settings)
+        let hard = ArithmeticTask(terms: 3...3, digits: 2...2).examples(count: 4, seed: 9)
+        var rng = RandomState(seed: 2)
+        var cursor = 0
+        let (metrics, _) = try step.run(step: 1, next: {
+            defer { cursor += 1 }
+            return hard[cursor % hard.count]
+        }, rng: &rng)
+        #expect(metrics[.responsesDiversified]! > 0)
+        #expect(metrics[.feedbackUnlocated] == 0)
+    }
+
     @Test func jsonlRoundTripsAndNamesTheBadLine() throws {
         let directory = try TestSupport.temporaryDirectory("jsonl")
         let path = directory.appendingPathComponent("data.jsonl").path

@@ -9,6 +9,11 @@
  * SGPO (graded scores), DAPO-style filtering (drop/resample) and judge-free
  * heuristics alike.
  *
+ * Since ABI 1.2 the judge may also say where that step is in the completion
+ * (a byte span), so that a strategy can credit the tokens before it and
+ * after it differently; judges built against 1.0/1.1 keep working and
+ * simply never say.
+ *
  * On the shipped arithmetic task a group has prompt "12+34+7=", reference
  * "53", reference_steps_json ["12+34=46","46+7=53"] and completions such as
  * "12+34=46;46+7=52;#52" (steps separated by ';', the answer after '#';
@@ -29,6 +34,12 @@ PRISM_ASSUME_NONNULL_BEGIN
 #define PRISM_DISPOSITION_DROP 1     /* leave it out of this batch */
 #define PRISM_DISPOSITION_RESAMPLE 2 /* replace it with a fresh group */
 
+/* Where a step is in a completion: UTF-8 byte offsets [begin, end). */
+typedef struct prism_byte_span {
+  int32_t begin;
+  int32_t end;
+} prism_byte_span;
+
 /* One group. Host-owned, borrowed for the `assess` call; it may grow at the
  * end (read struct_size before reading later fields). */
 typedef struct prism_feedback_group {
@@ -43,7 +54,19 @@ typedef struct prism_feedback_group {
   const prism_str *completions;      /* [count] */
   const double *rewards;             /* [count]; NaN = not applicable */
   const uint8_t *correct;            /* [count]; 1 = correct */
+  /* Since ABI 1.2 (check struct_size first): an output, [count] spans
+   * pre-filled with {-1, -1} ("not said"). A judge that can locate the first
+   * wrong step writes its span in completions[i]: 0 <= begin <= end <=
+   * completions[i].len. A step the completion is missing (it stopped early)
+   * is the empty span at the end, {len, len}. Leave it {-1, -1} when the
+   * step cannot be located or there is no error. */
+  prism_byte_span *first_error_spans;
 } prism_feedback_group;
+
+/* Whether a group handed to a judge has first_error_spans (a 1.2 host). */
+#define PRISM_FEEDBACK_GROUP_HAS_SPANS(group)                           \
+  ((group)->struct_size >= offsetof(prism_feedback_group, first_error_spans) + \
+                               sizeof(prism_byte_span *))
 
 typedef struct prism_feedback_v1 {
   uint32_t struct_size; /* sizeof(prism_feedback_v1) as the plugin knows it */
@@ -69,8 +92,12 @@ PRISM_STATIC_ASSERT(offsetof(prism_feedback_group, prompt) == 8,
 PRISM_STATIC_ASSERT(offsetof(prism_feedback_group, completions) ==
                         8 + 8 * sizeof(void *),
                     "prism_feedback_group.completions offset");
-PRISM_STATIC_ASSERT(sizeof(prism_feedback_group) == 8 + 11 * sizeof(void *),
+PRISM_STATIC_ASSERT(offsetof(prism_feedback_group, first_error_spans) ==
+                        8 + 11 * sizeof(void *),
+                    "prism_feedback_group.first_error_spans offset");
+PRISM_STATIC_ASSERT(sizeof(prism_feedback_group) == 8 + 12 * sizeof(void *),
                     "prism_feedback_group size");
+PRISM_STATIC_ASSERT(sizeof(prism_byte_span) == 8, "prism_byte_span size");
 PRISM_STATIC_ASSERT(offsetof(prism_feedback_v1, assess) == 8,
                     "prism_feedback_v1.assess offset");
 

@@ -40,6 +40,11 @@ typedef struct prism_strategy_group {
    * scores in [0, 1] (NaN = no opinion), first wrong step (-1 = none). */
   const double *PRISM_NULLABLE scores;      /* [count] */
   const int32_t *PRISM_NULLABLE first_error; /* [count] */
+  /* Since ABI 1.2 (check struct_size first), NULL when `scores` is: the
+   * index of the first completion token of the first wrong step (the host
+   * maps the judge's byte span to tokens), -1 when there is no error or the
+   * judge did not say where it is. */
+  const int32_t *PRISM_NULLABLE first_error_token; /* [count] */
 } prism_strategy_group;
 
 /* Where `advantages` writes. Host-owned arrays, pre-filled as stated. */
@@ -89,7 +94,7 @@ typedef struct prism_strategy_v1 {
 
 PRISM_STATIC_ASSERT(offsetof(prism_strategy_group, rewards) == 8,
                     "prism_strategy_group.rewards offset");
-PRISM_STATIC_ASSERT(sizeof(prism_strategy_group) == 8 + 5 * sizeof(void *),
+PRISM_STATIC_ASSERT(sizeof(prism_strategy_group) == 8 + 6 * sizeof(void *),
                     "prism_strategy_group size");
 PRISM_STATIC_ASSERT(sizeof(prism_strategy_output) == 8 + 3 * sizeof(void *),
                     "prism_strategy_output size");

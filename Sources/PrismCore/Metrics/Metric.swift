@@ -27,6 +27,7 @@ public enum Metric: String, CaseIterable, Sendable {
     case feedbackLatencyMs = "feedback/latency_ms"
     case feedbackErrors = "feedback/errors"
     case feedbackJudgedTokens = "feedback/judged_tokens"
+    case feedbackUnlocated = "feedback/unlocated"
     case rewardErrors = "reward/errors"
     case strategyErrors = "strategy/errors"
     case completionsMeanLength = "completions/mean_length"
@@ -50,6 +51,7 @@ public enum Metric: String, CaseIterable, Sendable {
     case budgetSpent = "budget/spent"
     case evalAccuracy = "eval/accuracy"
     case evalAccuracyStderr = "eval/accuracy_stderr"
+    case evalProcessAccuracy = "eval/process_accuracy"
     case evalRts = "eval/rts"
     case evalPassAtK = "eval/pass_at_k"
 
@@ -83,6 +85,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .feedbackLatencyMs: "Mean time of a judge call."
         case .feedbackErrors: "Judge calls that failed or answered out of range; their groups stay undiversified and the first message is logged."
         case .feedbackJudgedTokens: "Tokens of the completions the judge read."
+        case .feedbackUnlocated: "Re-rewarded answers whose first error the judge did not locate in the text, so strategy.credit prefix or split gave them sequence credit."
         case .rewardErrors: "Reward calls that failed or answered out of range; their batches count as not applicable."
         case .strategyErrors: "Strategy plugin calls that failed: a failed judge question leaves its group unjudged, a failed disposition drops its group, failed advantages skip the update."
         case .completionsMeanLength: "Mean completion length of the kept groups, in tokens."
@@ -106,6 +109,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .budgetSpent: "Cumulative budget tokens: tokens/generated + run.judge_token_cost x feedback/judged_tokens."
         case .evalAccuracy: "Held-out greedy accuracy (evaluation steps only)."
         case .evalAccuracyStderr: "Its standard error."
+        case .evalProcessAccuracy: "Held-out greedy answers the evaluation judge finds right at every step, ending after the answer with the end token (process-verified; needs eval.judge_plugin)."
         case .evalRts: "Held-out mean step score (the evaluation judge's RTS)."
         case .evalPassAtK: "Held-out pass@k with eval.k samples per problem."
         }

@@ -29,7 +29,7 @@ public struct StepMetrics: Sendable, Equatable {
     /// Group counts, reward and advantage statistics of a scored batch:
     /// `groups/total`, `groups/all_negative`, `groups/all_positive`,
     /// `groups/mixed`, `groups/not_applicable`, `groups/diversified`,
-    /// `groups/zero_advantage`, `responses/diversified`,
+    /// `groups/zero_advantage`, `responses/diversified`, `feedback/unlocated`,
     /// `reward` (mean of applicable rewards before
     /// diversification), `reward_std`, `accuracy`, `advantages/mean|min|max`.
     public mutating func record(_ batch: ScoredBatch, plain groups: [GroupRewards]) {
@@ -44,6 +44,7 @@ public struct StepMetrics: Sendable, Equatable {
         set(.groupsDiversified, Double(batch.diversifiedGroups))
         set(.groupsZeroAdvantage, Double(batch.zeroAdvantageGroups))
         set(.responsesDiversified, Double(batch.diversifiedResponses))
+        set(.feedbackUnlocated, Double(batch.unlocatedResponses))
         let rewards = groups.flatMap(\.rewards)
         let stats = SampleStatistics(rewards)
         set(.reward, stats.count > 0 ? stats.mean : .nan)

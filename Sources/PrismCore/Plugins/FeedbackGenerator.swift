@@ -44,12 +44,19 @@ public struct Feedback: Sendable, Equatable {
     public var scores: [Double]
     /// Per completion, the 0-based index of the first wrong step, or nil.
     public var firstErrors: [Int?]
+    /// Per completion, where that step is in the completion: UTF-8 byte
+    /// offsets `begin..<end`, or nil when the judge did not say (judges
+    /// before ABI 1.2 never do) or found no error.
+    public var firstErrorSpans: [Range<Int>?]
     /// What to do with the group.
     public var disposition: Disposition
 
-    public init(scores: [Double], firstErrors: [Int?], disposition: Disposition = .keep) {
+    public init(scores: [Double], firstErrors: [Int?], firstErrorSpans: [Range<Int>?]? = nil,
+                disposition: Disposition = .keep) {
+        precondition(firstErrorSpans.map { $0.count == firstErrors.count } ?? true, "firstErrorSpans must be [G]")
         self.scores = scores
         self.firstErrors = firstErrors
+        self.firstErrorSpans = firstErrorSpans ?? Array(repeating: nil, count: firstErrors.count)
         self.disposition = disposition
     }
 }

@@ -8,13 +8,19 @@ public struct StrategyGroup: Sendable, Equatable {
     /// `[G]` completion lengths in tokens (the width of each response's
     /// per-token advantages).
     public var tokenCounts: [Int]
+    /// `[G]` the index of the first completion token of the judge's first
+    /// wrong step (the host maps the judge's byte span to tokens); nil when
+    /// the judge found no error or did not say where it is.
+    public var firstErrorTokens: [Int?]
 
-    public init(rewards: GroupRewards, feedback: Feedback? = nil, tokenCounts: [Int]) {
+    public init(rewards: GroupRewards, feedback: Feedback? = nil, tokenCounts: [Int], firstErrorTokens: [Int?]? = nil) {
         precondition(tokenCounts.count == rewards.count, "tokenCounts must be [G]")
         precondition(feedback.map { $0.scores.count == rewards.count } ?? true, "feedback must be [G]")
+        precondition(firstErrorTokens.map { $0.count == rewards.count } ?? true, "firstErrorTokens must be [G]")
         self.rewards = rewards
         self.feedback = feedback
         self.tokenCounts = tokenCounts
+        self.firstErrorTokens = firstErrorTokens ?? Array(repeating: nil, count: rewards.count)
     }
 }
 
@@ -52,15 +58,19 @@ public struct ScoredBatch: Sendable, Equatable {
     public var diversifiedGroups: Int
     /// Responses re-rewarded by diversification.
     public var diversifiedResponses: Int
+    /// Re-rewarded responses whose credit rule needed the first error's
+    /// position and did not have it (they got sequence credit).
+    public var unlocatedResponses: Int
 
     public init(kinds: [GroupKind], rewards: [[Double]], advantages: [[Double]], tokenAdvantages: [[[Double]]]? = nil,
-                diversifiedGroups: Int = 0, diversifiedResponses: Int = 0) {
+                diversifiedGroups: Int = 0, diversifiedResponses: Int = 0, unlocatedResponses: Int = 0) {
         self.kinds = kinds
         self.rewards = rewards
         self.advantages = advantages
         self.tokenAdvantages = tokenAdvantages
         self.diversifiedGroups = diversifiedGroups
         self.diversifiedResponses = diversifiedResponses
+        self.unlocatedResponses = unlocatedResponses
     }
 
     /// Groups in which every advantage (per response and per token) is

@@ -10,13 +10,17 @@ public struct Strategy: GroupStrategy, Sendable, Equatable {
     public var filter: GroupFilter.Rule
     /// Added to the std before dividing.
     public var epsilon: Double
+    /// Which tokens of a re-rewarded response its advantage reaches.
+    public var credit: CreditRule
 
     public init(estimator: AdvantageEstimator = .grpo(), diversification: Diversification? = nil,
-                filter: GroupFilter.Rule = .none, epsilon: Double = AdvantageEstimator.defaultEpsilon) {
+                filter: GroupFilter.Rule = .none, epsilon: Double = AdvantageEstimator.defaultEpsilon,
+                credit: CreditRule = .sequence) {
         self.estimator = estimator
         self.diversification = diversification
         self.filter = filter
         self.epsilon = epsilon
+        self.credit = credit
     }
 
     public func wantsFeedback(for group: StrategyGroup) -> Bool {
@@ -28,7 +32,27 @@ public struct Strategy: GroupStrategy, Sendable, Equatable {
     }
 
     public func advantages(for groups: [StrategyGroup]) -> ScoredBatch {
-        advantages(groups: groups.map(\.rewards), feedback: groups.map(\.feedback))
+        var batch = advantages(groups: groups.map(\.rewards), feedback: groups.map(\.feedback))
+        guard credit != .sequence, let diversification else { return batch }
+        var perToken: [[[Double]]] = []
+        for (g, group) in groups.enumerated() {
+            let a = batch.advantages[g]
+            guard let feedback = group.feedback, diversification.applies(to: group.rewards) else {
+                perToken.append(a.indices.map { Array(repeating: a[$0], count: group.tokenCounts[$0]) })
+                continue
+            }
+            perToken.append(a.indices.map { i in
+                let reRewarded = !group.rewards.correct[i] && !group.rewards.rewards[i].isNaN && !feedback.scores[i].isNaN
+                guard reRewarded, feedback.firstErrors[i] != nil else {
+                    return Array(repeating: a[i], count: group.tokenCounts[i])
+                }
+                if group.firstErrorTokens[i] == nil { batch.unlocatedResponses += 1 }
+                return credit.tokenAdvantages(advantage: a[i], tokens: group.tokenCounts[i],
+                                              firstErrorToken: group.firstErrorTokens[i])
+            })
+        }
+        batch.tokenAdvantages = perToken
+        return batch
     }
 
     /// The rewards and advantages of the groups kept for the update.

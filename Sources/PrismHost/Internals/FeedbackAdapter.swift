@@ -36,17 +36,20 @@ final class FeedbackAdapter: FeedbackGenerator {
         let correct = group.correct.map { UInt8($0 ? 1 : 0) }
         var scores = [Double](repeating: .nan, count: count)
         var firstErrors = [Int32](repeating: -1, count: count)
+        var spans = [prism_byte_span](repeating: prism_byte_span(begin: -1, end: -1), count: count)
         var disposition = Int32(PRISM_DISPOSITION_KEEP)
         let status = unsafe completions.withUnsafeBufferPointer { completionBuffer in
             unsafe group.rewards.withUnsafeBufferPointer { rewardBuffer in
                 unsafe correct.withUnsafeBufferPointer { correctBuffer in
+                  unsafe spans.withUnsafeMutableBufferPointer { spanBuffer in
                     var cGroup = unsafe prism_feedback_group(
                         struct_size: UInt32(MemoryLayout<prism_feedback_group>.size), count: UInt32(count),
                         prompt: arena.str(group.prompt), reference: arena.str(group.reference),
                         reference_steps_json: arena.str(stepsJSON), metadata_json: arena.str(group.metadataJSON),
                         completions: completionBuffer.baseAddress ?? UnsafePointer(emptyPointer()),
                         rewards: rewardBuffer.baseAddress ?? UnsafePointer(emptyPointer()),
-                        correct: correctBuffer.baseAddress ?? UnsafePointer(emptyPointer()))
+                        correct: correctBuffer.baseAddress ?? UnsafePointer(emptyPointer()),
+                        first_error_spans: spanBuffer.baseAddress ?? emptyPointer())
                     return unsafe scores.withUnsafeMutableBufferPointer { scoreBuffer in
                         unsafe firstErrors.withUnsafeMutableBufferPointer { errorBuffer in
                             unsafe table.assess(
@@ -54,6 +57,7 @@ final class FeedbackAdapter: FeedbackGenerator {
                                 errorBuffer.baseAddress ?? emptyPointer(), &disposition)
                         }
                     }
+                  }
                 }
             }
         }
@@ -65,12 +69,23 @@ final class FeedbackAdapter: FeedbackGenerator {
             guard firstErrors[i] >= -1 else {
                 throw instance.invalidOutput("assess", "first_error \(firstErrors[i]) for completion \(i); expected -1 or an index >= 0")
             }
+            let span = spans[i], length = group.completions[i].utf8.count
+            let unset = span.begin == -1 && span.end == -1
+            guard unset || (0 <= span.begin && span.begin <= span.end && Int(span.end) <= length) else {
+                throw instance.invalidOutput("assess", "first_error_spans[\(i)] = {\(span.begin), \(span.end)}; expected "
+                    + "{-1, -1} or 0 <= begin <= end <= \(length) (the completion's bytes)")
+            }
         }
         guard let kind = Disposition(rawValue: disposition) else {
             throw instance.invalidOutput("assess", "disposition \(disposition); expected 0 (keep), 1 (drop) or 2 (resample)")
         }
+        // A span is kept only with a first error to go with it.
+        let located: [Range<Int>?] = (0..<count).map { i in
+            firstErrors[i] >= 0 && spans[i].begin >= 0 ? Int(spans[i].begin)..<Int(spans[i].end) : nil
+        }
         return Feedback(
-            scores: scores, firstErrors: firstErrors.map { $0 < 0 ? nil : Int($0) }, disposition: kind)
+            scores: scores, firstErrors: firstErrors.map { $0 < 0 ? nil : Int($0) }, firstErrorSpans: located,
+            disposition: kind)
     }
 }
 

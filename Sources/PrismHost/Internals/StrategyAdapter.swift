@@ -34,7 +34,8 @@ extension PluginInstance {
             correct: copy(group.rewards.correct.map { UInt8($0 ? 1 : 0) }),
             token_counts: copy(group.tokenCounts.map { UInt32(clamping: $0) }),
             scores: feedback == nil ? nil : copy(feedback!.scores),
-            first_error: feedback == nil ? nil : copy(feedback!.firstErrors.map { Int32(clamping: $0 ?? -1) }))
+            first_error: feedback == nil ? nil : copy(feedback!.firstErrors.map { Int32(clamping: $0 ?? -1) }),
+            first_error_token: feedback == nil ? nil : copy(group.firstErrorTokens.map { Int32(clamping: $0 ?? -1) }))
     }
 
     func deallocate() {

@@ -6,9 +6,13 @@ struct CollectedGroup {
     var completions: [Completion]
     var rewards: GroupRewards
     var feedback: Feedback?
+    /// Per completion, the token where the judge's first error begins (nil:
+    /// none, or not located).
+    var firstErrorTokens: [Int?]? = nil
 
     var strategyGroup: StrategyGroup {
-        StrategyGroup(rewards: rewards, feedback: feedback, tokenCounts: completions.map(\.tokens.count))
+        StrategyGroup(rewards: rewards, feedback: feedback, tokenCounts: completions.map(\.tokens.count),
+                      firstErrorTokens: firstErrorTokens)
     }
 }
 
@@ -112,6 +116,10 @@ extension GRPOStep {
                         metadataJSON: example.metadataJSON, completions: generated[p].map(\.text),
                         rewards: rewards.rewards, correct: rewards.correct))
                     collected.judgedTokens += generated[p].map(\.tokens.count).reduce(0, +)
+                    group.firstErrorTokens = zip(generated[p], group.feedback!.firstErrorSpans).map { completion, span in
+                        // A tokenizer that fails here leaves the error unlocated (counted as such).
+                        span.flatMap { try? policy.tokenIndex(ofByte: $0.lowerBound, in: completion.tokens) }
+                    }
                 } catch {
                     collected.judgeErrors += 1
                     lastJudgeError = "\(error)"

@@ -16,6 +16,13 @@ public struct Completion: Sendable, Equatable {
     /// Whether generation ended with EOS (rather than the length limit).
     public var finished: Bool
 
+    public init(promptTokens: [Int32], tokens: [Int32], text: String, finished: Bool) {
+        self.promptTokens = promptTokens
+        self.tokens = tokens
+        self.text = text
+        self.finished = finished
+    }
+
     /// `[bos] + prompt + completion`.
     public var sequence: [Int32] { promptTokens + tokens }
 }
@@ -78,6 +85,35 @@ public final class Policy {
             })
         }
         return out
+    }
+}
+
+extension Policy {
+    /// The index of the token of `tokens` (a completion) in which UTF-8 byte
+    /// `offset` of its text lies: the smallest `t` whose prefix
+    /// `tokens[...t]` detokenizes to more than `offset` bytes. At the end of
+    /// the text (a step the completion is missing) it is the first token
+    /// that adds no text, e.g. the end token, or `tokens.count` when there
+    /// is none. Binary search: O(log T) detokenize calls.
+    public func tokenIndex(ofByte offset: Int, in tokens: [Int32]) throws -> Int {
+        var lengths: [Int: Int] = [0: 0]
+        func prefixLength(_ t: Int) throws -> Int {
+            if let known = lengths[t] { return known }
+            let length = try backend.detokenize(Array(tokens[..<t])).utf8.count
+            lengths[t] = length
+            return length
+        }
+        func first(in range: Range<Int>, where holds: (Int) throws -> Bool) rethrows -> Int {
+            var low = range.lowerBound, high = range.upperBound
+            while low < high {
+                let mid = (low + high) / 2
+                if try holds(mid) { high = mid } else { low = mid + 1 }
+            }
+            return low
+        }
+        let containing = try first(in: 0..<tokens.count) { try prefixLength($0 + 1) > offset }
+        if containing < tokens.count { return containing }
+        return try first(in: 0..<(tokens.count + 1)) { try prefixLength($0) >= offset }
     }
 }
 

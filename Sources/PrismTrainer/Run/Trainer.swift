@@ -63,10 +63,7 @@ public final class Trainer {
                     let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: 0)
                     var line = StepMetrics()
                     line.set(.budgetSpent, 0)
-                    line.set(.evalAccuracy, result.accuracy)
-                    line.set(.evalAccuracyStderr, result.accuracyStandardError)
-                    line.set(.evalRts, result.meanRTS)
-                    line.set(.evalPassAtK, result.passAtK)
+                    line.record(result)
                     try directory.append(line.jsonLine(step: 0), to: directory.metricsPath)
                     progress.log(String(format: "step 0: held-out accuracy %.3f ± %.3f", result.accuracy, result.accuracyStandardError))
                 } catch {
@@ -101,10 +98,7 @@ public final class Trainer {
                     do {
                         let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: UInt64(n))
                         evaluation = result
-                        line.set(.evalAccuracy, result.accuracy)
-                        line.set(.evalAccuracyStderr, result.accuracyStandardError)
-                        line.set(.evalRts, result.meanRTS)
-                        line.set(.evalPassAtK, result.passAtK)
+                        line.record(result)
                     } catch {
                         progress.log("step \(n): evaluation failed, training goes on: \(error)")
                     }

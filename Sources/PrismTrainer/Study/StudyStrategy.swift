@@ -15,13 +15,21 @@ public struct StudyStrategy: Sendable, Equatable {
     }
 
     /// Every built-in strategy with its defaults, and after `sgpo` its other
-    /// two RTS maps.
+    /// two RTS maps and credit rules.
     public static let all: [StudyStrategy] = StrategyRegistry.builtIn.names.flatMap { name in
         let plain = StudyStrategy(name: name, assignments: ["strategy.name=\(name)"])
         guard name == "sgpo" else { return [plain] }
         return [plain] + ["raw", "linear"].map {
             StudyStrategy(name: "sgpo-\($0)", assignments: ["strategy.name=sgpo", "strategy.map=\($0)"])
+        } + CreditRule.allCases.filter { $0 != .sequence }.map {
+            StudyStrategy(name: "sgpo-\($0.rawValue)", assignments: ["strategy.name=sgpo", "strategy.credit=\($0.rawValue)"])
         }
+    }
+
+    /// The transformer study's comparison: GRPO, DAPO filtering, and SGPO
+    /// with each credit rule.
+    public static let headline: [StudyStrategy] = ["grpo", "dapo-filter", "sgpo", "sgpo-prefix", "sgpo-split"].map { name in
+        all.first { $0.name == name }!
     }
 
     public static var names: [String] { all.map(\.name) }

@@ -15,12 +15,17 @@ import PrismCore
 /// Bessel-corrected std s, `A_j = (r_j - m) / (s + eps)` (0 when all rewards
 /// are equal), and the expected update direction per group is
 /// `E[(1/G) sum_i A_i grad log pi(y_i)] = sum_c P(c) (1/G) sum_j c_j A_j score_j`.
+/// A credit rule changes which tokens of a re-rewarded response the
+/// advantage reaches, so which terms of `score_j` count: for "failed at step
+/// j" the first error is token j, `prefix` keeps the terms k < j, `split`
+/// keeps them when `A_j > 0` and only the term k = j when `A_j < 0`.
 public enum StylizedTheory {
     /// How rewards are set.
     public enum Rule: Sendable {
         case grpo
-        /// SGPO in all-negative groups, rewards capped below a correct one's.
-        case sgpo(RTSMap, maxIncorrectReward: Double = 0.999)
+        /// SGPO in all-negative groups, rewards capped below a correct one's,
+        /// with a credit rule.
+        case sgpo(RTSMap, maxIncorrectReward: Double = 0.999, credit: CreditRule = .sequence)
     }
 
     /// `q_j`, j = 0...n (the last is "correct").
@@ -75,7 +80,7 @@ public enum StylizedTheory {
             let allNegative = counts[n] == 0
             let rewards = (0...n).map { j -> Double in
                 if j == n { return 1 }
-                if case .sgpo(let map, let cap) = rule, allNegative {
+                if case .sgpo(let map, let cap, _) = rule, allNegative {
                     return min(map.reward(rts: Double(j) / Double(n)), cap)
                 }
                 return 0
@@ -86,9 +91,14 @@ public enum StylizedTheory {
             let variance = present.reduce(0.0) { $0 + Double(counts[$1]) * (rewards[$1] - mean) * (rewards[$1] - mean) }
                 / Double(g - 1)
             let divisor = variance.squareRoot() + epsilon
+            var credit = CreditRule.sequence
+            if case .sgpo(_, _, let rule) = rule, allNegative { credit = rule }
             for j in present {
-                let weight = probability * Double(counts[j]) / Double(g) * (rewards[j] - mean) / divisor
-                for k in 0..<n { total[k] += weight * scores[j][k] }
+                let advantage = (rewards[j] - mean) / divisor
+                let weight = probability * Double(counts[j]) / Double(g) * advantage
+                // Token k of "failed at step j" is step k; its credit under the rule.
+                let credited = credit.tokenAdvantages(advantage: advantage, tokens: n, firstErrorToken: j < n ? j : nil)
+                for k in 0..<n where credited[k] != 0 { total[k] += weight * scores[j][k] }
             }
         }
         guard g >= 2 else { return total }

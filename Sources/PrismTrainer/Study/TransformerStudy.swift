@@ -19,8 +19,9 @@ public enum ArithmeticRecipe {
     }
 
     /// The model: 2 layers, width 128, 4 heads, MLP 512, sequences up to 80.
-    public static func modelConfig(seed: Int) -> String {
-        #"{"vocab": "0123456789+=;#", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 80, "seed": \#(seed)}"#
+    public static func modelConfig(seed: Int, threads: Int = 0) -> String {
+        let threads = threads > 0 ? ", \"threads\": \(threads)" : ""
+        return #"{"vocab": "0123456789+=;#", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 80, "seed": \#(seed)\#(threads)}"#
     }
 
     /// The GRPO settings both use: G = 8, 16 prompts a step, 60 new tokens.
@@ -51,9 +52,12 @@ public enum ArithmeticRecipe {
         public var assignments: [String]
         /// Keep an existing warm start instead of training a new one.
         public var reuseWarmStart: Bool
+        /// The model's kernel threads (0 = every CPU).
+        public var threads: Int
 
-        public init(directory: String, terms: Int, evalProblems: Int, seed: Int, sftSteps: Int,
+        public init(directory: String, terms: Int, evalProblems: Int, seed: Int, sftSteps: Int, threads: Int = 0,
                     assignments: [String], reuseWarmStart: Bool) {
+            self.threads = threads
             self.directory = directory
             self.terms = terms
             self.evalProblems = evalProblems
@@ -81,7 +85,13 @@ public enum ArithmeticRecipe {
         for assignment in grpoAssignments + [
             "data.train=\(dir)/train.jsonl", "data.eval=\(dir)/eval.jsonl", "data.eval_problems=\(p.evalProblems)",
         ] + p.assignments { try base.set(assignment) }
-        try base.set("model.config=" + modelConfig(seed: p.seed))
+        try base.set("model.config=" + modelConfig(seed: p.seed, threads: p.threads))
+        // Several `prism study --shard` processes may want the same warm
+        // start: the first trains it while the others wait on the lock.
+        let lock = unsafe open(dir + "/warm-start.lock", O_CREAT | O_RDWR, 0o644)
+        guard lock >= 0 else { throw TrainerError("\(dir)/warm-start.lock: cannot open (errno \(errno))") }
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
         if p.reuseWarmStart, FileManager.default.fileExists(atPath: p.checkpoint) {
             progress.log("reusing the warm start \(p.checkpoint)")
         } else {
@@ -98,40 +108,73 @@ public enum ArithmeticRecipe {
     }
 }
 
-/// The transformer-level comparison (`prism study`): every strategy from one
-/// warm start, several seeds, a matched token budget (generated tokens,
-/// resampled groups and the judge's reading all count), held-out accuracy
-/// curves over the budget, the all-negative share, and a judge-noise sweep.
+/// The transformer-level comparison (`prism study`), in four sections:
+/// - **main**: the strategies from one warm start, `seeds` seeds, a matched
+///   token budget (generated tokens, resampled groups and the judge's
+///   reading all count), plus `focus` with the judge not charged;
+/// - **noise**: `focus` with a judge that misreports the first error;
+/// - **ablation**: GRPO and sequence SGPO with one setting changed at a time
+///   (the differences from an independent replication), then all together;
+/// - **strong**: a stronger warm start and a longer budget.
+/// Every evaluation reports the final-answer and the process-verified
+/// held-out accuracy and the step score.
 public struct TransformerStudy {
     public struct Settings: Sendable {
         public var directory = "runs/study/transformer"
-        public var strategies = StudyStrategy.all
-        /// Extra runs of `noiseStrategy` with a noisy judge (eps = 0 is the main run).
+        public var strategies = StudyStrategy.headline
+        /// The strategy of the judge-free row, the noise sweep and the strong regime.
+        public var focus = "sgpo-prefix"
+        /// Judge noise levels of the sweep (eps = 0 is the main run).
         public var noises = [0.1, 0.3, 0.5]
-        public var noiseStrategy = "sgpo"
-        /// Also run `noiseStrategy` with the judge's reading not charged to
-        /// the budget (run.judge_token_cost = 0): separates the judge's cost
-        /// from the method's effect.
+        public var noiseSeeds = 3
+        /// Also run `focus` with the judge's reading not charged to the
+        /// budget (run.judge_token_cost = 0): the judge's cost apart from
+        /// the method's effect.
         public var freeJudgeRuns = true
-        public var seeds = 3
+        public var seeds = 5
+        /// Seeds per ablation row; 0 leaves the ablation out.
+        public var ablationSeeds = 3
+        /// Warm-start steps, budget and seeds of the strong regime; 0 seeds leaves it out.
+        public var strongSFTSteps = 4000
+        public var strongBudget = 1_200_000
+        public var strongSeeds = 3
         /// Terms per training and held-out problem.
         public var terms = 4
         public var tokenBudget = 600_000
-        public var evalEvery = 10
+        public var evalEvery = 20
         public var evalProblems = 200
         public var sftSteps = 1000
         public var learningRate = 2e-4
         public var dataSeed = 0
+        /// Kernel threads per run (0 = every CPU). Results are bit-exact for one value.
+        public var threads = 0
+        /// Run only the jobs `index % count == shard.index` (several processes side by side).
+        public var shard = (index: 0, count: 1)
 
         public init() {}
     }
 
+    public enum Section: String, Sendable, CaseIterable {
+        case main, noise, ablation, strong
+    }
+
+    /// One row of a table: a strategy with settings, run with several seeds.
     public struct Variant: Sendable {
         public var label: String
+        public var section: Section
         public var strategy: StudyStrategy
-        public var noise: Double
+        public var noise: Double = 0
+        /// What the ablation changed ("" elsewhere).
+        public var change = ""
         /// Config assignments on top of the strategy's.
         public var extra: [String] = []
+        /// Extra keys of the training judge's config, as JSON members (`"after_answer": "ignore"`).
+        public var judgeOptions = ""
+        public var seeds: Int
+        /// The warm start's SFT steps.
+        public var sftSteps: Int
+        /// The token budget; 0 = a fixed number of steps (`run.steps` in `extra`).
+        public var budget: Int
     }
 
     public var settings: Settings
@@ -146,16 +189,55 @@ public struct TransformerStudy {
         self.load = load
     }
 
-    /// Every strategy without judge noise, then the noise sweep.
+    /// The one-at-a-time changes of the ablation: a name, the assignments,
+    /// the judge options, the warm start, and whether GRPO is affected
+    /// (when not, its row reuses the main runs).
+    public static func ablationChanges(sftSteps: Int) -> [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool)] {
+        let replication = ["reward.config={\"verify\": \"process\"}", "grpo.max_new_tokens=40", "eval.max_new_tokens=40",
+                           "optimizer.max_grad_norm=0", "run.token_budget=0", "run.steps=200", "run.judge_token_cost=0"]
+        return [
+            ("process-verified reward", ["reward.config={\"verify\": \"process\"}"], "", sftSteps, true),
+            ("40 new tokens", ["grpo.max_new_tokens=40", "eval.max_new_tokens=40"], "", sftSteps, true),
+            ("no gradient clipping", ["optimizer.max_grad_norm=0"], "", sftSteps, true),
+            ("1300 warm-start steps", [], "", 1300, true),
+            ("judge not charged", ["run.judge_token_cost=0"], "", sftSteps, false),
+            ("lenient judge (text after the answer ignored)", [], #""after_answer": "ignore""#, sftSteps, false),
+            ("all of the replication's settings (200 steps)", replication, "", 1300, true),
+        ]
+    }
+
     public var variants: [Variant] {
-        var out = settings.strategies.map { Variant(label: $0.name, strategy: $0, noise: 0) }
-        if let noisy = StudyStrategy.all.first(where: { $0.name == settings.noiseStrategy }) {
-            if settings.freeJudgeRuns {
-                out.append(Variant(label: "\(noisy.name) judge-free", strategy: noisy, noise: 0,
-                                   extra: ["run.judge_token_cost=0"]))
+        let s = settings
+        var out = s.strategies.map {
+            Variant(label: $0.name, section: .main, strategy: $0, seeds: s.seeds, sftSteps: s.sftSteps, budget: s.tokenBudget)
+        }
+        guard let focus = StudyStrategy.all.first(where: { $0.name == s.focus }) else { return out }
+        if s.freeJudgeRuns {
+            out.append(Variant(label: "\(focus.name) judge-free", section: .main, strategy: focus,
+                               extra: ["run.judge_token_cost=0"], seeds: s.seeds, sftSteps: s.sftSteps, budget: s.tokenBudget))
+        }
+        out += s.noises.filter { $0 > 0 }.map {
+            Variant(label: "\(focus.name) eps=\(String(format: "%g", $0))", section: .noise, strategy: focus, noise: $0,
+                    seeds: s.noiseSeeds, sftSteps: s.sftSteps, budget: s.tokenBudget)
+        }
+        if s.ablationSeeds > 0 {
+            let pair = ["grpo", "sgpo"].map { name in StudyStrategy.all.first { $0.name == name }! }
+            for change in Self.ablationChanges(sftSteps: s.sftSteps) {
+                for strategy in pair where strategy.usesJudge || change.grpo {
+                    let fixedSteps = change.extra.contains("run.token_budget=0")
+                    out.append(Variant(label: "\(strategy.name), \(change.name)", section: .ablation, strategy: strategy,
+                                       change: change.name, extra: change.extra, judgeOptions: change.judge,
+                                       seeds: s.ablationSeeds, sftSteps: change.sft, budget: fixedSteps ? 0 : s.tokenBudget))
+                }
             }
-            out += settings.noises.filter { $0 > 0 }.map {
-                Variant(label: "\(noisy.name) eps=\(String(format: "%g", $0))", strategy: noisy, noise: $0)
+        }
+        if s.strongSeeds > 0 {
+            var seen: [String] = []
+            for name in ["grpo", "sgpo", focus.name] where !seen.contains(name) {
+                seen.append(name)
+                out.append(Variant(label: "\(name), strong warm start", section: .strong,
+                                   strategy: StudyStrategy.all.first { $0.name == name }!,
+                                   seeds: s.strongSeeds, sftSteps: s.strongSFTSteps, budget: s.strongBudget))
             }
         }
         return out
@@ -163,14 +245,15 @@ public struct TransformerStudy {
 
     var dir: String { settings.directory }
 
-    /// Data and the shared warm start (reused when already there).
-    public func prepare() throws -> ConfigFile {
+    /// The data and the warm start with `sftSteps` steps (reused when there).
+    public func prepare(sftSteps: Int) throws -> ConfigFile {
         let s = settings
         return try ArithmeticRecipe.prepare(
             ArithmeticRecipe.Preparation(
-                directory: dir, terms: s.terms, evalProblems: s.evalProblems, seed: s.dataSeed, sftSteps: s.sftSteps,
+                directory: "\(dir)/warm-\(sftSteps)", terms: s.terms, evalProblems: s.evalProblems, seed: s.dataSeed,
+                sftSteps: sftSteps, threads: s.threads,
                 assignments: [
-                    "eval.k=0", "optimizer.lr=\(s.learningRate)", "run.token_budget=\(s.tokenBudget)", "run.steps=100000",
+                    "eval.k=0", "optimizer.lr=\(s.learningRate)", "run.steps=100000",
                     "run.eval_every=\(s.evalEvery)", "run.eval_at_start=true", "run.checkpoint_every=\(s.evalEvery)",
                     "run.judge_token_cost=1", "run.log_samples=2", #"eval.judge_config={"noise": 0}"#,
                 ],
@@ -181,26 +264,45 @@ public struct TransformerStudy {
     /// The config of one run.
     public func config(base: ConfigFile, variant: Variant, seed: Int) throws -> ConfigFile {
         var c = base
+        let judge = "{\"noise\": \(variant.noise), \"seed\": \(seed)"
+            + (variant.judgeOptions.isEmpty ? "" : ", " + variant.judgeOptions) + "}"
         for assignment in variant.strategy.assignments + [
-            "seed=\(seed)", "judge.config={\"noise\": \(variant.noise), \"seed\": \(seed)}",
+            "seed=\(seed)", "judge.config=\(judge)", "run.token_budget=\(variant.budget)",
         ] + variant.extra { try c.set(assignment) }
         return c
     }
 
     public func runDirectory(_ variant: Variant, seed: Int) -> RunDirectory {
-        RunDirectory(path: "\(dir)/runs/\(variant.label.replacingOccurrences(of: " ", with: "_"))/seed-\(seed)")
+        let name = String(variant.label.lowercased().map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "=" ? $0 : "-" })
+        return RunDirectory(path: "\(dir)/runs/\(name)/seed-\(seed)")
     }
 
-    /// Runs (or continues) every variant with every seed; finished runs are
-    /// skipped, interrupted ones resume from their last checkpoint.
+    /// Whether a run is finished: its budget (or step limit) reached and evaluated.
+    func isComplete(_ variant: Variant, _ directory: RunDirectory, base: ConfigFile) -> Bool {
+        guard let last = try? directory.readMetrics().last, last.values[.evalAccuracy] != nil else { return false }
+        if variant.budget > 0 { return (last.values[.budgetSpent] ?? 0) >= Double(variant.budget) }
+        let steps = (try? config(base: base, variant: variant, seed: 0).int("run.steps")) ?? Int.max
+        return last.step >= steps
+    }
+
+    /// Every (variant, seed) in order.
+    public var jobs: [(variant: Variant, seed: Int)] {
+        variants.flatMap { v in (0..<v.seeds).map { (v, $0) } }
+    }
+
+    /// Runs (or continues) this shard's jobs; finished runs are skipped,
+    /// interrupted ones resume from their last checkpoint. A warm start is
+    /// prepared when the first job needs it (once, whatever the shards).
     /// - Returns: false when interrupted.
     public func run() throws -> Bool {
-        let base = try prepare()
-        let jobs = variants.flatMap { v in (0..<settings.seeds).map { (v, $0) } }
+        var bases: [Int: ConfigFile] = [:]
+        let jobs = self.jobs
         let started = Date()
-        for (index, (variant, seed)) in jobs.enumerated() {
+        for (index, (variant, seed)) in jobs.enumerated() where index % settings.shard.count == settings.shard.index {
+            if bases[variant.sftSteps] == nil { bases[variant.sftSteps] = try prepare(sftSteps: variant.sftSteps) }
+            let base = bases[variant.sftSteps]!
             let directory = runDirectory(variant, seed: seed)
-            if TransformerStudySummary.isComplete(directory, budget: Double(settings.tokenBudget)) { continue }
+            if isComplete(variant, directory, base: base) { continue }
             progress.log("[\(index + 1)/\(jobs.count)] \(variant.label) seed \(seed) (\(Int(Date().timeIntervalSince(started))) s so far)")
             let config = try config(base: base, variant: variant, seed: seed)
             let trainer = Trainer(config: config, directory: directory, components: try load(config), progress: progress)
@@ -211,29 +313,47 @@ public struct TransformerStudy {
         return true
     }
 
-    /// The summary of the runs on disk.
+    /// The summary of the runs on disk (runs not there yet are left out).
     public func summary() throws -> TransformerStudySummary {
         var runs: [TransformerStudySummary.Run] = []
         for variant in variants {
-            for seed in 0..<settings.seeds {
-                runs.append(try TransformerStudySummary.Run(
-                    label: variant.label, noise: variant.noise, seed: seed, directory: runDirectory(variant, seed: seed)))
+            for seed in 0..<variant.seeds {
+                let directory = runDirectory(variant, seed: seed)
+                guard FileManager.default.fileExists(atPath: directory.metricsPath) else { continue }
+                var run = try TransformerStudySummary.Run(label: variant.label, noise: variant.noise, seed: seed,
+                                                          directory: directory)
+                run.section = variant.section
+                run.change = variant.change
+                run.strategy = variant.strategy.name
+                runs.append(run)
             }
         }
-        return TransformerStudySummary(runs: runs, budget: Double(settings.tokenBudget),
-                                       noiseStrategy: settings.noiseStrategy)
+        return TransformerStudySummary(runs: runs, budget: Double(settings.tokenBudget), noiseStrategy: settings.focus)
     }
 }
 
 /// Tables, curves and charts of the transformer study's runs.
 public struct TransformerStudySummary {
+    /// What one evaluation measured.
+    public struct Evaluated: Sendable {
+        public var spent: Double
+        /// Final-answer and process-verified held-out accuracy.
+        public var accuracy: Double
+        public var processAccuracy: Double
+        public var rts: Double
+    }
+
     /// One run's metrics.
     public struct Run {
         public var label: String
         public var noise: Double
         public var seed: Int
-        /// (budget spent, held-out accuracy, step score) at each evaluation, step 0 included.
-        public var evaluations: [(spent: Double, accuracy: Double, rts: Double)] = []
+        public var section = TransformerStudy.Section.main
+        /// The ablation's change, or "".
+        public var change = ""
+        public var strategy = ""
+        /// Every evaluation, step 0 included.
+        public var evaluations: [Evaluated] = []
         /// (budget spent, all-negative share of generated groups, zero-advantage share) per step.
         public var steps: [(spent: Double, allNegative: Double, zeroAdvantage: Double)] = []
 
@@ -241,10 +361,13 @@ public struct TransformerStudySummary {
             self.label = label
             self.noise = noise
             self.seed = seed
+            strategy = label
             for (_, line) in try directory.readMetrics() {
                 let spent = line[.budgetSpent] ?? 0
                 if let accuracy = line[.evalAccuracy] {
-                    evaluations.append((spent, accuracy, line[.evalRts] ?? .nan))
+                    evaluations.append(Evaluated(spent: spent, accuracy: accuracy,
+                                                 processAccuracy: line[.evalProcessAccuracy] ?? .nan,
+                                                 rts: line[.evalRts] ?? .nan))
                 }
                 if let groups = line[.samplingGroups], groups > 0 {
                     steps.append((spent, (line[.samplingAllNegative] ?? 0) / groups,
@@ -263,6 +386,10 @@ public struct TransformerStudySummary {
             let a = evaluations[after - 1], b = evaluations[after]
             return b.spent > a.spent ? a.accuracy + (b.accuracy - a.accuracy) * (spent - a.spent) / (b.spent - a.spent) : b.accuracy
         }
+
+        var final: Evaluated { evaluations.last! }
+        var meanAllNegative: Double { steps.map(\.allNegative).reduce(0, +) / Double(max(steps.count, 1)) }
+        var meanZeroAdvantage: Double { steps.map(\.zeroAdvantage).reduce(0, +) / Double(max(steps.count, 1)) }
     }
 
     public var runs: [Run]
@@ -288,6 +415,9 @@ public struct TransformerStudySummary {
     }
 
     func group(_ label: String) -> [Run] { runs.filter { $0.label == label } }
+    func labels(in section: TransformerStudy.Section) -> [String] {
+        labels.filter { group($0).first?.section == section }
+    }
 
     /// The budget grid of the curves: 0, 10%, ..., 100%.
     public var grid: [Double] { (0...10).map { budget * Double($0) / 10 } }
@@ -300,8 +430,9 @@ public struct TransformerStudySummary {
                 return (x / 1000, i.mean, i.low, i.high)
             })
         }
-        return BandChart(title: "held-out accuracy (greedy) over the token budget", xLabel: "tokens spent (thousands)",
-                         yLabel: "accuracy", series: series, yRange: 0...Self.top(series))
+        return BandChart(title: "held-out accuracy (greedy, final answer) over the token budget",
+                         xLabel: "tokens spent (thousands)", yLabel: "accuracy", series: series,
+                         yRange: 0...Self.top(series))
     }
 
     /// The top of a [0, 1] quantity's axis: the highest band, at most 1.
@@ -336,8 +467,9 @@ public struct TransformerStudySummary {
             })
         }
         let lines = [
-            series("accuracy") { $0.evaluations.last!.accuracy },
-            series("step score (RTS)") { $0.evaluations.last!.rts },
+            series("accuracy") { $0.final.accuracy },
+            series("process-verified accuracy") { $0.final.processAccuracy },
+            series("step score (RTS)") { $0.final.rts },
         ]
         return BandChart(title: "\(noiseStrategy) under judge noise (end of budget)", xLabel: "judge noise eps",
                          yLabel: "held-out", series: lines, yRange: 0...Self.top(lines))
@@ -350,39 +482,89 @@ public struct TransformerStudySummary {
         }
     }
 
-    /// Markdown tables: the strategies, then the noise sweep.
+    /// `label`'s final value minus GRPO's, seed by seed (the seeds both ran).
+    func pairedGain(_ runs: [Run], over baseline: [Run], _ value: (Run) -> Double) -> Interval {
+        Interval(runs.compactMap { run in baseline.first { $0.seed == run.seed }.map { value(run) - value($0) } })
+    }
+
+    static let columns = "held-out accuracy | process-verified accuracy | step score (RTS) | all-negative share | zero-advantage share | steps"
+
+    func cells(_ g: [Run]) -> String {
+        "\(Interval(g.map(\.final.accuracy)).formatted(3)) | \(Interval(g.map(\.final.processAccuracy)).formatted(3)) | "
+            + "\(Interval(g.map(\.final.rts)).formatted(3)) | \(Interval(g.map(\.meanAllNegative)).formatted(2)) | "
+            + "\(Interval(g.map(\.meanZeroAdvantage)).formatted(2)) | \(Interval(g.map { Double($0.steps.count) }).formatted(0))"
+    }
+
+    /// Markdown tables, one per section that has runs.
     public var table: String {
-        var out = "| strategy | held-out accuracy | step score (RTS) | all-negative share | zero-advantage share | steps in budget |\n"
-        out += "|---|---|---|---|---|---|\n"
-        func row(_ label: String) -> String {
-            let g = group(label)
-            let accuracy = Interval(g.map { $0.evaluations.last!.accuracy })
-            let rts = Interval(g.map { $0.evaluations.last!.rts })
-            let negative = Interval(g.map { run in run.steps.map(\.allNegative).reduce(0, +) / Double(max(run.steps.count, 1)) })
-            let zero = Interval(g.map { run in run.steps.map(\.zeroAdvantage).reduce(0, +) / Double(max(run.steps.count, 1)) })
-            let steps = Interval(g.map { Double($0.steps.count) })
-            return "| \(label) | \(accuracy.formatted(3)) | \(rts.formatted(3)) | \(negative.formatted(2)) | \(zero.formatted(2)) | \(steps.formatted(0)) |\n"
+        var out = ""
+        let grpo = group("grpo")
+        let main = labels(in: .main)
+        if !main.isEmpty {
+            out += "| strategy | \(Self.columns) | accuracy gain over grpo (paired) |\n|---|---|---|---|---|---|---|---|\n"
+            for label in main {
+                let g = group(label)
+                let gain = label == "grpo" || grpo.isEmpty ? "—" : pairedGain(g, over: grpo, \.final.accuracy).formatted(3)
+                out += "| \(label) | \(cells(g)) | \(gain) |\n"
+            }
+            let starts = runs.filter { $0.section == .main }
+            out += "| (warm start, before RL) | \(Interval.format(Interval(starts.map { $0.evaluations[0].accuracy }).mean, 3)) | "
+                + "\(Interval.format(Interval(starts.map { $0.evaluations[0].processAccuracy }).mean, 3)) | "
+                + "\(Interval.format(Interval(starts.map { $0.evaluations[0].rts }).mean, 3)) | | | 0 | |\n"
         }
-        for label in labels where group(label).first.map({ $0.noise == 0 }) ?? false { out += row(label) }
-        let start = Interval(runs.map { $0.evaluations.first!.accuracy })
-        let startRTS = Interval(runs.map { $0.evaluations.first!.rts })
-        out += "| (warm start, before RL) | \(Interval.format(start.mean, 3)) | \(Interval.format(startRTS.mean, 3)) | | | 0 |\n"
-        out += "\n| judge noise eps (\(noiseStrategy)) | held-out accuracy | step score (RTS) | zero-advantage share |\n|---|---|---|---|\n"
-        for (label, eps) in noiseLabels {
-            let g = group(label)
-            guard !g.isEmpty else { continue }
-            let zero = Interval(g.map { run in run.steps.map(\.zeroAdvantage).reduce(0, +) / Double(max(run.steps.count, 1)) })
-            out += "| \(String(format: "%g", eps)) | \(Interval(g.map { $0.evaluations.last!.accuracy }).formatted(3)) | "
-                + "\(Interval(g.map { $0.evaluations.last!.rts }).formatted(3)) | \(zero.formatted(2)) |\n"
+        if !labels(in: .noise).isEmpty {
+            out += "\n| judge noise eps (\(noiseStrategy)) | held-out accuracy | process-verified accuracy | step score (RTS) | zero-advantage share |\n|---|---|---|---|---|\n"
+            for (label, eps) in noiseLabels {
+                let g = group(label)
+                guard !g.isEmpty else { continue }
+                out += "| \(String(format: "%g", eps)) | \(Interval(g.map(\.final.accuracy)).formatted(3)) | "
+                    + "\(Interval(g.map(\.final.processAccuracy)).formatted(3)) | \(Interval(g.map(\.final.rts)).formatted(3)) | "
+                    + "\(Interval(g.map(\.meanZeroAdvantage)).formatted(2)) |\n"
+            }
+        }
+        let ablation = runs.filter { $0.section == .ablation }
+        if !ablation.isEmpty {
+            out += "\n| changed (one at a time) | grpo accuracy | sgpo accuracy | sgpo − grpo (paired) | grpo process-verified | sgpo process-verified | sgpo step score |\n|---|---|---|---|---|---|---|\n"
+            var changes: [String] = []
+            for run in ablation where !changes.contains(run.change) { changes.append(run.change) }
+            let seeds = Set(ablation.map(\.seed))
+            func row(_ name: String, _ g: [Run], _ s: [Run]) -> String {
+                "| \(name) | \(Interval(g.map(\.final.accuracy)).formatted(3)) | \(Interval(s.map(\.final.accuracy)).formatted(3)) | "
+                    + "\(pairedGain(s, over: g, \.final.accuracy).formatted(3)) | \(Interval(g.map(\.final.processAccuracy)).formatted(3)) | "
+                    + "\(Interval(s.map(\.final.processAccuracy)).formatted(3)) | \(Interval(s.map(\.final.rts)).formatted(3)) |\n"
+            }
+            out += row("nothing (the main runs, same seeds)", grpo.filter { seeds.contains($0.seed) },
+                       group("sgpo").filter { seeds.contains($0.seed) })
+            for change in changes {
+                let here = ablation.filter { $0.change == change }
+                let g = here.filter { $0.strategy == "grpo" }
+                out += row(change, g.isEmpty ? grpo.filter { seeds.contains($0.seed) } : g, here.filter { $0.strategy == "sgpo" })
+            }
+        }
+        let strong = labels(in: .strong)
+        if !strong.isEmpty {
+            out += "\n| strong warm start | \(Self.columns) | accuracy gain over grpo (paired) |\n|---|---|---|---|---|---|---|---|\n"
+            let base = strong.first { $0.hasPrefix("grpo,") }.map(group) ?? []
+            for label in strong {
+                let g = group(label)
+                let gain = label.hasPrefix("grpo,") || base.isEmpty ? "—" : pairedGain(g, over: base, \.final.accuracy).formatted(3)
+                out += "| \(label) | \(cells(g)) | \(gain) |\n"
+            }
+            let starts = strong.flatMap(group)
+            out += "| (warm start, before RL) | \(Interval.format(Interval(starts.map { $0.evaluations[0].accuracy }).mean, 3)) | "
+                + "\(Interval.format(Interval(starts.map { $0.evaluations[0].processAccuracy }).mean, 3)) | "
+                + "\(Interval.format(Interval(starts.map { $0.evaluations[0].rts }).mean, 3)) | | | 0 | |\n"
         }
         return out
     }
 
-    /// Every evaluation of every run: label, seed, noise, tokens, accuracy, rts.
+    /// Every evaluation of every run.
     public var evaluationsCSV: String {
-        var out = "strategy,seed,noise,tokens,accuracy,rts\n"
+        var out = "strategy,seed,noise,tokens,accuracy,process_accuracy,rts\n"
         for run in runs {
-            for e in run.evaluations { out += "\(run.label),\(run.seed),\(run.noise),\(Int(e.spent)),\(e.accuracy),\(e.rts)\n" }
+            for e in run.evaluations {
+                out += "\(run.label),\(run.seed),\(run.noise),\(Int(e.spent)),\(e.accuracy),\(e.processAccuracy),\(e.rts)\n"
+            }
         }
         return out
     }
@@ -392,7 +574,7 @@ public struct TransformerStudySummary {
         func save(_ text: String, _ name: String) throws {
             try Data(text.utf8).write(to: URL(fileURLWithPath: directory + "/" + name), options: .atomic)
         }
-        let main = labels.filter { group($0).first.map { $0.noise == 0 } ?? false }
+        let main = labels(in: .main)
         try save(table, "summary.md")
         try save(evaluationsCSV, "evaluations.csv")
         try accuracyChart(labels: main).write(to: directory + "/accuracy.svg")

@@ -7,6 +7,10 @@ extension StrategyParameter {
     static let scope = StrategyParameter(
         "scope", .choice(DiversificationScope.allCases.map(\.rawValue)), "all_negative",
         "Which wrong answers SGPO re-rewards: those of all-negative groups (the paper) or all.")
+    static let credit = StrategyParameter(
+        "credit", .choice(CreditRule.allCases.map(\.rawValue)), "sequence",
+        "Which tokens of a re-rewarded answer its advantage reaches: all (sequence, the paper), those before the "
+            + "judge's first error (prefix), or positive before / negative from it (split). Math.md, credit rules.")
 }
 
 extension StrategyDescriptor {
@@ -14,7 +18,7 @@ extension StrategyDescriptor {
     /// score becomes a graded reward, then GRPO advantages.
     public static let sgpo = StrategyDescriptor(
         name: "sgpo", summary: "GRPO, with the judge's step scores mapped to graded rewards in all-negative groups.",
-        needsJudge: true, parameters: [.scale, .filter, .map, .beta, .gamma, .ceiling, .scope]
+        needsJudge: true, parameters: [.scale, .filter, .map, .beta, .gamma, .ceiling, .scope, .credit]
     ) { p in
         let map: RTSMap = switch p.string("map") {
         case "raw": .raw
@@ -24,6 +28,6 @@ extension StrategyDescriptor {
         return Strategy(
             estimator: .grpo(scale: p.scale),
             diversification: Diversification(map: map, scope: DiversificationScope(rawValue: p.string("scope"))!),
-            filter: p.filterRule)
+            filter: p.filterRule, credit: CreditRule(rawValue: p.string("credit"))!)
     }
 }
