@@ -3,17 +3,19 @@ import Foundation
 import PrismRuntime
 import PrismTrainer
 
-/// The main job: the GRPO vs SGPO comparison on multi-step arithmetic, with
-/// embedded defaults, no network, a few minutes on two cores.
+/// The main job: GRPO against SGPO (sequence credit and a step-level credit
+/// rule) on multi-step arithmetic, with embedded defaults, no network, a
+/// quarter of an hour on two cores.
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Warm-start a small transformer, then train GRPO and SGPO alike and compare them.",
+        abstract: "Warm-start a small transformer, then train GRPO and SGPO (two credit rules) alike and compare them.",
         discussion: """
             Generates arithmetic data; SFT on easy problems (2-3 terms, with 10% 4-5-term ones mixed in); \
-            then GRPO and SGPO from that model with the same seed and budget on 5-term problems, where \
-            most groups are all-negative; evaluates both on held-out problems; prints a table and writes \
-            DIR/grpo/report.html, DIR/sgpo/report.html and DIR/report.html (both side by side).
+            then GRPO, SGPO with sequence credit and SGPO with split credit from that model with the same \
+            seed and steps on 5-term problems, where most groups are all-negative; evaluates each on \
+            held-out problems (final-answer and process-verified accuracy); prints a table and writes \
+            DIR/<strategy>/report.html and DIR/report.html (all side by side).
             """)
 
     @Option(help: "Where to write data, runs and reports.") var dir = "runs/demo"

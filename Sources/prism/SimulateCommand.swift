@@ -35,7 +35,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Thresholds of P(correct) for time-to-threshold (comma-separated).") var thresholds = "0.5,0.9"
     @Option(help: "Budget tokens charged per token the judge reads (0 = a free judge).") var judgeTokenCost = 1.0
     @Option(help: "Where to write the CSV files, summary and charts.") var out = "runs/simulate"
-    @Flag(help: "Also print the exact expected GRPO and SGPO update at the initial logits.") var theory = false
+    @Flag(help: "Also print the exact expected GRPO and SGPO update (each credit rule) at the initial logits.") var theory = false
 
     func run() throws {
         try reporting {
@@ -64,8 +64,12 @@ struct SimulateCommand: ParsableCommand {
                 let g = settings.groupSize, theta = settings.initialLogits
                 let q = StylizedTheory.outcomeProbabilities(logits: theta)
                 print("exact expected update per group at theta = \(theta), G = \(g) (P(correct) = \(q.last!)):")
-                print("  grpo  \(StylizedTheory.expectedUpdate(logits: theta, groupSize: g, rule: .grpo))")
-                print("  sgpo  \(StylizedTheory.expectedUpdate(logits: theta, groupSize: g, rule: .sgpo(.sigmoid())))")
+                print("  grpo        \(StylizedTheory.expectedUpdate(logits: theta, groupSize: g, rule: .grpo))")
+                for credit in CreditRule.allCases {
+                    let name = credit == .sequence ? "sgpo" : "sgpo-\(credit.rawValue)"
+                    let update = StylizedTheory.expectedUpdate(logits: theta, groupSize: g, rule: .sgpo(.sigmoid(), credit: credit))
+                    print("  \(name.padding(toLength: 12, withPad: " ", startingAt: 0))\(update)")
+                }
             }
 
             let simulation = Simulation(settings: settings) { try ComponentLoader.components($0) }

@@ -31,11 +31,13 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "The strategy of the judge-free row, the noise sweep and the strong regime.")
     var focus = TransformerStudy.Settings().focus
     @Option(help: "Seeds per strategy in the transformer comparison.") var seeds = 5
-    @Option(help: "Seeds per point of the transformer noise sweep.") var noiseSeeds = 3
+    @Option(help: "Seeds per point of the transformer noise sweep.") var noiseSeeds = 2
     @Option(help: "Seeds per row of the ablation (0 = no ablation).") var ablationSeeds = 3
-    @Option(help: "Seeds per strategy of the strong regime (0 = leave it out).") var strongSeeds = 3
+    @Option(help: "Seeds per strategy of the strong regime (0 = leave it out).") var strongSeeds = 2
     @Option(help: "Warm-start steps of the strong regime.") var strongSftSteps = 4000
-    @Option(help: "Token budget of the strong regime.") var strongBudget = 1_200_000
+    @Option(help: "Token budget of the strong regime.") var strongBudget = 900_000
+    @Flag(help: "Add an ablation row with all of the replication's settings at once (200 steps, 1300 SFT steps).")
+    var replicationRow = false
     @Option(help: "Seeds per stylized variant.") var stylizedSeeds = 5
     @Option(help: "Token budget of each transformer run.") var budget = 600_000
     @Option(help: "Evaluate on the held-out problems every N steps.") var evalEvery = 20
@@ -82,6 +84,7 @@ struct StudyCommand: ParsableCommand {
                 settings.strongSFTSteps = try SimulateCommand.checked(strongSftSteps, "--strong-sft-steps", 1...1_000_000)
                 settings.strongBudget = try SimulateCommand.checked(strongBudget, "--strong-budget", 1000...Int(Int32.max))
                 settings.threads = try SimulateCommand.checked(threads, "--threads", 0...16)
+                settings.replicationRow = replicationRow
                 let parts = shard.split(separator: "/").compactMap { Int($0) }
                 guard parts.count == 2, parts[1] >= 1, (0..<parts[1]).contains(parts[0]) else {
                     throw TrainerError("--shard: expected i/n with 0 <= i < n, got '\(shard)'")

@@ -1,9 +1,10 @@
 import Foundation
 import PrismCore
 
-/// `prism demo`, the main job: one warm start, then GRPO and SGPO from it
-/// with the same seed and steps on 5-term problems, where most groups are
-/// all-negative, and a table comparing them.
+/// `prism demo`, the main job: one warm start, then GRPO, sequence SGPO and
+/// SGPO with a step-level credit rule from it, with the same seed and steps
+/// on 5-term problems, where most groups are all-negative, and a table
+/// comparing them.
 public struct Demo {
     public struct Settings: Sendable {
         /// Where data, runs and reports go.
@@ -13,6 +14,8 @@ public struct Demo {
         public var steps = 80
         public var evalProblems = 200
         public var seed = 0
+        /// The strategies compared (names of `StudyStrategy.all`).
+        public var strategies = ["grpo", "sgpo", "sgpo-split"]
 
         public init() {}
     }
@@ -34,27 +37,37 @@ public struct Demo {
 
         /// The comparison as printed by `prism demo`.
         public var table: String {
-            var out = "strategy  held-out acc      step score  pass@4  all-negative  zero-advantage  diversified\n"
-            out += "start   " + String(format: "  %.3f ± %.3f     %.3f       %.3f   (the warm-start model, before RL)\n",
-                                     start.accuracy, start.accuracyStandardError, start.meanRTS, start.passAtK)
+            var out = "strategy     held-out acc    process-verified  step score  pass@4  all-negative  zero-advantage  diversified\n"
+            out += "start      " + String(format: "  %.3f ± %.3f   %.3f             %.3f       %.3f   (the warm-start model, before RL)\n",
+                                        start.accuracy, start.accuracyStandardError, start.processAccuracy, start.meanRTS,
+                                        start.passAtK)
             for row in rows {
                 let e = row.evaluation
-                out += row.strategy.padding(toLength: 8, withPad: " ", startingAt: 0)
-                    + String(format: "  %.3f ± %.3f     %.3f       %.3f   %.2f          %.2f            %.2f\n",
-                             e?.accuracy ?? .nan, e?.accuracyStandardError ?? .nan, e?.meanRTS ?? .nan,
-                             e?.passAtK ?? .nan, row.allNegative, row.zeroAdvantage, row.diversified)
+                out += row.strategy.padding(toLength: 11, withPad: " ", startingAt: 0)
+                    + String(format: "  %.3f ± %.3f   %.3f             %.3f       %.3f   %.2f          %.2f            %.2f\n",
+                             e?.accuracy ?? .nan, e?.accuracyStandardError ?? .nan, e?.processAccuracy ?? .nan,
+                             e?.meanRTS ?? .nan, e?.passAtK ?? .nan, row.allNegative, row.zeroAdvantage, row.diversified)
             }
             return out + """
 
                 all-negative, zero-advantage and diversified are shares of groups averaged over the training steps.
-                Held-out accuracy is greedy on \(evalProblems) problems (± one standard error); step score is the
-                judge's fraction of the solution before the first error. On this budget the visible difference is
-                usually in the zero-advantage share and the step score, not in final accuracy.
-                Reports: \(directory)/report.html (both runs), \(directory)/grpo/report.html, \(directory)/sgpo/report.html
+                Held-out accuracy is greedy on \(evalProblems) problems (± one standard error), counting a right final
+                answer; process-verified counts only answers right at every step that end after the answer; step
+                score is the judge's fraction of the solution before the first error.
+                \(Demo.reading)
+                Reports: \(directory)/report.html (all runs), \(rows.map { "\(directory)/\($0.strategy)/report.html" }.joined(separator: ", "))
 
                 """
         }
     }
+
+    /// What the table shows, in plain words (from the study's results,
+    /// Documentation/EXPERIMENTS.md §3).
+    static let reading = """
+        One seed and 80 steps settle nothing: the study (EXPERIMENTS.md §3) is the evidence. What this run shows
+        is the mechanism: sgpo (sequence credit) teaches from the groups GRPO cannot (lower zero-advantage share)
+        but credits the tokens after each answer's first error too; sgpo-split credits only up to it.
+        """
 
     public var settings: Settings
     public var progress: ProgressReporter
@@ -66,8 +79,8 @@ public struct Demo {
         self.load = load
     }
 
-    /// Data, warm start, the start model's evaluation, GRPO and SGPO, and
-    /// DIR/report.html with both runs.
+    /// Data, warm start, the start model's evaluation, each strategy, and
+    /// DIR/report.html with all runs.
     public func run() throws -> Result {
         let s = settings
         let dir = s.directory
@@ -89,9 +102,12 @@ public struct Demo {
             sampled: try Policy(backend: components.backend, sampler: components.sampler, temperature: 1), k: 4,
             reward: components.reward, judge: components.judge, maxNewTokens: 60, seed: UInt64(s.seed))
         var rows: [Row] = []
-        for strategy in ["grpo", "sgpo"] {
+        for strategy in s.strategies {
+            guard let named = StudyStrategy.all.first(where: { $0.name == strategy }) else {
+                throw TrainerError("demo: unknown strategy '\(strategy)'; expected one of \(StudyStrategy.names.joined(separator: ", "))")
+            }
             var config = base
-            try config.set("strategy.name=\(strategy)")
+            for assignment in named.assignments { try config.set(assignment) }
             progress.log("training \(strategy) for \(s.steps) steps")
             let trainer = Trainer(config: config, directory: RunDirectory(path: "\(dir)/\(strategy)"),
                                   components: try load(config), progress: progress)
@@ -100,7 +116,7 @@ public struct Demo {
             rows.append(Row(strategy: strategy, evaluation: summary.evaluation, allNegative: shares[0],
                             zeroAdvantage: shares[1], diversified: shares[2]))
         }
-        try Report.write(runs: [RunDirectory(path: "\(dir)/grpo"), RunDirectory(path: "\(dir)/sgpo")], to: dir + "/report.html")
+        try Report.write(runs: s.strategies.map { RunDirectory(path: "\(dir)/\($0)") }, to: dir + "/report.html")
         return Result(start: start, rows: rows, evalProblems: s.evalProblems, directory: dir)
     }
 

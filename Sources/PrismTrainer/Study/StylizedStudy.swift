@@ -11,8 +11,8 @@ public enum StylizedStudy {
     }
 
     /// Every strategy at paper-like settings, a learning-rate sweep, judge
-    /// noise, a hard first step against a hard last step, and SGPO's maps on
-    /// a four-step chain; `seeds` seeds per variant.
+    /// noise, a hard first step against a hard last step, and SGPO's maps and
+    /// credit rules on a four-step chain; `seeds` seeds per variant.
     public static func experiments(seeds: Int, noises: [Double]) throws -> [Experiment] {
         var base = Simulation.Settings()
         base.seeds = seeds
@@ -38,6 +38,9 @@ public enum StylizedStudy {
         maps.initialLogits = [-1, -1, -1, -1]
         maps.steps = 400
         out.append(Experiment(name: "maps", title: "SGPO's maps on a four-step chain", settings: maps))
+        var credit = maps
+        credit.strategies = try StudyStrategy.parse("grpo,sgpo,sgpo-prefix,sgpo-split")
+        out.append(Experiment(name: "credit", title: "SGPO's credit rules on a four-step chain", settings: credit))
         return out
     }
 

@@ -126,7 +126,7 @@ public struct TransformerStudy {
         public var focus = "sgpo-prefix"
         /// Judge noise levels of the sweep (eps = 0 is the main run).
         public var noises = [0.1, 0.3, 0.5]
-        public var noiseSeeds = 3
+        public var noiseSeeds = 2
         /// Also run `focus` with the judge's reading not charged to the
         /// budget (run.judge_token_cost = 0): the judge's cost apart from
         /// the method's effect.
@@ -136,8 +136,10 @@ public struct TransformerStudy {
         public var ablationSeeds = 3
         /// Warm-start steps, budget and seeds of the strong regime; 0 seeds leaves it out.
         public var strongSFTSteps = 4000
-        public var strongBudget = 1_200_000
-        public var strongSeeds = 3
+        public var strongBudget = 900_000
+        public var strongSeeds = 2
+        /// Add an ablation row with all of the replication's settings at once (200 steps, costly).
+        public var replicationRow = false
         /// Terms per training and held-out problem.
         public var terms = 4
         public var tokenBudget = 600_000
@@ -192,18 +194,20 @@ public struct TransformerStudy {
     /// The one-at-a-time changes of the ablation: a name, the assignments,
     /// the judge options, the warm start, and whether GRPO is affected
     /// (when not, its row reuses the main runs).
-    public static func ablationChanges(sftSteps: Int) -> [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool)] {
+    public static func ablationChanges(sftSteps: Int, replicationRow: Bool = false)
+        -> [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool)]
+    {
         let replication = ["reward.config={\"verify\": \"process\"}", "grpo.max_new_tokens=40", "eval.max_new_tokens=40",
                            "optimizer.max_grad_norm=0", "run.token_budget=0", "run.steps=200", "run.judge_token_cost=0"]
-        return [
+        let all: [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool)] = [
             ("process-verified reward", ["reward.config={\"verify\": \"process\"}"], "", sftSteps, true),
             ("40 new tokens", ["grpo.max_new_tokens=40", "eval.max_new_tokens=40"], "", sftSteps, true),
             ("no gradient clipping", ["optimizer.max_grad_norm=0"], "", sftSteps, true),
             ("1300 warm-start steps", [], "", 1300, true),
             ("judge not charged", ["run.judge_token_cost=0"], "", sftSteps, false),
             ("lenient judge (text after the answer ignored)", [], #""after_answer": "ignore""#, sftSteps, false),
-            ("all of the replication's settings (200 steps)", replication, "", 1300, true),
         ]
+        return all + (replicationRow ? [("all of the replication's settings (200 steps)", replication, "", 1300, true)] : [])
     }
 
     public var variants: [Variant] {
@@ -222,7 +226,7 @@ public struct TransformerStudy {
         }
         if s.ablationSeeds > 0 {
             let pair = ["grpo", "sgpo"].map { name in StudyStrategy.all.first { $0.name == name }! }
-            for change in Self.ablationChanges(sftSteps: s.sftSteps) {
+            for change in Self.ablationChanges(sftSteps: s.sftSteps, replicationRow: s.replicationRow) {
                 for strategy in pair where strategy.usesJudge || change.grpo {
                     let fixedSteps = change.extra.contains("run.token_budget=0")
                     out.append(Variant(label: "\(strategy.name), \(change.name)", section: .ablation, strategy: strategy,
