@@ -77,13 +77,14 @@ struct DemoAndRolloutTests {
         #expect(variants.filter { $0.section == .noise }.map(\.noise) == [0.1, 0.3, 0.5])
         let ablation = variants.filter { $0.section == .ablation }
         // GRPO is rerun only where the change can affect it (not for judge settings).
-        #expect(ablation.filter { $0.strategy.name == "grpo" }.count == 4 && ablation.filter { $0.strategy.name == "sgpo" }.count == 6)
+        #expect(ablation.filter { $0.strategy.name == "grpo" }.count == 5 && ablation.filter { $0.strategy.name == "sgpo" }.count == 7)
+        #expect(ablation.filter(\.tied).map(\.change) == ["LM head tied to the embedding", "LM head tied to the embedding"])
         #expect(ablation.first { $0.change == "1300 warm-start steps" }?.sftSteps == 1300)
         #expect(variants.filter { $0.section == .strong }.map(\.label)
             == ["grpo, strong warm start", "sgpo, strong warm start", "sgpo-prefix, strong warm start"])
         // Every run has a directory of its own.
         let directories = study.jobs.map { study.runDirectory($0.variant, seed: $0.seed).path }
-        #expect(Set(directories).count == directories.count && directories.count == 72)
+        #expect(Set(directories).count == directories.count && directories.count == 78)
         // The lenient-judge row's judge config, and the process-reward row's reward.
         var base = ConfigFile()
         try base.set("seed=0")

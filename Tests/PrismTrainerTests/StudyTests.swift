@@ -221,7 +221,7 @@ struct StudySummaryTests {
     }
 
     func step(_ n: Int, spent: Double, allNegative: Double, eval: Double? = nil) -> String {
-        let evaluation = eval.map { #", "eval/accuracy": \#($0), "eval/rts": 0.5"# } ?? ""
+        let evaluation = eval.map { #", "eval/accuracy": \#($0), "eval/process_accuracy": \#($0 / 2), "eval/rts": 0.5"# } ?? ""
         return #"{"step": \#(n), "budget/spent": \#(spent), "sampling/groups": 4, "sampling/all_negative": \#(allNegative * 4), "groups/total": 4, "groups/zero_advantage": 2\#(evaluation)}"#
     }
 
@@ -253,7 +253,8 @@ struct StudySummaryTests {
         // (300, 400]: only seed 0's 1; (400, 500]: only seed 1's 0.75; the last tenth includes the overshoot.
         #expect(negative[3].mean == 1 && negative[4].mean == 0.75 && negative[9].mean == 0.375)
         #expect(summary.table.contains("| a | 0.400 ± "))
-        #expect(summary.table.contains("| 0.5 | 0.100 | 0.500 | 0.50 |"))
+        #expect(summary.table.contains("| 0.5 | 0.100 | 0.050 | 0.500 | 0.50 |"))
+        #expect(summary.table.contains("| a | 0.400 ± 1.271 | 0.200 ± 0.635 | 0.500 ± 0.000 |"), "\(summary.table)")
         #expect(throws: TrainerError.self) {
             try TransformerStudySummary.Run(label: "x", noise: 0, seed: 0,
                                             directory: try run(root, "empty", [step(1, spent: 10, allNegative: 1)]))
@@ -282,6 +283,10 @@ struct TransformerStudyTests {
         settings.evalEvery = 2
         settings.evalProblems = 4
         settings.sftSteps = 2
+        settings.focus = "sgpo"
+        settings.noiseSeeds = 1
+        settings.ablationSeeds = 0
+        settings.strongSeeds = 0
         var study = TransformerStudy(settings: settings, progress: .silent, load: Self.load)
         #expect(study.variants.map(\.label) == ["grpo", "sgpo", "sgpo judge-free", "sgpo eps=0.5"])
         let noisy = try study.config(base: ConfigFile(), variant: study.variants[3], seed: 0)

@@ -109,6 +109,64 @@ struct ModelGradientTests {
         print("gradient check, largest relative error per tensor:\n  " + report.joined(separator: "\n  "))
     }
 
+    /// A tied head: the gradient of the one shared matrix (reported on
+    /// `wte`, the head's copy getting none) against finite differences that
+    /// move the embedding and the head together; after an AdamW step the
+    /// head is still the embedding transposed.
+    @Test func tiedHeadGradientIsTheSumOfBothUses() {
+        let dims = pk_dims(vocab: 7, d_model: 8, layers: 1, heads: 2, d_ff: 16, max_len: 6)
+        let model = Self.model(dims, seed: 8)
+        defer { pk_model_free(model) }
+        pk_model_tie_head(model, 1)
+        let lay = pk_make_layout(dims)
+        let D = 8, V = 7, count = Int(lay.total)
+        let params = pk_params(model)!
+        func headMatchesEmbedding() -> Bool {
+            (0..<D).allSatisfy { i in (0..<V).allSatisfy { v in
+                params[Int(lay.head_w) + i * V + v] == params[Int(lay.wte) + v * D + i]
+            } }
+        }
+        #expect(headMatchesEmbedding())
+        let rows = 2, stride = 6
+        var rng = RandomState(seed: 4)
+        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 7) }
+        let lengths: [UInt32] = [6, 5]
+        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
+        func loss() -> Double {
+            var out = [Float](repeating: 0, count: rows * stride)
+            _ = pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 1, &out)
+            return zip(out, grad).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        pk_grads(model)!.update(repeating: 0, count: count)
+        _ = pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 1, grad)
+        let analytic = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
+        #expect((0..<(D * V)).allSatisfy { analytic[Int(lay.head_w) + $0] == 0 })
+        var direction = (0..<(V * D)).map { _ in rng.uniform() - 0.5 }
+        let norm = direction.map { $0 * $0 }.reduce(0, +).squareRoot()
+        direction = direction.map { $0 / norm }
+        let h = 1e-2
+        func shifted(_ k: Double) -> Double {
+            func move(_ sign: Double) {
+                for v in 0..<V {
+                    for i in 0..<D {
+                        let delta = Float(sign * k * h * direction[v * D + i])
+                        params[Int(lay.wte) + v * D + i] += delta
+                        params[Int(lay.head_w) + i * V + v] += delta
+                    }
+                }
+            }
+            move(1)
+            defer { move(-1) }
+            return loss()
+        }
+        let numeric = (shifted(-2) - 8 * shifted(-1) + 8 * shifted(1) - shifted(2)) / (12 * h)
+        let exact = (0..<(V * D)).map { Double(analytic[Int(lay.wte) + $0]) * direction[$0] }.reduce(0, +)
+        let error = abs(numeric - exact) / max(abs(numeric), abs(exact), 1e-2)
+        #expect(error < 2e-2, "tied embedding: analytic \(exact) numeric \(numeric)")
+        _ = pk_adamw(model, 1e-2, 0.9, 0.999, 1e-8, 0.1, 1.0)
+        #expect(headMatchesEmbedding())
+    }
+
     @Test func kvCacheDecodingMatchesFullForward() {
         let dims = pk_dims(vocab: 11, d_model: 16, layers: 2, heads: 4, d_ff: 32, max_len: 20)
         let model = Self.model(dims, seed: 6, std: 0.2)

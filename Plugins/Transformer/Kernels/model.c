@@ -1,6 +1,7 @@
 /*
  * model.c — a decoder-only, pre-LayerNorm transformer (GPT-2 style: learned
- * positions, causal multi-head attention, tanh-GELU MLP, untied LM head):
+ * positions, causal multi-head attention, tanh-GELU MLP, LM head untied or
+ * tied to the token embedding):
  * forward, backward from dL/dlogprob, KV-cache decoding and AdamW.
  *
  * Shapes: B rows of T tokens, N = B·T; D model width, H heads of size
@@ -73,6 +74,7 @@ struct pk_model {
   int *positions;
   int dec_rows;
   int portable; /* kernel choice, applied around each pass */
+  int tied;     /* LM head = wte transposed (kept as a synced copy) */
 };
 
 void pk_model_use_portable(pk_model *m, int portable) { m->portable = portable; }
@@ -569,6 +571,16 @@ static int backward_pass(pk_model *m, const int32_t *tokens, const uint32_t *len
       }
     }
   }
+  if (m->tied) {
+    /* One matrix used twice: the head's gradient joins the embedding's. */
+    float *gh = g + m->lay.head_w, *gw = g + m->lay.wte;
+    for (int i = 0; i < D; ++i) {
+      for (int v = 0; v < V; ++v) {
+        gw[(size_t)v * D + i] += gh[(size_t)i * V + v];
+        gh[(size_t)i * V + v] = 0;
+      }
+    }
+  }
   return 0;
 }
 
@@ -712,6 +724,14 @@ static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
 
 /* ----------------------------------------------------------------- AdamW */
 
+/* head_w[i][v] = wte[v][i]: the tied head's stored copy. */
+static void sync_head(pk_model *m, float *w) {
+  int D = m->d.d_model, V = m->d.vocab;
+  for (int i = 0; i < D; ++i) {
+    for (int v = 0; v < V; ++v) w[m->lay.head_w + (size_t)i * V + v] = w[m->lay.wte + (size_t)v * D + i];
+  }
+}
+
 double pk_adamw(pk_model *m, double lr, double beta1, double beta2, double eps,
                 double weight_decay, double max_norm) {
   size_t P = m->lay.total;
@@ -735,7 +755,16 @@ double pk_adamw(pk_model *m, double lr, double beta1, double beta2, double eps,
     }
   }
   memset(m->grads, 0, P * sizeof(float));
+  if (m->tied) sync_head(m, m->params);
   return norm;
+}
+
+void pk_model_tie_head(pk_model *m, int tied) {
+  m->tied = tied != 0;
+  if (m->tied) {
+    sync_head(m, m->params);
+    sync_head(m, m->ref);
+  }
 }
 
 /* ------------------------------------------------- public passes */

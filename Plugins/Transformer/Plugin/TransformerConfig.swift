@@ -4,7 +4,7 @@ import PluginKit
 /// The transformer's JSON config (every key optional; see Documentation/Plugins.md).
 struct TransformerConfig: Equatable {
     static let keys = [
-        "vocab", "d_model", "layers", "heads", "d_ff", "max_len", "seed", "init_std", "threads",
+        "vocab", "d_model", "layers", "heads", "d_ff", "max_len", "tie_embeddings", "seed", "init_std", "threads",
         "kernels", "checkpoint",
     ]
     /// The characters of the vocabulary, after the three special tokens.
@@ -14,6 +14,8 @@ struct TransformerConfig: Equatable {
     var heads = 4
     var dFF = 512
     var maxLen = 96
+    /// The LM head is the token embedding transposed (one matrix).
+    var tieEmbeddings = false
     var seed: UInt64 = 0
     var initStd = 0.02
     /// Kernel threads; 0 = every online CPU.
@@ -33,6 +35,7 @@ struct TransformerConfig: Equatable {
         heads = try c.int("heads", default: heads, in: 1...64)
         dFF = try c.int("d_ff", default: dFF, in: 8...16384)
         maxLen = try c.int("max_len", default: maxLen, in: 2...1024)
+        tieEmbeddings = try c.bool("tie_embeddings", default: false)
         seed = UInt64(try c.int("seed", default: 0, in: 0...Int.max))
         initStd = try c.double("init_std", default: initStd, in: 0...1)
         threads = try c.int("threads", default: threads, in: 0...16)
@@ -59,7 +62,7 @@ struct TransformerConfig: Equatable {
     /// The shape part of the config, stored in checkpoints and compared on load.
     var architectureJSON: String {
         "{\"vocab\":\(jsonString(vocab)),\"d_model\":\(dModel),\"layers\":\(layers),\"heads\":\(heads),"
-            + "\"d_ff\":\(dFF),\"max_len\":\(maxLen)}"
+            + "\"d_ff\":\(dFF),\"max_len\":\(maxLen)" + (tieEmbeddings ? ",\"tie_embeddings\":true}" : "}")
     }
 }
 

@@ -28,6 +28,7 @@ final class TransformerModel: PluginObject {
         if config.threads > 0 { pk_set_threads(Int32(config.threads)) }
         pk_model_use_portable(model, config.kernels == "portable" ? 1 : 0)
         initialize()
+        pk_model_tie_head(model, config.tieEmbeddings ? 1 : 0)
         if let checkpoint = config.checkpoint { try load(path: checkpoint) }
     }
 
@@ -133,6 +134,7 @@ final class TransformerModel: PluginObject {
                 }
             }
             pk_adam_step(model)!.pointee = Int64(file.metadata["adam_step"] ?? "0") ?? 0
+            pk_model_tie_head(model, config.tieEmbeddings ? 1 : 0)
         } catch {
             throw ModelError("\(error)")
         }

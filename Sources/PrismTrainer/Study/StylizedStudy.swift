@@ -19,6 +19,8 @@ public enum StylizedStudy {
         var out = [Experiment(name: "strategies", title: "every strategy, two steps, paper-like settings", settings: base)]
         var lr = base
         lr.learningRates = [0.25, 0.5, 1, 2, 4, 8, 16]
+        // The estimators' step sizes differ; the credit rules do not change them.
+        lr.strategies = base.strategies.filter { !["sgpo-prefix", "sgpo-split"].contains($0.name) }
         out.append(Experiment(name: "learning-rates", title: "every strategy at seven learning rates", settings: lr))
         var noisy = base
         noisy.strategies = try StudyStrategy.parse("grpo,sgpo")

@@ -18,10 +18,11 @@ public enum ArithmeticRecipe {
         ArithmeticTask(terms: terms...terms, digits: 2...2).examples(count: count, seed: seed)
     }
 
-    /// The model: 2 layers, width 128, 4 heads, MLP 512, sequences up to 80.
-    public static func modelConfig(seed: Int, threads: Int = 0) -> String {
-        let threads = threads > 0 ? ", \"threads\": \(threads)" : ""
-        return #"{"vocab": "0123456789+=;#", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 80, "seed": \#(seed)\#(threads)}"#
+    /// The model: 2 layers, width 128, 4 heads, MLP 512, sequences up to 80;
+    /// `tied`: the LM head tied to the token embedding.
+    public static func modelConfig(seed: Int, threads: Int = 0, tied: Bool = false) -> String {
+        let options = (threads > 0 ? ", \"threads\": \(threads)" : "") + (tied ? ", \"tie_embeddings\": true" : "")
+        return #"{"vocab": "0123456789+=;#", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 80, "seed": \#(seed)\#(options)}"#
     }
 
     /// The GRPO settings both use: G = 8, 16 prompts a step, 60 new tokens.
@@ -54,10 +55,13 @@ public enum ArithmeticRecipe {
         public var reuseWarmStart: Bool
         /// The model's kernel threads (0 = every CPU).
         public var threads: Int
+        /// The LM head tied to the token embedding.
+        public var tied: Bool
 
         public init(directory: String, terms: Int, evalProblems: Int, seed: Int, sftSteps: Int, threads: Int = 0,
-                    assignments: [String], reuseWarmStart: Bool) {
+                    tied: Bool = false, assignments: [String], reuseWarmStart: Bool) {
             self.threads = threads
+            self.tied = tied
             self.directory = directory
             self.terms = terms
             self.evalProblems = evalProblems
@@ -85,7 +89,7 @@ public enum ArithmeticRecipe {
         for assignment in grpoAssignments + [
             "data.train=\(dir)/train.jsonl", "data.eval=\(dir)/eval.jsonl", "data.eval_problems=\(p.evalProblems)",
         ] + p.assignments { try base.set(assignment) }
-        try base.set("model.config=" + modelConfig(seed: p.seed, threads: p.threads))
+        try base.set("model.config=" + modelConfig(seed: p.seed, threads: p.threads, tied: p.tied))
         // Several `prism study --shard` processes may want the same warm
         // start: the first trains it while the others wait on the lock.
         let lock = unsafe open(dir + "/warm-start.lock", O_CREAT | O_RDWR, 0o644)
@@ -175,6 +179,8 @@ public struct TransformerStudy {
         public var seeds: Int
         /// The warm start's SFT steps.
         public var sftSteps: Int
+        /// Whether the model's LM head is tied to its embedding (its own warm start).
+        public var tied = false
         /// The token budget; 0 = a fixed number of steps (`run.steps` in `extra`).
         public var budget: Int
     }
@@ -195,19 +201,21 @@ public struct TransformerStudy {
     /// the judge options, the warm start, and whether GRPO is affected
     /// (when not, its row reuses the main runs).
     public static func ablationChanges(sftSteps: Int, replicationRow: Bool = false)
-        -> [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool)]
+        -> [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool, tied: Bool)]
     {
         let replication = ["reward.config={\"verify\": \"process\"}", "grpo.max_new_tokens=40", "eval.max_new_tokens=40",
                            "optimizer.max_grad_norm=0", "run.token_budget=0", "run.steps=200", "run.judge_token_cost=0"]
-        let all: [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool)] = [
-            ("process-verified reward", ["reward.config={\"verify\": \"process\"}"], "", sftSteps, true),
-            ("40 new tokens", ["grpo.max_new_tokens=40", "eval.max_new_tokens=40"], "", sftSteps, true),
-            ("no gradient clipping", ["optimizer.max_grad_norm=0"], "", sftSteps, true),
-            ("1300 warm-start steps", [], "", 1300, true),
-            ("judge not charged", ["run.judge_token_cost=0"], "", sftSteps, false),
-            ("lenient judge (text after the answer ignored)", [], #""after_answer": "ignore""#, sftSteps, false),
+        let all: [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool, tied: Bool)] = [
+            ("process-verified reward", ["reward.config={\"verify\": \"process\"}"], "", sftSteps, true, false),
+            ("40 new tokens", ["grpo.max_new_tokens=40", "eval.max_new_tokens=40"], "", sftSteps, true, false),
+            ("no gradient clipping", ["optimizer.max_grad_norm=0"], "", sftSteps, true, false),
+            ("1300 warm-start steps", [], "", 1300, true, false),
+            ("judge not charged", ["run.judge_token_cost=0"], "", sftSteps, false, false),
+            ("lenient judge (text after the answer ignored)", [], #""after_answer": "ignore""#, sftSteps, false, false),
+            ("LM head tied to the embedding", [], "", sftSteps, true, true),
         ]
-        return all + (replicationRow ? [("all of the replication's settings (200 steps)", replication, "", 1300, true)] : [])
+        return all + (replicationRow
+            ? [("all of the replication's settings (200 steps)", replication, "", 1300, true, true)] : [])
     }
 
     public var variants: [Variant] {
@@ -231,7 +239,8 @@ public struct TransformerStudy {
                     let fixedSteps = change.extra.contains("run.token_budget=0")
                     out.append(Variant(label: "\(strategy.name), \(change.name)", section: .ablation, strategy: strategy,
                                        change: change.name, extra: change.extra, judgeOptions: change.judge,
-                                       seeds: s.ablationSeeds, sftSteps: change.sft, budget: fixedSteps ? 0 : s.tokenBudget))
+                                       seeds: s.ablationSeeds, sftSteps: change.sft, tied: change.tied,
+                                       budget: fixedSteps ? 0 : s.tokenBudget))
                 }
             }
         }
@@ -250,12 +259,12 @@ public struct TransformerStudy {
     var dir: String { settings.directory }
 
     /// The data and the warm start with `sftSteps` steps (reused when there).
-    public func prepare(sftSteps: Int) throws -> ConfigFile {
+    public func prepare(sftSteps: Int, tied: Bool = false) throws -> ConfigFile {
         let s = settings
         return try ArithmeticRecipe.prepare(
             ArithmeticRecipe.Preparation(
-                directory: "\(dir)/warm-\(sftSteps)", terms: s.terms, evalProblems: s.evalProblems, seed: s.dataSeed,
-                sftSteps: sftSteps, threads: s.threads,
+                directory: "\(dir)/warm-\(sftSteps)\(tied ? "-tied" : "")", terms: s.terms, evalProblems: s.evalProblems,
+                seed: s.dataSeed, sftSteps: sftSteps, threads: s.threads, tied: tied,
                 assignments: [
                     "eval.k=0", "optimizer.lr=\(s.learningRate)", "run.steps=100000",
                     "run.eval_every=\(s.evalEvery)", "run.eval_at_start=true", "run.checkpoint_every=\(s.evalEvery)",
@@ -299,12 +308,13 @@ public struct TransformerStudy {
     /// prepared when the first job needs it (once, whatever the shards).
     /// - Returns: false when interrupted.
     public func run() throws -> Bool {
-        var bases: [Int: ConfigFile] = [:]
+        var bases: [String: ConfigFile] = [:]
         let jobs = self.jobs
         let started = Date()
         for (index, (variant, seed)) in jobs.enumerated() where index % settings.shard.count == settings.shard.index {
-            if bases[variant.sftSteps] == nil { bases[variant.sftSteps] = try prepare(sftSteps: variant.sftSteps) }
-            let base = bases[variant.sftSteps]!
+            let key = "\(variant.sftSteps) \(variant.tied)"
+            if bases[key] == nil { bases[key] = try prepare(sftSteps: variant.sftSteps, tied: variant.tied) }
+            let base = bases[key]!
             let directory = runDirectory(variant, seed: seed)
             if isComplete(variant, directory, base: base) { continue }
             progress.log("[\(index + 1)/\(jobs.count)] \(variant.label) seed \(seed) (\(Int(Date().timeIntervalSince(started))) s so far)")
@@ -419,8 +429,13 @@ public struct TransformerStudySummary {
     }
 
     func group(_ label: String) -> [Run] { runs.filter { $0.label == label } }
+    /// The labels of a section; the main section's without the noisy runs
+    /// (those are the noise sweep's, wherever they were run).
     func labels(in section: TransformerStudy.Section) -> [String] {
-        labels.filter { group($0).first?.section == section }
+        labels.filter { label in
+            guard let first = group(label).first else { return false }
+            return section == .noise ? first.noise > 0 : first.section == section && first.noise == 0
+        }
     }
 
     /// The budget grid of the curves: 0, 10%, ..., 100%.

@@ -77,6 +77,11 @@ pk_model *pk_model_new(pk_dims dims);
 void pk_model_free(pk_model *m);
 /* Runs this model's passes on the portable kernels (1) or the fastest (0). */
 void pk_model_use_portable(pk_model *m, int portable);
+/* Ties the LM head to the token embedding (1) or not (0). Tied, head_w is
+ * kept equal to wte transposed: set from wte now (policy and reference) and
+ * after every AdamW step, its gradient added into wte's by backward. Call it
+ * again after writing the parameters (initialisation, loading). */
+void pk_model_tie_head(pk_model *m, int tied);
 float *pk_params(pk_model *m);
 float *pk_reference(pk_model *m);
 float *pk_grads(pk_model *m);
