@@ -9,10 +9,10 @@ import PrismTrainer
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Warm-start a small transformer, then train GRPO and SGPO (two credit rules) alike and compare them.",
+        abstract: "Warm-start a small transformer, then train GRPO and SGPO (sequence and prefix credit) alike and compare them.",
         discussion: """
             Generates arithmetic data; SFT on easy problems (2-3 terms, with 10% 4-5-term ones mixed in); \
-            then GRPO, SGPO with sequence credit and SGPO with split credit from that model with the same \
+            then GRPO, SGPO with sequence credit and SGPO with prefix credit from that model with the same \
             seed and steps on 5-term problems, where most groups are all-negative; evaluates each on \
             held-out problems (final-answer and process-verified accuracy); prints a table and writes \
             DIR/<strategy>/report.html and DIR/report.html (all side by side).

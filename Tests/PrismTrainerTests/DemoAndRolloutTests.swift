@@ -15,10 +15,10 @@ struct DemoAndRolloutTests {
         settings.steps = 2
         settings.evalProblems = 4
         let result = try Demo(settings: settings, progress: .silent) { try ComponentLoader.components($0) }.run()
-        #expect(result.rows.map(\.strategy) == ["grpo", "sgpo", "sgpo-split"])
+        #expect(result.rows.map(\.strategy) == ["grpo", "sgpo", "sgpo-prefix"])
         #expect(result.rows.allSatisfy { $0.evaluation?.problems == 4 && !($0.evaluation?.processAccuracy.isNaN ?? true) })
         // Every run starts from the warm start the demo saved, with its strategy's settings.
-        for (name, credit) in [("grpo", nil), ("sgpo", "sequence"), ("sgpo-split", "split")] {
+        for (name, credit) in [("grpo", nil), ("sgpo", "sequence"), ("sgpo-prefix", "prefix")] {
             let config = try ConfigFile(path: "\(settings.directory)/\(name)/config.yaml")
             #expect(config.string("model.checkpoint") == settings.directory + "/warm-start.safetensors")
             #expect(config.string("strategy.name") == (name == "grpo" ? "grpo" : "sgpo"))
@@ -27,7 +27,7 @@ struct DemoAndRolloutTests {
         #expect(result.rows[1].diversified > 0 && result.rows[2].diversified > 0 && result.rows[0].diversified == 0)
         let lines = result.table.split(separator: "\n")
         #expect(lines[1].hasPrefix("start ") && lines[2].hasPrefix("grpo ") && lines[3].hasPrefix("sgpo ")
-            && lines[4].hasPrefix("sgpo-split "))
+            && lines[4].hasPrefix("sgpo-prefix "))
         #expect(FileManager.default.fileExists(atPath: settings.directory + "/report.html"))
         #expect(FileManager.default.fileExists(atPath: settings.directory + "/sft.jsonl"))
     }
@@ -61,7 +61,7 @@ struct DemoAndRolloutTests {
         #expect(experiments.allSatisfy { $0.settings.seeds == 3 })
         #expect(experiments[2].settings.noises == [0, 0.5])
         #expect(experiments[5].settings.reasoningSteps == 4 && experiments[6].settings.reasoningSteps == 4)
-        #expect(experiments[6].settings.strategies.map(\.name) == ["grpo", "sgpo", "sgpo-prefix", "sgpo-split"])
+        #expect(experiments[6].settings.strategies.map(\.name) == ["grpo", "sgpo", "sgpo-prefix", "sgpo-prefix"])
     }
 
     /// The transformer study's plan: its sections, seeds and run configs,

@@ -15,7 +15,7 @@ public struct Demo {
         public var evalProblems = 200
         public var seed = 0
         /// The strategies compared (names of `StudyStrategy.all`).
-        public var strategies = ["grpo", "sgpo", "sgpo-split"]
+        public var strategies = ["grpo", "sgpo", "sgpo-prefix"]
 
         public init() {}
     }
@@ -66,7 +66,7 @@ public struct Demo {
     static let reading = """
         One seed and 80 steps settle nothing: the study (EXPERIMENTS.md §3) is the evidence. What this run shows
         is the mechanism: sgpo (sequence credit) teaches from the groups GRPO cannot (lower zero-advantage share)
-        but credits the tokens after each answer's first error too; sgpo-split credits only up to it.
+        but credits the tokens after each answer's first error too; sgpo-prefix credits only those before it.
         """
 
     public var settings: Settings
