@@ -259,6 +259,9 @@ struct StudySummaryTests {
             try TransformerStudySummary.Run(label: "x", noise: 0, seed: 0,
                                             directory: try run(root, "empty", [step(1, spent: 10, allNegative: 1)]))
         }
+        // One line per evaluation, the label quoted (ablation labels hold commas).
+        let csv = summary.evaluationsCSV.split(separator: "\n")
+        #expect(csv.count == 1 + 2 + 2 + 2 && csv[1] == "\"a\",0,0.0,0,0.1,nan,0.2")
         try summary.write(to: root.path)
         for file in ["summary.md", "evaluations.csv", "accuracy.svg", "all_negative.svg", "noise.svg"] {
             #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent(file).path), "\(file)")

@@ -577,12 +577,13 @@ public struct TransformerStudySummary {
         return out
     }
 
-    /// Every evaluation of every run.
+    /// Every evaluation of every run (labels quoted: ablation labels hold commas).
     public var evaluationsCSV: String {
         var out = "strategy,seed,noise,tokens,accuracy,process_accuracy,rts\n"
         for run in runs {
+            let label = "\"" + run.label.replacingOccurrences(of: "\"", with: "\"\"") + "\""
             for e in run.evaluations {
-                out += "\(run.label),\(run.seed),\(run.noise),\(Int(e.spent)),\(e.accuracy),\(e.processAccuracy),\(e.rts)\n"
+                out += "\(label),\(run.seed),\(run.noise),\(Int(e.spent)),\(e.accuracy),\(e.processAccuracy),\(e.rts)\n"
             }
         }
         return out
