@@ -61,7 +61,7 @@ struct DemoAndRolloutTests {
         #expect(experiments.allSatisfy { $0.settings.seeds == 3 })
         #expect(experiments[2].settings.noises == [0, 0.5])
         #expect(experiments[5].settings.reasoningSteps == 4 && experiments[6].settings.reasoningSteps == 4)
-        #expect(experiments[6].settings.strategies.map(\.name) == ["grpo", "sgpo", "sgpo-prefix", "sgpo-prefix"])
+        #expect(experiments[6].settings.strategies.map(\.name) == ["grpo", "sgpo", "sgpo-prefix", "sgpo-split"])
     }
 
     /// The transformer study's plan: its sections, seeds and run configs,
