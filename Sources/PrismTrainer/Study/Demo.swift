@@ -64,9 +64,13 @@ public struct Demo {
     /// What the table shows, in plain words (from the study's results,
     /// Documentation/EXPERIMENTS.md §3).
     static let reading = """
-        One seed and 80 steps settle nothing: the study (EXPERIMENTS.md §3) is the evidence. What this run shows
-        is the mechanism: sgpo (sequence credit) teaches from the groups GRPO cannot (lower zero-advantage share)
-        but credits the tokens after each answer's first error too; sgpo-prefix credits only those before it.
+        What to look at: the zero-advantage share (groups that teach nothing) stays at the all-negative share
+        for GRPO and is small for SGPO, and the step score falls under GRPO and rises under SGPO. After 80
+        steps on 5-term problems final-answer accuracy is within noise of the start for all three, and one
+        seed settles nothing. The evidence is the study (Documentation/EXPERIMENTS.md §3: 4-term problems,
+        5 seeds): sequence SGPO collapses after this weak warm start, prefix credit (only the tokens before
+        the judge's first error) avoids the collapse and, with the judge not charged, matches GRPO's
+        final-answer accuracy while raising process-verified accuracy and the step score.
         """
 
     public var settings: Settings
