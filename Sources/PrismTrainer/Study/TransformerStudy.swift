@@ -197,25 +197,45 @@ public struct TransformerStudy {
         self.load = load
     }
 
-    /// The one-at-a-time changes of the ablation: a name, the assignments,
-    /// the judge options, the warm start, and whether GRPO is affected
-    /// (when not, its row reuses the main runs).
-    public static func ablationChanges(sftSteps: Int, replicationRow: Bool = false)
-        -> [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool, tied: Bool)]
-    {
-        let replication = ["reward.config={\"verify\": \"process\"}", "grpo.max_new_tokens=40", "eval.max_new_tokens=40",
-                           "optimizer.max_grad_norm=0", "run.token_budget=0", "run.steps=200", "run.judge_token_cost=0"]
-        let all: [(name: String, extra: [String], judge: String, sft: Int, grpo: Bool, tied: Bool)] = [
-            ("process-verified reward", ["reward.config={\"verify\": \"process\"}"], "", sftSteps, true, false),
-            ("40 new tokens", ["grpo.max_new_tokens=40", "eval.max_new_tokens=40"], "", sftSteps, true, false),
-            ("no gradient clipping", ["optimizer.max_grad_norm=0"], "", sftSteps, true, false),
-            ("1300 warm-start steps", [], "", 1300, true, false),
-            ("judge not charged", ["run.judge_token_cost=0"], "", sftSteps, false, false),
-            ("lenient judge (text after the answer ignored)", [], #""after_answer": "ignore""#, sftSteps, false, false),
-            ("LM head tied to the embedding", [], "", sftSteps, true, true),
+    /// One change of the ablation, against the main setting.
+    public struct Change: Sendable {
+        public var name: String
+        /// Config assignments.
+        public var extra: [String] = []
+        /// Extra keys of the training judge's config.
+        public var judgeOptions = ""
+        /// The warm start's SFT steps.
+        public var sftSteps: Int
+        /// Whether GRPO can be affected (when not, its row reuses the main runs).
+        public var affectsGRPO = true
+        /// The LM head tied to the embedding (a warm start of its own).
+        public var tied = false
+    }
+
+    /// The ablation's changes, one at a time: the differences of the
+    /// independent replication (issue #11), and with `replicationRow` all
+    /// of them at once.
+    public static func ablationChanges(sftSteps: Int, replicationRow: Bool = false) -> [Change] {
+        let process = #"reward.config={"verify": "process"}"#
+        let shorter = ["grpo.max_new_tokens=40", "eval.max_new_tokens=40"]
+        var changes = [
+            Change(name: "process-verified reward", extra: [process], sftSteps: sftSteps),
+            Change(name: "40 new tokens", extra: shorter, sftSteps: sftSteps),
+            Change(name: "no gradient clipping", extra: ["optimizer.max_grad_norm=0"], sftSteps: sftSteps),
+            Change(name: "1300 warm-start steps", sftSteps: 1300),
+            Change(name: "judge not charged", extra: ["run.judge_token_cost=0"], sftSteps: sftSteps, affectsGRPO: false),
+            Change(name: "lenient judge (text after the answer ignored)", judgeOptions: #""after_answer": "ignore""#,
+                   sftSteps: sftSteps, affectsGRPO: false),
+            Change(name: "LM head tied to the embedding", sftSteps: sftSteps, tied: true),
         ]
-        return all + (replicationRow
-            ? [("all of the replication's settings (200 steps)", replication, "", 1300, true, true)] : [])
+        if replicationRow {
+            changes.append(Change(
+                name: "all of the replication's settings (200 steps)",
+                extra: [process, "optimizer.max_grad_norm=0", "run.token_budget=0", "run.steps=200",
+                        "run.judge_token_cost=0"] + shorter,
+                sftSteps: 1300, tied: true))
+        }
+        return changes
     }
 
     public var variants: [Variant] {
@@ -235,11 +255,11 @@ public struct TransformerStudy {
         if s.ablationSeeds > 0 {
             let pair = ["grpo", "sgpo"].map { name in StudyStrategy.all.first { $0.name == name }! }
             for change in Self.ablationChanges(sftSteps: s.sftSteps, replicationRow: s.replicationRow) {
-                for strategy in pair where strategy.usesJudge || change.grpo {
+                for strategy in pair where strategy.usesJudge || change.affectsGRPO {
                     let fixedSteps = change.extra.contains("run.token_budget=0")
                     out.append(Variant(label: "\(strategy.name), \(change.name)", section: .ablation, strategy: strategy,
-                                       change: change.name, extra: change.extra, judgeOptions: change.judge,
-                                       seeds: s.ablationSeeds, sftSteps: change.sft, tied: change.tied,
+                                       change: change.name, extra: change.extra, judgeOptions: change.judgeOptions,
+                                       seeds: s.ablationSeeds, sftSteps: change.sftSteps, tied: change.tied,
                                        budget: fixedSteps ? 0 : s.tokenBudget))
                 }
             }
