@@ -34,7 +34,7 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "Seeds per point of the transformer noise sweep.") var noiseSeeds = 2
     @Option(help: "Seeds per row of the ablation (0 = no ablation).") var ablationSeeds = 3
     @Option(help: "Seeds per strategy of the strong regime (0 = leave it out).") var strongSeeds = 2
-    @Option(help: "Warm-start steps of the strong regime.") var strongSftSteps = 4000
+    @Option(help: "Warm-start steps of the strong regime.") var strongSftSteps = 2000
     @Option(help: "Token budget of the strong regime.") var strongBudget = 900_000
     @Flag(help: "Add an ablation row with all of the replication's settings at once (200 steps, 1300 SFT steps, tied head).")
     var replicationRow = false

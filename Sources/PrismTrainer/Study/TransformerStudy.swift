@@ -139,7 +139,7 @@ public struct TransformerStudy {
         /// Seeds per ablation row; 0 leaves the ablation out.
         public var ablationSeeds = 3
         /// Warm-start steps, budget and seeds of the strong regime; 0 seeds leaves it out.
-        public var strongSFTSteps = 4000
+        public var strongSFTSteps = 2000
         public var strongBudget = 900_000
         public var strongSeeds = 2
         /// Add an ablation row with all of the replication's settings at once (200 steps, costly).
