@@ -53,15 +53,9 @@ struct CreditRuleTests {
                     rule.tokenAdvantages(advantage: input.advantages[r], tokens: input.stride, firstErrorToken: errors[r])
                 }
                 let output = loss.evaluate(input)
-                let h = 1e-5
-                func shifted(_ t: Int, _ k: Double) -> Double {
-                    var moved = input
-                    moved.logprobs[t] += k * h
-                    return loss.evaluate(moved).loss
-                }
                 for t in input.logprobs.indices {
                     let (r, j) = (t / input.stride, t % input.stride)
-                    let numeric = (shifted(t, -2) - 8 * shifted(t, -1) + 8 * shifted(t, 1) - shifted(t, 2)) / (12 * h)
+                    let numeric = PolicyLossTests.numericGradient(loss, input, at: t)
                     let analytic = output.gradLogprob[t]
                     let error = abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-4)
                     worst = max(worst, error)

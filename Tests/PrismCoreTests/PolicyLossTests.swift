@@ -31,6 +31,16 @@ struct PolicyLossTests {
                                 advantages: advantages, tokenAdvantages: tokenAdvantages, stride: stride)
     }
 
+    /// d loss / d logprob[t] by a fourth-order central difference.
+    static func numericGradient(_ loss: PolicyLoss, _ input: PolicyLoss.Input, at t: Int, h: Double = 1e-5) -> Double {
+        func shifted(_ k: Double) -> Double {
+            var moved = input
+            moved.logprobs[t] += k * h
+            return loss.evaluate(moved).loss
+        }
+        return (shifted(-2) - 8 * shifted(-1) + 8 * shifted(1) - shifted(2)) / (12 * h)
+    }
+
     static var settings: [PolicyLoss] {
         var all: [PolicyLoss] = []
         for aggregation in LossAggregation.allCases {
@@ -61,15 +71,8 @@ struct PolicyLossTests {
                 let input = Self.randomInput(&rng, rows: 5, stride: 7, loss: loss, perToken: trial >= 3)
                 let output = loss.evaluate(input)
                 clippedTokens += Int((output.clipFractionLow + output.clipFractionHigh) * Double(output.tokens))
-                let h = 1e-5
-                func shifted(_ t: Int, _ k: Double) -> Double {
-                    var moved = input
-                    moved.logprobs[t] += k * h
-                    return loss.evaluate(moved).loss
-                }
                 for t in input.logprobs.indices {
-                    // Fourth-order central difference.
-                    let numeric = (shifted(t, -2) - 8 * shifted(t, -1) + 8 * shifted(t, 1) - shifted(t, 2)) / (12 * h)
+                    let numeric = Self.numericGradient(loss, input, at: t)
                     let analytic = output.gradLogprob[t]
                     // Relative error, floored at 1e-4: the central difference
                     // itself carries ~1e-11 of rounding noise (eps·|loss|/h), so

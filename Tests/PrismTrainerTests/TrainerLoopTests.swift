@@ -11,6 +11,16 @@ import Testing
 struct TrainerLoopTests {
     static let model = #"{"vocab": "0123456789+-*=;#", "d_model": 32, "layers": 2, "heads": 4, "d_ff": 64, "max_len": 48, "seed": 3}"#
 
+    /// One online step with prompts taken from `problems` in turn.
+    static func run(_ step: GRPOStep, _ problems: [Example], seed: UInt64) throws -> (StepMetrics, [SampleRecord]) {
+        var rng = RandomState(seed: seed)
+        var cursor = 0
+        return try step.run(step: 1, next: {
+            defer { cursor += 1 }
+            return problems[cursor % problems.count]
+        }, rng: &rng)
+    }
+
     static func policy(sampler config: String = "{}") throws -> Policy {
         let backend = try PluginLibrary.load(TestSupport.plugin("PrismTransformer")).instantiate(config: model).computeBackend()
         let sampler = try PluginLibrary.load(TestSupport.plugin("PrismSampler")).instantiate(config: config).sampler()
@@ -65,12 +75,7 @@ struct TrainerLoopTests {
         settings.strategy = try StrategyDescriptor.sgpo.strategy(["credit": "prefix"])
         let step = GRPOStep(policy: policy, reward: reward, judge: judge, settings: settings)
         let hard = ArithmeticTask(terms: 3...3, digits: 2...2).examples(count: 4, seed: 9)
-        var rng = RandomState(seed: 2)
-        var cursor = 0
-        let (metrics, _) = try step.run(step: 1, next: {
-            defer { cursor += 1 }
-            return hard[cursor % hard.count]
-        }, rng: &rng)
+        let (metrics, _) = try Self.run(step, hard, seed: 2)
         #expect(metrics[.responsesDiversified]! > 0)
         #expect(metrics[.feedbackUnlocated] == 0)
     }
@@ -148,12 +153,7 @@ struct TrainerLoopTests {
             settings.updatesPerBatch = updates
             settings.minibatches = minibatches
             let grpo = GRPOStep(policy: try Self.policy(), reward: reward, judge: nil, settings: settings)
-            var rng = RandomState(seed: 2)
-            var cursor = 0
-            return try grpo.run(step: 1, next: {
-                defer { cursor += 1 }
-                return problems[cursor % problems.count]
-            }, rng: &rng).0
+            return try Self.run(grpo, problems, seed: 2).0
         }
         let once = try step(updates: 1, minibatches: 1)
         #expect(once["updates"] == 1 && once["loss/clip_fraction"] == 0 && once["loss/approx_kl"] == 0)
@@ -186,12 +186,7 @@ struct TrainerLoopTests {
         let judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate().feedbackGenerator()
         let step = GRPOStep(policy: try Self.policy(), reward: reward, judge: judge, settings: settings)
         let problems = ArithmeticTask(terms: 2...2, digits: 1...1).examples(count: 3, seed: 4)
-        var rng = RandomState(seed: 1)
-        var cursor = 0
-        let (metrics, _) = try step.run(step: 1, next: {
-            defer { cursor += 1 }
-            return problems[cursor % problems.count]
-        }, rng: &rng)
+        let (metrics, _) = try Self.run(step, problems, seed: 1)
         let errors = metrics[.strategyErrors]!
         switch failure {
         case "FAIL_WANTS":

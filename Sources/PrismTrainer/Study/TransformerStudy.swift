@@ -312,8 +312,8 @@ public struct TransformerStudy {
 
     /// Whether a run is finished: its budget (or step limit) reached and evaluated.
     func isComplete(_ variant: Variant, _ directory: RunDirectory, base: ConfigFile) -> Bool {
+        if variant.budget > 0 { return TransformerStudySummary.isComplete(directory, budget: Double(variant.budget)) }
         guard let last = try? directory.readMetrics().last, last.values[.evalAccuracy] != nil else { return false }
-        if variant.budget > 0 { return (last.values[.budgetSpent] ?? 0) >= Double(variant.budget) }
         let steps = (try? config(base: base, variant: variant, seed: 0).int("run.steps")) ?? Int.max
         return last.step >= steps
     }
