@@ -32,6 +32,12 @@ let package = Package(
     name: "Prism",
     products: [
         .executable(name: "prism", targets: ["prism"]),
+        // Libraries for programs built on Prism (and the fuzz targets in Fuzz/).
+        .library(name: "PrismTrainer", targets: ["PrismTrainer"]),
+        // Helpers for plugins written in Swift: configs, text, errors, safetensors.
+        .library(name: "PrismPluginKit", targets: ["PluginKit"]),
+        // Runs one plugin in its own process for `isolation: process`.
+        .executable(name: "prism-plugin-runner", targets: ["prism-plugin-runner"]),
         // Shipped plugins: each a shared library loaded with dlopen.
         .library(name: "PrismExactAnswer", type: .dynamic, targets: ["ExactAnswer"]),
         .library(name: "PrismStepJudge", type: .dynamic, targets: ["StepJudge"]),
@@ -70,8 +76,26 @@ let package = Package(
         // CLI, the tests and embedding programs.
         .target(
             name: "PrismRuntime",
-            dependencies: ["PrismCore", "PrismHost", "PrismTrainer"],
+            dependencies: ["PrismCore", "PrismHost", "PrismTrainer", "PrismIsolation"],
             swiftSettings: strictSwift
+        ),
+
+        // Out-of-process plugins: the process plumbing in C (spawn, frames
+        // with deadlines, shared memory), the host's proxies and the
+        // runner's loop in Swift, and the runner executable.
+        .target(
+            name: "CPrismIsolation",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"] + (warningsAreErrors ? ["-Werror"] : []))]
+        ),
+        .target(
+            name: "PrismIsolation",
+            dependencies: ["PrismCore", "PrismHost", "CPrismIsolation"],
+            swiftSettings: plainSwift
+        ),
+        .executableTarget(
+            name: "prism-plugin-runner",
+            dependencies: ["PrismIsolation", "PrismHost"],
+            swiftSettings: plainSwift
         ),
 
         // SIGINT/SIGTERM for command-line tools: a C handler that sets a flag,
@@ -90,7 +114,7 @@ let package = Package(
         // in Prism links them.
         .target(
             name: "PrismBenchmarks",
-            dependencies: ["PrismCore", "PrismHost", "CExactAnswerLogic", "CPrismKernels"],
+            dependencies: ["PrismCore", "PrismHost", "PrismIsolation", "CExactAnswerLogic", "CPrismKernels"],
             path: "Benchmarks/PrismBenchmarks",
             swiftSettings: plainSwift
         ),
@@ -99,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "prism",
             dependencies: [
-                "PrismCore", "PrismHost", "PrismTrainer", "PrismRuntime", "PrismSignals", "PrismBenchmarks",
+                "PrismCore", "PrismHost", "PrismTrainer", "PrismRuntime", "PrismSignals", "PrismBenchmarks", "PrismIsolation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plainSwift

@@ -1,6 +1,7 @@
 import CExactAnswerLogic
 import PrismCore
 import PrismHost
+import PrismIsolation
 
 /// The exact-answer reward implemented in Swift over the very same C matching
 /// logic (`exact_answer_logic.h`) that the plugin calls: the baseline for the
@@ -53,11 +54,14 @@ public struct ABIBenchmark {
     }
 
     public func run() throws -> String {
-        guard let path = pluginPath ?? PluginDiscovery.find(product: "PrismExactAnswer") else {
+        guard let path = try pluginPath ?? PluginDiscovery.find(product: "PrismExactAnswer") else {
             throw PluginError(.fileMissing, plugin: "libPrismExactAnswer.so", reason: "not found in the plugin search path")
         }
         let plugin = try PluginLibrary.load(path).instantiate().rewardFunction()
+        let isolated = try Isolation.reward(IsolationSpec(interface: .reward, library: path, role: "reward.plugin", timeout: 0),
+                                            shouldCancel: { false })
         let direct = DirectExactAnswer()
+        var isolatedRows: [String] = []
         let sample = RewardSample(prompt: "12+34+7=", completion: "12+34=46;46+7=53;#53", reference: "53")
         var rows: [Row] = []
         for batchSize in [1, 64] {
@@ -75,6 +79,16 @@ public struct ABIBenchmark {
                 for _ in 0..<calls { blackHole(try plugin.score(batch)) }
             }
             rows.append(Row(batch: batchSize, directPerCall: directTime, pluginPerCall: pluginTime))
+            guard try isolated.score(batch) == expected else {
+                throw PluginError(.invalidOutput, plugin: path, reason: "isolated and direct scores differ")
+            }
+            let isolatedCalls = max(1, calls / 200)  // a round trip is ~1000x a call
+            let isolatedTime = try bestTime(units: isolatedCalls) {
+                for _ in 0..<isolatedCalls { blackHole(try isolated.score(batch)) }
+            }
+            isolatedRows.append(String(format: "batch %3d: isolated %8.1f µs/call, added %8.1f µs/call = %6.2f µs/sample over the in-process plugin",
+                                       batchSize, isolatedTime / 1000, (isolatedTime - pluginTime) / 1000,
+                                       (isolatedTime - pluginTime) / 1000 / Double(batchSize)))
         }
         let verdict1 = rows[0].addedPerCall < 100 ? "met" : "MISSED"
         let verdict64 = rows[1].addedPerSample < 20 ? "met" : "MISSED"
@@ -82,6 +96,8 @@ public struct ABIBenchmark {
             ABI boundary cost: exact-answer reward, plugin \(path)
             \(rows.map(\.description).joined(separator: "\n"))
             target batch 1: added < 100 ns/call (\(verdict1)); batch 64: added < 20 ns/sample (\(verdict64))
+            isolation: process (the same plugin in a prism-plugin-runner process; socket frames, arrays in shared memory):
+            \(isolatedRows.joined(separator: "\n"))
             """
     }
 }

@@ -31,8 +31,8 @@ public struct TransformerBenchmark {
             {"vocab": "\(Self.vocab)", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 64, \
             "seed": 1, "threads": \(threads)}
             """
-        guard let backendPath = PluginDiscovery.find(product: "PrismTransformer"),
-              let samplerPath = PluginDiscovery.find(product: "PrismSampler")
+        guard let backendPath = try PluginDiscovery.find(product: "PrismTransformer"),
+              let samplerPath = try PluginDiscovery.find(product: "PrismSampler")
         else { throw PluginError(.fileMissing, plugin: "libPrismTransformer.so", reason: "not found next to prism") }
         let backend = try PluginLibrary.load(backendPath).instantiate(config: config).computeBackend()
         let sampler = try PluginLibrary.load(samplerPath).instantiate().sampler()

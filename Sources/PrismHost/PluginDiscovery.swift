@@ -24,7 +24,17 @@ public enum PluginDiscovery {
     }
 
     /// The first library named `lib<product>.so` in the search directories.
-    public static func find(product: String) -> String? {
+    /// - Throws: ``PluginError`` `unsafeLocation` when `PRISM_PLUGIN_PATH`
+    ///   holds a relative entry (such as `.`): what it finds would depend on
+    ///   the working directory.
+    public static func find(product: String) throws(PluginError) -> String? {
+        if let extra = environment("PRISM_PLUGIN_PATH"),
+           let relative = extra.split(separator: ":", omittingEmptySubsequences: false).first(where: { !$0.isEmpty && !$0.hasPrefix("/") }) {
+            throw PluginError(
+                .unsafeLocation, plugin: "PRISM_PLUGIN_PATH",
+                reason: "refused: the entry '\(relative)' is not an absolute directory (it would load whatever the working directory holds); "
+                    + "use absolute paths")
+        }
         for directory in searchDirectories() {
             let path = directory + "/lib\(product).so"
             if regularFileExists(path) { return path }

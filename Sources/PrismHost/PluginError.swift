@@ -20,6 +20,19 @@ public struct PluginError: Error, CustomStringConvertible, Equatable, Sendable {
         public static let createFailed = Code("create-failed")
         public static let callFailed = Code("call-failed")
         public static let invalidOutput = Code("invalid-output")
+        /// The library's file or folder fails the loading rules (who may write it).
+        public static let unsafeLocation = Code("unsafe-location")
+        /// An isolated plugin's runner process died during a call.
+        public static let crashed = Code("crashed")
+        /// An isolated plugin's call passed its deadline; the runner was killed.
+        public static let timedOut = Code("timed-out")
+        /// An isolated plugin failed too often in a row; it gets no more calls.
+        public static let quarantined = Code("quarantined")
+        /// The runner process could not be started or spoke nonsense.
+        public static let runnerFailed = Code("runner-failed")
+
+        /// The code with this name (as sent between processes).
+        public static func named(_ name: String) -> Code { Code(name) }
     }
 
     public let code: Code

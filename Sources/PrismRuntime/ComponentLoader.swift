@@ -1,6 +1,7 @@
 import Foundation
 import PrismCore
 import PrismHost
+import PrismIsolation
 import PrismTrainer
 
 /// Builds a run's ``Components`` from a config: which plugin each key
@@ -19,13 +20,30 @@ public enum ComponentLoader {
     /// - Throws: ``TrainerError`` naming the key and the directories searched,
     ///   or the ``PluginError`` of a library that does not load.
     public static func library(_ name: String, key: String) throws -> PluginLibrary {
-        if name.contains("/") || name.hasSuffix(".so") { return try PluginLibrary.load(name) }
+        try PluginLibrary.load(try libraryPath(name, key: key))
+    }
+
+    /// The file a plugin key names, found but not loaded.
+    /// - Throws: ``TrainerError`` naming the key and the directories searched.
+    public static func libraryPath(_ name: String, key: String) throws -> String {
+        if name.contains("/") || name.hasSuffix(".so") { return name.hasPrefix("/") ? name : FileManager.default.currentDirectoryPath + "/" + name }
         let product = name.hasPrefix("lib") ? String(name.dropFirst(3)) : name
-        guard let found = PluginDiscovery.find(product: product) else {
+        guard let found = try PluginDiscovery.find(product: product) else {
             throw TrainerError("\(key): plugin '\(name)' not found as lib\(product).so next to prism or in PRISM_PLUGIN_PATH "
                 + "(searched \(PluginDiscovery.searchDirectories().joined(separator: ", ")))")
         }
-        return try PluginLibrary.load(found)
+        return found
+    }
+
+    /// How `role`'s plugin (`model`, `sampler`, `reward`, `judge`,
+    /// `strategy`) runs: nil in process, else its isolation spec.
+    static func isolation(_ config: ConfigFile, _ role: String, interface: PluginInterface, configKey: String? = nil,
+                          pluginConfig: String? = nil) throws -> IsolationSpec? {
+        guard config.string(role + ".isolation") == "process" else { return nil }
+        return IsolationSpec(
+            interface: interface, library: try libraryPath(config.string(role + ".plugin"), key: role + ".plugin"),
+            config: pluginConfig ?? config.pluginConfig(configKey ?? role + ".config"), role: role + ".plugin",
+            timeout: config.double(role + ".timeout_s"), quarantineAfter: config.int("plugins.quarantine_after"))
     }
 
     /// The run's plugins: the backend (with `model.checkpoint` loaded when
@@ -36,25 +54,54 @@ public enum ComponentLoader {
     /// - Throws: when a plugin is missing or fails, when a strategy parameter
     ///   does not belong to the strategy, or when the strategy needs a judge
     ///   and `judge.plugin` is empty.
-    public static func components(_ config: ConfigFile, loadingWeights: Bool = false) throws -> Components {
-        let backend = try library(config.string("model.plugin"), key: "model.plugin")
-            .instantiate(config: config.pluginConfig("model.config")).computeBackend()
+    ///
+    /// A plugin whose `<role>.isolation` is `process` runs in its own
+    /// runner process (``Isolation``); `shouldCancel` lets a stop interrupt
+    /// a call waiting on it.
+    public static func components(_ config: ConfigFile, loadingWeights: Bool = false,
+                                  shouldCancel: @escaping () -> Bool = { false }) throws -> Components {
+        let backend: any ComputeBackend = if let spec = try isolation(config, "model", interface: .backend) {
+            try Isolation.backend(spec, shouldCancel: shouldCancel)
+        } else {
+            try library(config.string("model.plugin"), key: "model.plugin")
+                .instantiate(config: config.pluginConfig("model.config")).computeBackend()
+        }
         if loadingWeights, !config.string("model.checkpoint").isEmpty {
             try backend.load(from: config.string("model.checkpoint"))
         }
-        let samplerLibrary = try library(config.string("sampler.plugin"), key: "sampler.plugin")
         let samplerConfig = try merged(config.pluginConfig("sampler.config"), ["temperature": config.double("grpo.temperature")])
-        let sampler = try samplerLibrary.instantiate(config: samplerConfig).sampler()
-        let greedy = try samplerLibrary.instantiate(config: #"{"greedy": true}"#).sampler()
-        let reward = try library(config.string("reward.plugin"), key: "reward.plugin")
-            .instantiate(config: config.pluginConfig("reward.config")).rewardFunction()
+        let sampler: any Sampler, greedy: any Sampler
+        if var spec = try isolation(config, "sampler", interface: .sampler, pluginConfig: samplerConfig) {
+            sampler = try Isolation.sampler(spec, shouldCancel: shouldCancel)
+            spec.config = #"{"greedy": true}"#
+            greedy = try Isolation.sampler(spec, shouldCancel: shouldCancel)
+        } else {
+            let samplerLibrary = try library(config.string("sampler.plugin"), key: "sampler.plugin")
+            sampler = try samplerLibrary.instantiate(config: samplerConfig).sampler()
+            greedy = try samplerLibrary.instantiate(config: #"{"greedy": true}"#).sampler()
+        }
+        let reward: any RewardFunction = if let spec = try isolation(config, "reward", interface: .reward) {
+            try Isolation.reward(spec, shouldCancel: shouldCancel)
+        } else {
+            try library(config.string("reward.plugin"), key: "reward.plugin")
+                .instantiate(config: config.pluginConfig("reward.config")).rewardFunction()
+        }
         let judgeName = config.string("judge.plugin")
-        let judgeLibrary = judgeName.isEmpty ? nil : try library(judgeName, key: "judge.plugin")
-        let judge = try judgeLibrary?.instantiate(config: config.pluginConfig("judge.config")).feedbackGenerator()
         let evaluationConfig = config.pluginConfig("eval.judge_config")
-        let evaluationJudge = evaluationConfig == "{}" ? judge
-            : try judgeLibrary?.instantiate(config: evaluationConfig).feedbackGenerator()
-        let (strategy, needsJudge, strategyKey) = try self.strategy(config)
+        var judge: (any FeedbackGenerator)?
+        var evaluationJudge: (any FeedbackGenerator)?
+        if !judgeName.isEmpty, let spec = try isolation(config, "judge", interface: .feedback) {
+            judge = try Isolation.judge(spec, shouldCancel: shouldCancel)
+            var evaluation = spec
+            evaluation.config = evaluationConfig
+            evaluationJudge = evaluationConfig == "{}" ? judge : try Isolation.judge(evaluation, shouldCancel: shouldCancel)
+        } else if !judgeName.isEmpty {
+            let judgeLibrary = try library(judgeName, key: "judge.plugin")
+            judge = try judgeLibrary.instantiate(config: config.pluginConfig("judge.config")).feedbackGenerator()
+            evaluationJudge = evaluationConfig == "{}" ? judge
+                : try judgeLibrary.instantiate(config: evaluationConfig).feedbackGenerator()
+        }
+        let (strategy, needsJudge, strategyKey) = try self.strategy(config, shouldCancel: shouldCancel)
         if needsJudge, judge == nil {
             throw TrainerError("\(strategyKey) needs a judge; set judge.plugin")
         }
@@ -64,11 +111,17 @@ public enum ComponentLoader {
 
     /// A strategy plugin, or the built-in strategy checked now (its
     /// parameters); whether it needs the judge; the key that chose it.
-    static func strategy(_ config: ConfigFile) throws -> ((any GroupStrategy)?, Bool, String) {
+    static func strategy(_ config: ConfigFile, shouldCancel: @escaping () -> Bool) throws
+        -> ((any GroupStrategy)?, Bool, String)
+    {
         let name = config.string("strategy.plugin")
         guard !name.isEmpty else {
             _ = try config.strategy()
             return (nil, config.strategyDescriptor.needsJudge, "strategy.name \(config.string("strategy.name"))")
+        }
+        if let spec = try isolation(config, "strategy", interface: .strategy) {
+            let found = try Isolation.strategy(spec, shouldCancel: shouldCancel)
+            return (found.strategy, found.needsJudge, "strategy.plugin \(name)")
         }
         let found = try library(name, key: "strategy.plugin")
             .instantiate(config: config.pluginConfig("strategy.config")).groupStrategy()

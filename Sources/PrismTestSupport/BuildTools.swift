@@ -45,18 +45,27 @@ public enum TestSupport {
         try run(executable, arguments, environment: environment, interruptWhen: nil)
     }
 
-    /// Runs `executable` and sends it SIGINT (what Ctrl-C sends) once its
-    /// standard error so far satisfies `trigger`.
-    public static func runInterrupting(_ executable: String, _ arguments: [String],
+    /// Runs `executable` and calls `started` with its pid once its standard
+    /// error satisfies `trigger` (e.g. to start a competing process).
+    public static func runWhile(_ executable: String, _ arguments: [String], when trigger: @escaping (String) -> Bool,
+                                do started: @escaping (Int32) -> Void) throws -> ProcessResult {
+        try run(executable, arguments, environment: nil, interruptWhen: trigger, signal: 0, started: started)
+    }
+
+    /// Runs `executable` and sends it `signal` (default SIGINT, what Ctrl-C
+    /// sends) once its standard error so far satisfies `trigger`.
+    public static func runInterrupting(_ executable: String, _ arguments: [String], signal: Int32 = SIGINT,
+                                       environment: [String: String]? = nil,
                                        when trigger: @escaping (String) -> Bool) throws -> ProcessResult
     {
-        try run(executable, arguments, environment: nil, interruptWhen: trigger)
+        try run(executable, arguments, environment: environment, interruptWhen: trigger, signal: signal)
     }
 
     /// Both pipes are drained to the end (stdout on a background thread),
     /// also after a signal, so a chatty child never blocks on a full pipe.
     private static func run(_ executable: String, _ arguments: [String], environment: [String: String]?,
-                            interruptWhen trigger: ((String) -> Bool)?) throws -> ProcessResult
+                            interruptWhen trigger: ((String) -> Bool)?, signal: Int32 = SIGINT,
+                            started: ((Int32) -> Void)? = nil) throws -> ProcessResult
     {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -77,7 +86,7 @@ public enum TestSupport {
             if chunk.isEmpty { break }  // end of file: the child closed stderr
             errData.append(chunk)
             if let check = pending, check(String(decoding: errData, as: UTF8.self)) {
-                process.interrupt()
+                if let started { started(process.processIdentifier) } else { kill(process.processIdentifier, signal) }
                 pending = nil
             }
         }

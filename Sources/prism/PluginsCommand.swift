@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PrismHost
+import PrismIsolation
 
 struct PluginsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,11 +19,32 @@ extension PluginsCommand {
         @Argument(help: "Directories to scan for *.so files.")
         var directories: [String] = []
 
+        @Flag(help: "Load each library into this process (faster; a library whose constructors crash or hang takes prism with it).")
+        var inProcess = false
+
+        @Option(help: "Seconds each library may take to load in its runner process.")
+        var timeout = 20.0
+
         func run() throws {
             let directories = directories.isEmpty ? PluginDiscovery.searchDirectories() : directories
             var found = 0
             for directory in directories {
                 for path in PluginDiscovery.libraries(in: directory) {
+                    if !inProcess {
+                        let outcome = Runner.run(["inspect", path], timeout: timeout) { _ in }
+                        guard outcome.status == 0,
+                              let object = try? JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as? [String: Any],
+                              let id = object["id"] as? String
+                        else {
+                            let answer = (try? JSONSerialization.jsonObject(with: Data(outcome.output.utf8))) as? [String: Any]
+                            if answer?["code"] as? String == PluginError.Code.noEntrySymbol.name { continue }
+                            printError("skipped \(path): \(answer?["error"] as? String ?? outcome.problem ?? "no answer")")
+                            continue
+                        }
+                        found += 1
+                        print("\(id)\t\(object["version"] as? String ?? "")\tABI \(object["abi"] as? String ?? "")\t\(path)")
+                        continue
+                    }
                     do {
                         let library = try PluginLibrary.load(path)
                         found += 1
@@ -86,6 +108,12 @@ extension PluginsCommand {
         @Option(help: "How many calls the repeated-call checks make.")
         var calls = 2000
 
+        @Flag(help: "Run the checks in this process (a plugin that crashes or hangs takes prism with it).")
+        var inProcess = false
+
+        @Option(help: "Seconds the checks of one plugin may take in their runner process before it is killed.")
+        var timeout = 300.0
+
         func run() throws {
             let paths = paths.isEmpty
                 ? PluginDiscovery.searchDirectories().prefix(1).flatMap(PluginDiscovery.libraries(in:))
@@ -97,14 +125,31 @@ extension PluginsCommand {
             var failures = 0
             var checks = 0
             for path in paths {
-                print("\(path)")
+                say("\(path)")
+                guard inProcess else {
+                    var last = "load"
+                    let outcome = Runner.run(["check", path, config, "\(calls)"], timeout: timeout) { line in
+                        let fields = line.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+                        guard fields.count == 3 else { return }
+                        checks += 1
+                        if fields[0] != "PASS" { failures += 1 }
+                        last = fields[1]
+                        say("  \(fields[0])  \(fields[1])  \(fields[2])")
+                    }
+                    if let problem = outcome.problem {
+                        checks += 1
+                        failures += 1
+                        say("  FAIL  isolation  the plugin \(problem) after the check '\(last)'; the checks after it did not run")
+                    }
+                    continue
+                }
                 ConformanceSuite(path: path, config: config, callCount: calls).run { result in
                     checks += 1
                     if !result.passed { failures += 1 }
-                    print("  \(result.passed ? "PASS" : "FAIL")  \(result.name)  \(result.detail)")
+                    say("  \(result.passed ? "PASS" : "FAIL")  \(result.name)  \(result.detail)")
                 }
             }
-            print("\(checks - failures) passed, \(failures) failed")
+            say("\(checks - failures) passed, \(failures) failed")
             if failures > 0 { throw ExitCode(1) }
         }
     }
@@ -122,4 +167,73 @@ func loadOrExit(_ path: String) throws -> PluginLibrary {
 
 func printError(_ message: String) {
     FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+}
+
+/// A line on standard output, written at once (not held in a buffer a
+/// crash would lose).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// `prism-plugin-runner` as a subprocess for `plugins list` and `plugins
+/// check`: its output relayed line by line, a deadline, and what ended it.
+enum Runner {
+    struct Outcome {
+        var status: Int32
+        /// Everything it printed.
+        var output: String
+        /// "crashed the runner (signal 11, SIGSEGV)", "did not finish within 20 s", or nil.
+        var problem: String?
+    }
+
+    static func run(_ arguments: [String], timeout: Double, line: (String) -> Void) -> Outcome {
+        guard let runner = RunnerChannel.runnerPath() else {
+            return Outcome(status: -1, output: "", problem: "could not be checked: prism-plugin-runner is not next to prism")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: runner)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }  // one line, not a dump
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.standardError
+        do { try process.run() } catch {
+            return Outcome(status: -1, output: "", problem: "could not be checked: \(runner) did not start (\(error))")
+        }
+        let lock = NSLock()
+        var timedOut = false
+        let watchdog = DispatchWorkItem {
+            lock.withLock { timedOut = true }
+            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        var output = Data()
+        var pending = Data()
+        let handle = pipe.fileHandleForReading
+        while true {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            output.append(chunk)
+            pending.append(chunk)
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                line(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self))
+                pending = Data(pending[(newline + 1)...])
+            }
+        }
+        process.waitUntilExit()
+        watchdog.cancel()
+        let text = String(decoding: output, as: UTF8.self)
+        if lock.withLock({ timedOut }) {
+            return Outcome(status: -1, output: text, problem: String(format: "did not finish within %g s (--timeout) and was killed", timeout))
+        }
+        if process.terminationReason == .uncaughtSignal {
+            let signal = process.terminationStatus
+            let name = signal == SIGSEGV ? "SIGSEGV" : signal == SIGABRT ? "SIGABRT" : signal == SIGBUS ? "SIGBUS" : "signal \(signal)"
+            return Outcome(status: -1, output: text, problem: "crashed its runner process (\(name))")
+        }
+        return Outcome(status: process.terminationStatus, output: text, problem: nil)
+    }
 }

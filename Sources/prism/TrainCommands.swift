@@ -28,10 +28,19 @@ struct ConfigOptions: ParsableArguments {
     }
 }
 
-/// Prints a one-line error and exits 1 for the errors a person can act on.
+/// Prints a one-line error and exits with the documented status: 1 for
+/// the errors a person can act on (config, data, plugins that do not
+/// load), 3 when a run stopped because a step failed (a plugin crashed,
+/// timed out or broke its contract), 130/143 after SIGINT/SIGTERM.
 func reporting<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
+    } catch let error as RunFailure {
+        printError("\(error)")
+        throw ExitCode(3)
+    } catch let error as Cancelled {
+        printError("\(error)")
+        throw ExitCode(Interrupt.exitStatus ?? 130)
     } catch let error as ConfigError {
         printError("\(error)")
     } catch let error as DataError {
@@ -51,8 +60,12 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train with GRPO (online, or offline from a rollout file) into a run directory.",
         discussion: """
-            Writes RUN/config.yaml (resolved), metrics.jsonl, samples.jsonl, checkpoints/ and report.html. \
-            Ctrl-C or SIGTERM stops after the current step with a checkpoint; --resume RUN continues from the last one.
+            Writes RUN/config.yaml (resolved), metrics.jsonl, samples.jsonl, checkpoints/ and report.html, holding \
+            RUN/.lock while it runs. A directory that holds a run is refused unless --resume continues it or \
+            --overwrite moves it aside. Ctrl-C or SIGTERM stops at the next safe point (within a step) with the last \
+            completed step's checkpoint; --resume RUN continues from the newest checkpoint that verifies.
+            Exit status: 0 done; 1 bad config, data or plugin; 3 a step failed (the run stopped at its last \
+            checkpoint); 130 after SIGINT, 143 after SIGTERM.
             """)
 
     @OptionGroup var options: ConfigOptions
@@ -60,24 +73,38 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Continue the run in this directory from its last checkpoint.") var resume: String?
     @Option(help: "Train offline on the groups of this JSONL file (from prism rollout) instead of generating.")
     var offline: String?
+    @Flag(help: "Start again in a run directory that holds a run: the old run is moved to RUN.replaced-<time>, never deleted.")
+    var overwrite = false
+    @Flag(help: "With --resume: accept --set changes to keys that define the run (seed, model.*, data.*, strategy.*).")
+    var force = false
+
+    func validate() throws {
+        if overwrite && resume != nil { throw ValidationError("--overwrite and --resume exclude each other") }
+        if force && resume == nil { throw ValidationError("--force goes with --resume") }
+    }
 
     func run() throws {
+        let box = TrainerBox()
+        Interrupt.install { box.emergencyCheckpoint() }
         try reporting {
             let config = try options.load(resumeFrom: resume)
             let name = options.config.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "train"
             let directory = RunDirectory(path: resume ?? runDirectory ?? "runs/\(name)")
-            let components = try ComponentLoader.components(config)
-            Interrupt.install()
+            let components = try ComponentLoader.components(config, shouldCancel: { Interrupt.requested })
             let trainer = Trainer(config: config, directory: directory, components: components, progress: progressReporter())
+            trainer.shouldStop = { Interrupt.requested }
+            box.set(trainer)
             if let offline {
-                try trainer.runOffline(file: offline)
+                try trainer.runOffline(file: offline, overwrite: overwrite)
                 print("offline run written to \(directory.path) (report: \(directory.reportPath))")
                 return
             }
-            trainer.shouldStop = { Interrupt.requested }
-            let summary = try trainer.run(resume: resume != nil)
+            let summary = try trainer.run(Trainer.Start(resume: resume != nil, overwrite: overwrite, force: force))
             if summary.interrupted {
-                print("interrupted after step \(summary.lastStep); continue with: prism train --resume \(directory.path)")
+                print(summary.lastStep > 0
+                    ? "interrupted after step \(summary.lastStep); continue with: prism train --resume \(directory.path)"
+                    : "interrupted before the first step completed; start again with: prism train --resume \(directory.path)")
+                throw ExitCode(Interrupt.exitStatus ?? 130)
             }
             if let e = summary.evaluation {
                 print(String(format: "held-out accuracy %.3f ± %.3f (process-verified %.3f), step score (RTS) %.3f, pass@%d %.3f",
@@ -85,6 +112,19 @@ struct TrainCommand: ParsableCommand {
             }
             print("run written to \(directory.path) (report: \(directory.reportPath))")
         }
+    }
+}
+
+/// The trainer of a `prism train`, for the signal watcher's thread.
+final class TrainerBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var trainer: Trainer?
+
+    func set(_ trainer: Trainer) { lock.withLock { self.trainer = trainer } }
+
+    func emergencyCheckpoint() -> String? {
+        guard let trainer = lock.withLock({ trainer }) else { return "no step had begun; nothing to save" }
+        return trainer.emergencyCheckpoint()
     }
 }
 
@@ -98,9 +138,12 @@ struct SFTCommand: ParsableCommand {
     func run() throws {
         try reporting {
             let config = try options.load()
+            try checkWritable(out)
             let components = try ComponentLoader.components(config, loadingWeights: true)
-            let train = try JSONL.read(Example.self, from: config.string("data.train"))
-            guard !train.isEmpty else { throw TrainerError("data.train: no examples") }
+            let file = config.string("data.train")
+            guard !file.isEmpty else { throw TrainerError("data.train: no examples (set data.train to a JSONL file)") }
+            let train = try JSONL.read(Example.self, from: file)
+            guard !train.isEmpty else { throw TrainerError("\(file): no examples (the file is empty) (data.train)") }
             let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: 1)
             try SupervisedStep.warmStart(train, policy: policy, config: config, steps: max(config.int("sft.steps"), 1),
                                          seed: UInt64(config.int("seed")), log: progressReporter().log)
@@ -207,5 +250,18 @@ struct DataCommand: ParsableCommand {
             try JSONL.write(task.examples(count: count, seed: UInt64(seed)), to: out)
             print("wrote \(count) problems to \(out)")
         }
+    }
+}
+
+/// Fails now, naming the path, when `path` cannot be written (its folder is
+/// missing or not writable), rather than after the work that would fill it.
+func checkWritable(_ path: String) throws {
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw TrainerError("\(path): its folder \(folder) does not exist")
+    }
+    guard access(folder, W_OK) == 0, !FileManager.default.fileExists(atPath: path) || access(path, W_OK) == 0 else {
+        throw TrainerError("\(path): not writable (permission denied)")
     }
 }

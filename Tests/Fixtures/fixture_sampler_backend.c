@@ -7,7 +7,10 @@
  * 3 = 'b'): logits are a parameter vector w, identical at every position,
  * so log p(tok) = log_softmax(w / T)[tok]. backward accumulates
  * dL/dw; optimizer_step is plain SGD (lr * grad). Enough to check shapes,
- * conventions and the plumbing of every backend call. */
+ * conventions and the plumbing of every backend call.
+ *
+ * -DCRASH_ON_DECODE=N makes the N-th decode_step call abort (SIGABRT), for
+ * the tests of a backend that dies mid-run. */
 #include <prism/prism.h>
 
 #include <math.h>
@@ -95,6 +98,10 @@ static prism_status decode_begin(void *inst, const prism_token_batch *b,
 
 static prism_status decode_step(void *inst, const int32_t *tokens,
                                 float *out) {
+#ifdef CRASH_ON_DECODE
+  static int decode_calls = 0;
+  if (++decode_calls == CRASH_ON_DECODE) abort();
+#endif
   model *m = inst;
   (void)tokens;
   if (m->rows == 0) return PRISM_E_STATE;

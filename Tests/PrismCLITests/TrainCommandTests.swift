@@ -56,7 +56,8 @@ struct TrainCommandTests {
         let first = try TestSupport.runInterrupting(prism, ["train", dir.path + "/long.yaml", "--run", run]) {
             $0.contains("step 1/")  // the first step is always reported
         }
-        #expect(first.status == 0, "\(first.stderr.suffix(500))")
+        #expect(first.status == 130, "\(first.stderr.suffix(500))")
+        #expect(first.stderr.contains("prism: SIGINT received; stopping at the next safe point"))
         let message = first.stdout.split(separator: "\n").first { $0.hasPrefix("interrupted after step ") }
         let number = message.map { String($0.dropFirst("interrupted after step ".count).prefix(while: \.isNumber)) }
         let stopped = try #require(number.flatMap { Int($0) }, "\(first.stdout)")

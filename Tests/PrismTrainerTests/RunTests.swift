@@ -3,7 +3,7 @@ import PrismCore
 import PrismHost
 import PrismRuntime
 import PrismTestSupport
-import PrismTrainer
+@testable import PrismTrainer
 import Testing
 
 /// Short end-to-end runs through the real plugins: run directory, metrics,
@@ -112,10 +112,8 @@ struct RunTests {
         try longer.set("run.steps=5")
         try longer.set("sft.steps=0")
         let first = try trainer(longer, "resume")
-        var asked = 0
-        first.shouldStop = {
-            asked += 1
-            return asked == 2  // "Ctrl-C" during step 2
+        first.shouldStop = {  // "Ctrl-C" as step 2 ends
+            FileManager.default.contents(atPath: first.directory.metricsPath).map { $0.filter { $0 == 10 }.count == 2 } ?? false
         }
         let stopped = try first.run(resume: false)
         #expect(stopped.interrupted && stopped.lastStep == 2)
@@ -262,5 +260,27 @@ struct RunTests {
         let answers = Double(short.int("grpo.group_size") * short.int("grpo.prompts_per_step"))
         #expect(metrics.allSatisfy { ($0["rewards/not_applicable"] as! Double) == answers })
         #expect(lines.contains { $0.contains("reward call(s) failed, their groups dropped: org.prism.test.fixture: score returned reward inf") })
+    }
+}
+
+/// The checkpoint manifest's digests are SHA-256 as `sha256sum` prints it.
+@Suite("SHA-256")
+struct SHA256Tests {
+    @Test func knownDigests() {
+        #expect(SHA256.hex(Data()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Data("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        // Two blocks after padding (56 bytes), and a million bytes fed in uneven pieces.
+        #expect(SHA256.hex(Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        var hash = SHA256()
+        var fed = 0
+        var piece = 1
+        while fed < 1_000_000 {
+            let count = min(piece, 1_000_000 - fed)
+            hash.update([UInt8](repeating: UInt8(ascii: "a"), count: count))
+            fed += count
+            piece = piece * 7 % 1000 + 1
+        }
+        #expect(hash.finish() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 }

@@ -21,6 +21,7 @@ import CPrism
         guard regularFileExists(path) else {
             throw PluginError(.fileMissing, plugin: path, reason: "no such file")
         }
+        try LoadRules.check(path)
         let library: DynamicLibrary
         do {
             unsafe library = unsafe try DynamicLibrary.open(absolutePath: path)

@@ -44,9 +44,28 @@ public struct ConfigFile: Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError("\(path): cannot read the config file")
         }
-        try self.init(yaml: String(decoding: data, as: UTF8.self), source: path)
+        try self.init(data: data, source: path)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         for (key, value) in values { values[key] = Self.resolved(key, value, against: folder) }
+    }
+
+    /// Parses YAML bytes, which must be UTF-8 (never silently repaired).
+    /// - Throws: ``ConfigError`` naming `source` and the line.
+    public init(data: Data, source: String) throws {
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw ConfigError("\(source):\(Self.firstInvalidUTF8Line(data)): not valid UTF-8 (a config must be UTF-8 text)")
+        }
+        try self.init(yaml: text, source: source)
+    }
+
+    /// The 1-based line of the first byte sequence that is not UTF-8.
+    static func firstInvalidUTF8Line(_ data: Data) -> Int {
+        var line = 1
+        for piece in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            if String(validating: piece, as: UTF8.self) == nil { return line }
+            line += 1
+        }
+        return line
     }
 
     /// `value` made absolute against `folder` when `key` holds a path and the

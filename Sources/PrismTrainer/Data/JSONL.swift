@@ -15,15 +15,34 @@ public enum JSONL {
     /// Decodes every non-empty line of `path` as `T`.
     /// - Throws: ``DataError`` naming the file and line of the first bad line.
     public static func read<T: Decodable>(_ type: T.Type, from path: String) throws(DataError) -> [T] {
+        try readNumbered(type, from: path).map(\.item)
+    }
+
+    /// Decodes every non-empty line of `path` as `T`, with its 1-based line number.
+    /// - Throws: ``DataError`` naming the file and line of the first bad line
+    ///   (invalid UTF-8 included).
+    public static func readNumbered<T: Decodable>(_ type: T.Type, from path: String) throws(DataError)
+        -> [(line: Int, item: T)]
+    {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DataError(file: path, line: 0, message: "cannot read the file")
         }
-        var items: [T] = []
+        return try decodeNumbered(type, data: data, file: path)
+    }
+
+    /// Decodes every non-empty line of `data` (the contents of `file`).
+    public static func decodeNumbered<T: Decodable>(_ type: T.Type, data: Data, file path: String) throws(DataError)
+        -> [(line: Int, item: T)]
+    {
+        var items: [(line: Int, item: T)] = []
         let decoder = JSONDecoder()
         for (index, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) { continue }
+            guard String(validating: line, as: UTF8.self) != nil else {
+                throw DataError(file: path, line: index + 1, message: "not valid UTF-8")
+            }
             do {
-                items.append(try decoder.decode(T.self, from: Data(line)))
+                items.append((index + 1, try decoder.decode(T.self, from: Data(line))))
             } catch let DecodingError.keyNotFound(key, _) {
                 throw DataError(file: path, line: index + 1, message: "missing key '\(key.stringValue)'")
             } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
@@ -54,3 +73,4 @@ public enum JSONL {
         try handle.write(contentsOf: data)
     }
 }
+

@@ -50,7 +50,7 @@ extension GRPOStep {
                  into collected: inout CollectedStep) throws -> Int {
         let clock = ContinuousClock()
         let started = clock.now
-        let groups = score(examples, generated, known: known, into: &collected)
+        let groups = try score(examples, generated, known: known, into: &collected)
         collected.scoringTime += clock.now - started
         collected.sampledGroups += groups.count
         collected.sampledAllNegative += groups.filter { $0.rewards.kind == .allNegative }.count
@@ -63,6 +63,8 @@ extension GRPOStep {
             }
             do {
                 dispositions.append(try settings.strategy.disposition(for: group.strategyGroup))
+            } catch let stop as Cancelled {
+                throw stop
             } catch {
                 collected.strategyErrors += 1
                 lastStrategyError = "\(error)"
@@ -79,7 +81,7 @@ extension GRPOStep {
     /// Rewards (from the data or the reward plugin), and the judge's word on
     /// the groups the strategy wants judged.
     private func score(_ examples: [Example], _ generated: [[Completion]], known: [[RewardScore]?]?,
-                       into collected: inout CollectedStep) -> [CollectedGroup] {
+                       into collected: inout CollectedStep) throws -> [CollectedGroup] {
         let clock = ContinuousClock()
         var batch = RewardBatch()
         for (example, group) in zip(examples, generated) {
@@ -91,7 +93,10 @@ extension GRPOStep {
         var scores: [RewardScore] = []
         if known.map({ $0.contains { $0 == nil } }) ?? true {
             do {
+                try policy.checkStop("reward.score")
                 scores = try reward.score(batch)
+            } catch let stop as Cancelled {
+                throw stop
             } catch {
                 // A failing or misbehaving reward plugin: this batch is not
                 // applicable (its groups are dropped), the run goes on.
@@ -108,9 +113,10 @@ extension GRPOStep {
             offset += count
             let rewards = GroupRewards(rewards: slice.map(\.reward), correct: slice.map(\.correct))
             var group = CollectedGroup(example: example, completions: generated[p], rewards: rewards, feedback: nil)
-            if let judge, wantsFeedback(group, into: &collected) {
+            if let judge, try wantsFeedback(group, into: &collected) {
                 let asked = clock.now
                 do {
+                    try policy.checkStop("judge.assess")
                     group.feedback = try judge.assess(FeedbackGroup(
                         prompt: example.prompt, reference: example.answer, referenceSteps: example.steps,
                         metadataJSON: example.metadataJSON, completions: generated[p].map(\.text),
@@ -120,6 +126,8 @@ extension GRPOStep {
                         // A tokenizer that fails here leaves the error unlocated (counted as such).
                         span.flatMap { try? policy.tokenIndex(ofByte: $0.lowerBound, in: completion.tokens) }
                     }
+                } catch let stop as Cancelled {
+                    throw stop
                 } catch {
                     collected.judgeErrors += 1
                     lastJudgeError = "\(error)"
@@ -133,9 +141,11 @@ extension GRPOStep {
 
     /// The strategy's answer to "judge this group?"; a failing strategy
     /// plugin counts as no (the group stays undiversified) and is counted.
-    private func wantsFeedback(_ group: CollectedGroup, into collected: inout CollectedStep) -> Bool {
+    private func wantsFeedback(_ group: CollectedGroup, into collected: inout CollectedStep) throws -> Bool {
         do {
             return try settings.strategy.wantsFeedback(for: group.strategyGroup)
+        } catch let stop as Cancelled {
+            throw stop
         } catch {
             collected.strategyErrors += 1
             lastStrategyError = "\(error)"

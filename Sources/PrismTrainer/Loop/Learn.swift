@@ -84,7 +84,12 @@ extension GRPOStep {
         var scored: ScoredBatch
         var learns = true
         do {
+            try policy.checkStop("strategy.advantages")
             scored = try settings.strategy.advantages(for: kept.map(\.strategyGroup))
+            // The last safe point: from here the update changes the weights.
+            try policy.checkStop("update")
+        } catch let stop as Cancelled {
+            throw stop
         } catch {
             // A failing strategy plugin: the groups are reported with zero
             // advantages and the step makes no update.

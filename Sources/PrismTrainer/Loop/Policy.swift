@@ -35,6 +35,10 @@ public final class Policy {
     /// Logits are divided by this in log-probs and gradients; it must equal
     /// the sampler's temperature so training sees what was sampled.
     public let temperature: Float
+    /// Asked between decoding steps and before each plugin call of a step:
+    /// true stops the step with ``Cancelled`` (the run then ends at its last
+    /// completed step).
+    public var shouldStop: () -> Bool = { false }
 
     public init(backend: any ComputeBackend, sampler: any Sampler, temperature: Float) throws {
         self.backend = backend
@@ -68,6 +72,7 @@ public final class Policy {
         var done = Array(repeating: false, count: rows.count)
         var logits = try backend.beginDecoding(TokenBatch(sequences: rows, pad: pad))
         for step in 0..<steps {
+            try checkStop("generation")
             let next = try sampler.sample(logits: logits, rows: rows.count, vocab: info.vocabSize, rng: &rng)
             for (r, token) in next.enumerated() where !done[r] {
                 generated[r].append(Int32(token))
@@ -89,6 +94,11 @@ public final class Policy {
 }
 
 extension Policy {
+    /// Throws ``Cancelled`` naming `call` when the run was asked to stop.
+    public func checkStop(_ call: String) throws {
+        if shouldStop() { throw Cancelled(call) }
+    }
+
     /// The index of the token of `tokens` (a completion) in which UTF-8 byte
     /// `offset` of its text lies: the smallest `t` whose prefix
     /// `tokens[...t]` detokenizes to more than `offset` bytes. At the end of

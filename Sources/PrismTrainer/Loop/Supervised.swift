@@ -56,7 +56,7 @@ public struct SupervisedStep {
             let logging = n == 1 || n % max(1, steps / 10) == 0 || n == steps
             let loss = try step(batch, measure: logging)
             if logging { log("sft step \(n)/\(steps)  loss \(String(format: "%.4f", loss))") }
-            if shouldStop() { throw TrainerError("interrupted during the warm-start; nothing was saved") }
+            if shouldStop() { throw Cancelled("warm start") }
         }
     }
 }

@@ -27,48 +27,102 @@ public final class Trainer {
         public var evaluation: Evaluation?
     }
 
+    /// How a run begins when its directory already holds one.
+    public struct Start: Sendable, Equatable {
+        /// Continue from the newest valid checkpoint.
+        public var resume = false
+        /// Without `resume`: move an existing run aside (never deleted) and start anew.
+        public var overwrite = false
+        /// With `resume`: accept changes to the keys that define the run
+        /// (``definingKeyPrefixes``); they are recorded in `changes.jsonl`.
+        public var force = false
+
+        public init(resume: Bool = false, overwrite: Bool = false, force: Bool = false) {
+            self.resume = resume
+            self.overwrite = overwrite
+            self.force = force
+        }
+    }
+
+    /// Keys whose change on `--resume` would make `config.yaml` describe
+    /// another run than the one on disk.
+    public static let definingKeyPrefixes = ["seed", "model.", "data.", "strategy."]
+
+    let guardian = RunGuard()
+
+    /// From another thread, when the run's own thread is stuck in a plugin
+    /// call (a second of grace after a stop was asked and no safe point
+    /// came): writes the last completed step's checkpoint if the weights
+    /// are still that step's and the backend is idle.
+    /// - Returns: one line saying what was saved, or nil while the run is
+    ///   ending in order (it reached a safe point; wait for it).
+    public func emergencyCheckpoint() -> String? {
+        guardian.emergencyCheckpoint(directory: directory, backend: components.backend)
+    }
+
     /// Runs (or, with `resume`, continues) the training.
     public func run(resume: Bool) throws -> Summary {
+        try run(Start(resume: resume))
+    }
+
+    /// Runs or continues the training, holding the run directory's lock.
+    /// - Throws: ``TrainerError`` when the directory holds another run (and
+    ///   neither `resume` nor `overwrite` was asked), is in use, when the
+    ///   data fail their checks, or when a resume would change a defining key.
+    public func run(_ start: Start) throws -> Summary {
         let c = config
-        try directory.create()
-        let train = try loadData("data.train")
-        let held = try loadData("data.eval").prefix(c.int("data.eval_problems"))
-        guard !train.isEmpty else { throw TrainerError("data.train: no training problems (set data.train to a JSONL file)") }
+        var lock = try directory.lock()
+        if !start.resume && directory.holdsRun {
+            guard start.overwrite else {
+                throw TrainerError("\(directory.path): holds a run already; continue it with --resume \(directory.path), "
+                    + "or start again with --overwrite (the old run is moved aside, not deleted)")
+            }
+            let aside = try directory.moveAside()
+            lock = try directory.lock()
+            progress.log("moved the previous run to \(aside)")
+        }
+        defer { withExtendedLifetime(lock) {} }
+        let backend = GuardedBackend(components.backend, guardian: guardian)
         let temperature = Float(c.double("grpo.temperature"))
-        let policy = try Policy(backend: components.backend, sampler: components.sampler, temperature: temperature)
-        let greedy = try Policy(backend: components.backend, sampler: components.greedySampler, temperature: 1)
+        let policy = try Policy(backend: backend, sampler: components.sampler, temperature: temperature)
+        let greedy = try Policy(backend: backend, sampler: components.greedySampler, temperature: 1)
+        policy.shouldStop = shouldStop
+        greedy.shouldStop = shouldStop
+        let train = try DataCheck(policy: policy, config: c).load("data.train", solutions: c.int("sft.steps") > 0)
+        let held = try DataCheck(policy: policy, config: c).load("data.eval").prefix(c.int("data.eval_problems"))
         let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge,
                             settings: try c.grpoSettings(strategy: components.strategy))
+        let retention = RunDirectory.Retention(last: c.int("run.keep_checkpoints"), every: c.int("run.keep_checkpoint_every"))
 
         // 1. Where to start: a checkpoint of this run, or a fresh (warm-started) model.
         var state = RunDirectory.State(step: 0, rng: words(RandomState(seed: UInt64(c.int("seed")))), dataCursor: 0,
                                        spentTokens: 0)
-        if resume, let (saved, model) = try directory.latestCheckpoint() {
-            try components.backend.load(from: model)
-            state = saved
+        var found: RunDirectory.Checkpoint?
+        if start.resume {
+            found = try directory.newestCheckpoint(warn: progress.log)
+            if found == nil && FileManager.default.fileExists(atPath: directory.metricsPath) {
+                progress.log("\(directory.path) has no checkpoint yet; starting again from step 0")
+            }
+        }
+        if let found {
+            try recordChanges(at: found.state.step, force: start.force)
+            try backend.load(from: found.modelPath)
+            state = found.state
             try directory.truncate(after: state.step)
-            // The resolved config now includes this invocation's --set overrides.
-            try Data(c.yaml.utf8).write(to: URL(fileURLWithPath: directory.configPath), options: .atomic)
+            try writeConfig()
             progress.log("resuming \(directory.path) from step \(state.step)")
         } else {
-            if resume { progress.log("no checkpoint in \(directory.path); starting from step 0") }
-            try Data(c.yaml.utf8).write(to: URL(fileURLWithPath: directory.configPath), options: .atomic)
+            if start.resume && !FileManager.default.fileExists(atPath: directory.metricsPath) {
+                progress.log("no checkpoint in \(directory.path); starting from step 0")
+            }
+            try writeConfig()
             try? FileManager.default.removeItem(atPath: directory.metricsPath)
             try? FileManager.default.removeItem(atPath: directory.samplesPath)
-            if !c.string("model.checkpoint").isEmpty { try components.backend.load(from: c.string("model.checkpoint")) }
-            try warmStart(policy: policy, train: train)
-            try components.backend.snapshotReference()
-            if c.bool("run.eval_at_start"), !held.isEmpty {
-                do {
-                    let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: 0)
-                    var line = StepMetrics()
-                    line.set(.budgetSpent, 0)
-                    line.record(result)
-                    try directory.append(line.jsonLine(step: 0), to: directory.metricsPath)
-                    progress.log(String(format: "step 0: held-out accuracy %.3f ± %.3f", result.accuracy, result.accuracyStandardError))
-                } catch {
-                    progress.log("step 0: evaluation failed, training goes on: \(error)")
-                }
+            do {
+                try prepare(backend: backend, policy: policy, greedy: greedy, train: train, held: Array(held))
+            } catch let stop as Cancelled {
+                progress.log("stopped at \(stop.call), before step 1; nothing to resume")
+                return Summary(firstStep: 1, lastStep: 0, interrupted: true, evaluation: nil)
             }
         }
 
@@ -82,13 +136,29 @@ public final class Trainer {
         let first = state.step + 1
         var interrupted = false
         var evaluation: Evaluation?
+        var saved = true  // whether `state` has its checkpoint on disk
+        defer { guardian.end() }
         progress.start(total: steps, from: state.step, budget: budget, spent: spent)
         if first <= steps, budget == 0 || spent < budget {
             for n in first...steps {
-                let (metrics, samples) = try step.run(step: n, next: {
-                    defer { cursor += 1 }
-                    return train[cursor % train.count]
-                }, rng: &rng)
+                guardian.begin(after: state, saved: saved, retention: retention)
+                let metrics: StepMetrics, samples: [SampleRecord]
+                do {
+                    (metrics, samples) = try step.run(step: n, next: {
+                        defer { cursor += 1 }
+                        return train[cursor % train.count]
+                    }, rng: &rng)
+                } catch let stop as Cancelled {
+                    // Mid-step: the weights are still the last completed step's.
+                    guardian.markStopping()
+                    progress.log("step \(n): stopped at \(stop.call); the run ends at step \(state.step)")
+                    if !saved && state.step > 0 { try directory.saveCheckpoint(state, backend: backend, retention: retention) }
+                    interrupted = true
+                    break
+                } catch {
+                    throw RunFailure(step: n, lastCheckpoint: saved ? state.step : directory.checkpointSteps().last,
+                                     directory: directory, error: error)
+                }
                 var line = metrics
                 spent += (metrics[.tokensGenerated] ?? 0) + judgeCost * (metrics[.feedbackJudgedTokens] ?? 0)
                 line.set(.budgetSpent, spent)
@@ -99,6 +169,8 @@ public final class Trainer {
                         let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: UInt64(n))
                         evaluation = result
                         line.record(result)
+                    } catch is Cancelled {
+                        progress.log("step \(n): evaluation stopped; the step is kept without it")
                     } catch {
                         progress.log("step \(n): evaluation failed, training goes on: \(error)")
                     }
@@ -119,10 +191,13 @@ public final class Trainer {
                 }
                 progress.step(n, metrics: line)
                 state = RunDirectory.State(step: n, rng: words(rng), dataCursor: cursor, spentTokens: spent)
+                saved = false
                 let checkpointEvery = c.int("run.checkpoint_every")
                 let stop = shouldStop()
+                if stop || last { guardian.markStopping() }
                 if last || stop || (checkpointEvery > 0 && n % checkpointEvery == 0) {
-                    try directory.saveCheckpoint(state, backend: components.backend)
+                    try directory.saveCheckpoint(state, backend: backend, retention: retention)
+                    saved = true
                 }
                 if stop && !last {
                     interrupted = true
@@ -139,14 +214,85 @@ public final class Trainer {
         return Summary(firstStep: first, lastStep: state.step, interrupted: interrupted, evaluation: evaluation)
     }
 
+    /// A fresh run's model: `model.checkpoint`, the warm start, the
+    /// reference snapshot, and the step-0 evaluation when asked.
+    /// - Throws: ``Cancelled`` when stopped (nothing is saved).
+    func prepare(backend: any ComputeBackend, policy: Policy, greedy: Policy, train: [Example], held: [Example]) throws {
+        let c = config
+        if !c.string("model.checkpoint").isEmpty { try backend.load(from: c.string("model.checkpoint")) }
+        try warmStart(policy: policy, train: train)
+        try backend.snapshotReference()
+        guard c.bool("run.eval_at_start"), !held.isEmpty else { return }
+        do {
+            let result = try evaluate(greedy: greedy, sampled: policy, held: held, seed: 0)
+            var line = StepMetrics()
+            line.set(.budgetSpent, 0)
+            line.record(result)
+            try directory.append(line.jsonLine(step: 0), to: directory.metricsPath)
+            progress.log(String(format: "step 0: held-out accuracy %.3f ± %.3f", result.accuracy, result.accuracyStandardError))
+        } catch let stop as Cancelled {
+            throw stop
+        } catch {
+            progress.log("step 0: evaluation failed, training goes on: \(error)")
+        }
+    }
+
+    /// Writes the resolved config (with this invocation's --set overrides).
+    func writeConfig() throws {
+        do {
+            try Data(config.yaml.utf8).write(to: URL(fileURLWithPath: directory.configPath), options: .atomic)
+        } catch {
+            throw TrainerError("\(directory.configPath): cannot write (\(reason(error)))")
+        }
+    }
+
+    /// On resume: the keys this invocation changes against the run's
+    /// `config.yaml`, refused for defining keys unless `force`, recorded in
+    /// `changes.jsonl` either way.
+    func recordChanges(at step: Int, force: Bool) throws {
+        guard let previous = try? ConfigFile(path: directory.configPath) else { return }
+        let changed = ConfigKey.all.map(\.path).filter { path in
+            ConfigKey.named(path)?.kind == .pluginConfig
+                ? previous.pluginConfig(path) != config.pluginConfig(path) : previous.value(path) != config.value(path)
+        }
+        guard !changed.isEmpty else { return }
+        func value(_ file: ConfigFile, _ path: String) -> String {
+            ConfigKey.named(path)?.kind == .pluginConfig ? file.pluginConfig(path) : file.value(path)
+        }
+        let defining = changed.filter { path in
+            !path.hasSuffix(".isolation") && !path.hasSuffix(".timeout_s")
+                && Self.definingKeyPrefixes.contains { path == $0 || path.hasPrefix($0) }
+        }
+        if !defining.isEmpty && !force {
+            let list = defining.map { "\($0) (\(value(previous, $0)) -> \(value(config, $0)))" }.joined(separator: ", ")
+            throw TrainerError("\(directory.path): --resume would change \(list), which define the run; "
+                + "pass --force to resume anyway (the change is recorded in changes.jsonl), or train into a new --run")
+        }
+        var entry: [String: Any] = ["step": step, "time": ISO8601DateFormatter().string(from: Date())]
+        entry["changed"] = Dictionary(uniqueKeysWithValues: changed.map { ($0, ["from": value(previous, $0), "to": value(config, $0)]) })
+        let data = try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys, .withoutEscapingSlashes])
+        try directory.append(String(decoding: data, as: UTF8.self), to: directory.path + "/changes.jsonl")
+        progress.log("resume changes \(changed.joined(separator: ", ")) (recorded in \(directory.path)/changes.jsonl)")
+    }
+
     /// Offline GRPO: trains on the groups of a JSONL file (from `prism
     /// rollout` or any tool), `grpo.prompts_per_step` groups per step, for at
     /// most `run.steps` steps, from `model.checkpoint`.
-    public func runOffline(file: String) throws {
+    public func runOffline(file: String, overwrite: Bool = false) throws {
         let groups = try JSONL.read(OfflineGroup.self, from: file)
-        guard !groups.isEmpty else { throw TrainerError("\(file): no groups") }
-        try directory.create()
-        try Data(config.yaml.utf8).write(to: URL(fileURLWithPath: directory.configPath), options: .atomic)
+        guard !groups.isEmpty else { throw TrainerError("\(file): no groups (the file is empty)") }
+        var lock = try directory.lock()
+        if directory.holdsRun {
+            guard overwrite else {
+                throw TrainerError("\(directory.path): holds a run already; start again with --overwrite "
+                    + "(the old run is moved aside, not deleted) or choose another --run")
+            }
+            let aside = try directory.moveAside()
+            lock = try directory.lock()
+            progress.log("moved the previous run to \(aside)")
+        }
+        defer { withExtendedLifetime(lock) {} }
+        try writeConfig()
         try? FileManager.default.removeItem(atPath: directory.metricsPath)
         try? FileManager.default.removeItem(atPath: directory.samplesPath)
         let policy = try Policy(backend: components.backend, sampler: components.sampler,
@@ -187,10 +333,6 @@ public final class Trainer {
             seed: seed)
     }
 
-    func loadData(_ key: String) throws -> [Example] {
-        let path = config.string(key)
-        return path.isEmpty ? [] : try JSONL.read(Example.self, from: path)
-    }
 }
 
 func words(_ rng: RandomState) -> [UInt64] { [rng.words.0, rng.words.1, rng.words.2, rng.words.3] }

@@ -115,7 +115,8 @@ public struct Demo {
             progress.log("training \(strategy) for \(s.steps) steps")
             let trainer = Trainer(config: config, directory: RunDirectory(path: "\(dir)/\(strategy)"),
                                   components: try load(config), progress: progress)
-            let summary = try trainer.run(resume: false)
+            // A rerun of the demo moves its previous run aside (never deletes it).
+            let summary = try trainer.run(Trainer.Start(overwrite: true))
             let shares = try Self.meanShares(trainer.directory)
             rows.append(Row(strategy: strategy, evaluation: summary.evaluation, allNegative: shares[0],
                             zeroAdvantage: shares[1], diversified: shares[2]))

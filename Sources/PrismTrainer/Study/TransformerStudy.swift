@@ -341,8 +341,8 @@ public struct TransformerStudy {
             let config = try config(base: base, variant: variant, seed: seed)
             let trainer = Trainer(config: config, directory: directory, components: try load(config), progress: progress)
             trainer.shouldStop = shouldStop
-            let begun = FileManager.default.fileExists(atPath: directory.checkpoints + "/latest")
-            if try trainer.run(resume: begun).interrupted { return false }
+            // A run begun before continues (from step 0 when it has no checkpoint yet).
+            if try trainer.run(resume: directory.holdsRun).interrupted { return false }
         }
         return true
     }

@@ -1,28 +1,31 @@
 // Reading and writing safetensors files: an 8-byte little-endian header
 // length, a JSON header {name: {dtype, shape, data_offsets}, "__metadata__":
 // {string: string}}, then the tensors' bytes. Only F32 is used here.
-import PluginKit
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// One tensor to write: a name, a shape and its floats.
-struct TensorSpec {
-    var name: String
-    var shape: [Int]
-    var count: Int { shape.reduce(1, *) }
+public struct TensorSpec: Sendable {
+    public var name: String
+    public var shape: [Int]
+    public var count: Int { shape.reduce(1, *) }
+    public init(name: String, shape: [Int]) {
+        self.name = name
+        self.shape = shape
+    }
 }
 
-struct SafetensorsError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct SafetensorsError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
-enum Safetensors {
+public enum Safetensors {
     /// Writes `tensors` (each read from its pointer) atomically: a temporary
     /// file in the same directory, fsync, then rename, so `path` is either the
     /// old file or the complete new one.
-    static func write(
+    public static func write(
         path: String, tensors: [(TensorSpec, UnsafePointer<Float>)], metadata: [(String, String)]
     ) throws(SafetensorsError) {
         var header = "{\"__metadata__\":{"
@@ -56,19 +59,33 @@ enum Safetensors {
     }
 
     /// A parsed file: its metadata and where each tensor's bytes are.
-    struct File {
+    public struct File {
         var bytes: [UInt8]
         var dataStart: Int
-        var metadata: [String: String]
+        /// The `__metadata__` entries.
+        public internal(set) var metadata: [String: String]
         var tensors: [String: (shape: [Int], range: Range<Int>)]
 
+        /// The tensors' names, sorted.
+        public var tensorNames: [String] { tensors.keys.sorted() }
+
+        /// The declared shape of tensor `name`.
+        public func shape(of name: String) -> [Int]? { tensors[name]?.shape }
+
         /// The floats of tensor `name` checked against `shape`, or nil if absent.
-        func floats(_ name: String, shape: [Int], file: String) throws(SafetensorsError) -> [Float]? {
+        public func floats(_ name: String, shape: [Int], file: String) throws(SafetensorsError) -> [Float]? {
             guard let entry = tensors[name] else { return nil }
             guard entry.shape == shape else {
                 throw SafetensorsError("\(file): tensor '\(name)' has shape \(entry.shape), expected \(shape)")
             }
-            let count = shape.reduce(1, *)
+            var count = 1
+            for size in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: size)
+                guard !overflow, product <= Int.max / 4 else {
+                    throw SafetensorsError("\(file): tensor '\(name)' has a shape too large to hold: \(shape)")
+                }
+                count = product
+            }
             guard entry.range.count == count * 4 else {
                 throw SafetensorsError("\(file): tensor '\(name)' has \(entry.range.count) bytes, expected \(count * 4)")
             }
@@ -85,7 +102,7 @@ enum Safetensors {
 
     /// Reads and validates the header of `path`.
     /// - Throws: when the file is missing, truncated or malformed, naming why.
-    static func read(path: String) throws(SafetensorsError) -> File {
+    public static func read(path: String) throws(SafetensorsError) -> File {
         guard let handle = fopen(path, "rb") else { throw SafetensorsError("\(path): cannot open: \(errorText())") }
         defer { fclose(handle) }
         var bytes: [UInt8] = []
@@ -95,6 +112,11 @@ enum Safetensors {
             if count == 0 { break }
             bytes += chunk[..<count]
         }
+        return try parse(bytes, path: path)
+    }
+
+    /// Parses and validates a whole file's bytes; `path` names it in errors.
+    public static func parse(_ bytes: [UInt8], path: String) throws(SafetensorsError) -> File {
         guard bytes.count >= 8 else {
             throw SafetensorsError("\(path): truncated: \(bytes.count) bytes, not even the 8-byte header length")
         }
@@ -124,12 +146,15 @@ enum Safetensors {
             else { throw SafetensorsError("\(path): tensor '\(name)' has a malformed header entry") }
             guard dtype == "F32" else { throw SafetensorsError("\(path): tensor '\(name)' is \(dtype), expected F32") }
             let shape = shapeValues.compactMap { value -> Int? in
-                if case .number(let n) = value { return Int(n) }
+                if case .number(let n) = value, n >= 0, n <= 1e12, n == n.rounded() { return Int(n) }
                 return nil
             }
-            guard begin >= 0, stop >= begin, Int(stop) <= dataLength else {
+            guard shape.count == shapeValues.count else {
+                throw SafetensorsError("\(path): tensor '\(name)' has a shape that is not a list of sizes")
+            }
+            guard begin == begin.rounded(), stop == stop.rounded(), begin >= 0, stop >= begin, stop <= Double(dataLength) else {
                 throw SafetensorsError(
-                    "\(path): truncated: tensor '\(name)' needs bytes \(Int(begin))..<\(Int(stop)) but the data has \(dataLength)")
+                    "\(path): truncated: tensor '\(name)' needs bytes \(begin)..<\(stop) but the data has \(dataLength)")
             }
             tensors[name] = (shape, Int(begin)..<Int(stop))
             end = max(end, Int(stop))
@@ -149,3 +174,20 @@ private func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Bool {
 }
 
 private func errorText() -> String { String(cString: strerror(errno)) }
+
+/// A JSON string literal.
+public func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case _ where scalar.value < 0x20:
+            let hex = String(scalar.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}

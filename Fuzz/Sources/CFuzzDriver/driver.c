@@ -1,0 +1,1 @@
+/* The declaration only; libFuzzer (linked by -sanitize=fuzzer) defines it. */
