@@ -5,7 +5,9 @@
 //   CPrism (SDK/, the C ABI, header-only)
 //      ^                    ^
 //   PrismHost ──> PrismCore <── PrismTrainer
-//      ^                            ^
+//      ^    ^                       ^
+//      │   PrismIsolation           │   (plugins in a runner process,
+//      │    ^                       │    served by prism-plugin-runner)
 //      └──── PrismRuntime ──────────┘   (plugins a config names -> Components)
 //                 ^
 //   prism (CLI, wiring only) ──> PrismSignals (Ctrl-C for command-line tools)
@@ -13,7 +15,8 @@
 // Plugins/<Name>/ are dynamic libraries that see only CPrism. No Prism module
 // links against a plugin: plugins are loaded with dlopen at run time. The one
 // exception is PrismBenchmarks (see there), which links two plugins' internal
-// C targets to measure them without the ABI in between.
+// C targets to measure them without the ABI in between. Fuzz/ is a package of
+// its own (libFuzzer targets) that depends on this one by path.
 import PackageDescription
 
 /// Warnings are errors when PRISM_WERROR or CI is set (CI sets CI=true).

@@ -43,7 +43,8 @@ public struct IsolationSpec: Sendable {
 public final class RunnerChannel {
     public let spec: IsolationSpec
     /// Polled every 50 ms while a call waits: true kills the runner and
-    /// throws ``Cancelled`` (a stop, not a plugin failure).
+    /// throws ``Cancelled`` (a stop, not a plugin failure). Not for a
+    /// backend, whose call is awaited: killing it would lose the weights.
     public var shouldCancel: () -> Bool
     /// Runner failures (crashes and deadlines) so far, and in a row.
     public private(set) var failures = 0
@@ -107,7 +108,9 @@ public final class RunnerChannel {
         while true {
             let ready = prism_iso_wait(socket, 50)
             if ready != 0 { break }
-            if shouldCancel() {
+            // A stateless plugin's call is abandoned (its runner killed, a new one
+            // starts later); a backend's is awaited, since its runner holds the weights.
+            if spec.restartable && shouldCancel() {
                 stop()
                 throw Cancelled("\(spec.role.replacingOccurrences(of: ".plugin", with: "")).\(name)")
             }
@@ -121,6 +124,10 @@ public final class RunnerChannel {
             throw try failure(name, nil)
         }
         let length = Int(header[0]) | Int(header[1]) << 8 | Int(header[2]) << 16 | Int(header[3]) << 24
+        guard length <= maximumFrame else {
+            throw try failure(name, "answered with a frame of \(length) bytes (at most \(maximumFrame)); the runner was killed",
+                              code: .runnerFailed)
+        }
         var body = [UInt8](repeating: 0, count: length)
         guard length == 0 || body.withUnsafeMutableBytes({ prism_iso_read(socket, $0.baseAddress, length, 10_000) }) == 0 else {
             throw try failure(name, nil)
@@ -136,9 +143,9 @@ public final class RunnerChannel {
 
     /// Kills and reaps the runner after a failed exchange; counts the
     /// failure; the error says what happened (a signal, an exit, a deadline).
-    private func failure(_ name: String, _ timeout: String?) throws -> PluginError {
+    private func failure(_ name: String, _ killed: String?, code given: PluginError.Code? = nil) throws -> PluginError {
         let pid = self.pid
-        if timeout != nil { prism_iso_kill(pid) }
+        if killed != nil { prism_iso_kill(pid) }
         var signal: Int32 = 0, status: Int32 = 0
         var ended = prism_iso_reap(pid, 0, &signal, &status)
         if ended == 0 {
@@ -156,8 +163,8 @@ public final class RunnerChannel {
         self.pid = 0
         closeChannel()
         let what: String
-        if let timeout {
-            what = timeout
+        if let killed {
+            what = killed
         } else if signal != 0 {
             what = "the runner died with signal \(signal) (\(signalName(signal)))"
         } else {
@@ -166,7 +173,7 @@ public final class RunnerChannel {
         failures += 1
         failuresInARow += 1
         lastFailure = what
-        let code: PluginError.Code = timeout == nil ? .crashed : .timedOut
+        let code: PluginError.Code = given ?? (killed == nil ? .crashed : .timedOut)
         if !spec.restartable {
             dead = "its runner is gone (\(what)) and a \(spec.role.replacingOccurrences(of: ".plugin", with: "")) cannot be restarted without losing its state"
             return PluginError(code, plugin: label, reason: "\(name): \(what)")
@@ -255,6 +262,10 @@ public final class RunnerChannel {
         pid = 0
     }
 }
+
+/// The largest frame either side accepts: frames carry scalars and texts;
+/// arrays travel in shared memory.
+let maximumFrame = 1 << 28
 
 func signalName(_ signal: Int32) -> String {
     switch signal {

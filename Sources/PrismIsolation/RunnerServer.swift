@@ -18,6 +18,7 @@ public enum RunnerServer {
             var header = [UInt8](repeating: 0, count: 4)
             guard header.withUnsafeMutableBytes({ prism_iso_read(socket, $0.baseAddress, 4, -1) }) == 0 else { return 0 }
             let length = Int(header[0]) | Int(header[1]) << 8 | Int(header[2]) << 16 | Int(header[3]) << 24
+            guard length <= maximumFrame else { return 1 }
             var body = [UInt8](repeating: 0, count: length)
             guard length == 0 || body.withUnsafeMutableBytes({ prism_iso_read(socket, $0.baseAddress, length, 10_000) }) == 0 else {
                 return 1

@@ -14,8 +14,9 @@ public enum Interrupt {
     ///   - grace: seconds between the acknowledgement and `onStuck`.
     ///   - onStuck: asked after each grace period: nil while the run is
     ///     stopping in order (e.g. writing its checkpoint), else the last word
-    ///     before exit (what an emergency checkpoint saved).
-    public static func install(grace: Double = 2, onStuck: @escaping @Sendable () -> String? = { "" }) {
+    ///     before exit (what an emergency checkpoint saved). The default
+    ///     always waits (a second signal still exits at once).
+    public static func install(grace: Double = 2, onStuck: @escaping @Sendable () -> String? = { nil }) {
         prism_signals_install()
         let thread = Thread {
             prism_signals_block_in_thread()
@@ -30,7 +31,7 @@ public enum Interrupt {
                 last = onStuck()
             } while last == nil
             FileHandle.standardError.write(Data(
-                "prism: no safe point within \(grace) s (a plugin call does not return); \(last!); exiting\n".utf8))
+                "prism: no safe point within \(String(format: "%g", grace)) s (a plugin call does not return); \(last!); exiting\n".utf8))
             _exit(128 + signal)
         }
         thread.start()

@@ -96,7 +96,7 @@ struct StudyCommand: ParsableCommand {
                 if !summaryOnly {
                     guard try study.run() else {
                         print("interrupted; run the same command again to continue")
-                        return
+                        throw ExitCode(Interrupt.exitStatus ?? 130)
                     }
                 }
                 let summary = try study.summary()

@@ -85,7 +85,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let box = TrainerBox()
-        Interrupt.install { box.emergencyCheckpoint() }
+        Interrupt.install(grace: 1) { box.emergencyCheckpoint() }
         try reporting {
             let config = try options.load(resumeFrom: resume)
             let name = options.config.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "train"

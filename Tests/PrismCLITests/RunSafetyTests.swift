@@ -147,6 +147,13 @@ struct RunSafetyTests {
                                                  "--set", "run.keep_checkpoints=2", "--set", "run.keep_checkpoint_every=4"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(try checkpoints(run) == ["step-000004", "step-000008", "step-000009"])
+
+        // A run from before manifests (none of its checkpoints has one) still resumes, unverified.
+        for name in try checkpoints(run) { try FileManager.default.removeItem(atPath: run + "/checkpoints/\(name)/manifest.json") }
+        let legacy = try TestSupport.run(prism, ["train", "--resume", run, "--set", "run.steps=10"])
+        #expect(legacy.status == 0, "\(legacy.stderr)")
+        #expect(legacy.stderr.contains("\(run)/checkpoints/step-000009 was written before checkpoints had manifests; it is used unverified"))
+        #expect(legacy.stderr.contains("resuming \(run) from step 9"))
     }
 
     /// The kill -9 check: a run killed at any point and resumed ends
@@ -425,6 +432,11 @@ struct RunSafetyTests {
         let sft = try TestSupport.run(prism, ["sft", tiny, "--set", "sft.steps=2000", "--out", "/nonexistent/dir/model.safetensors"])
         #expect(sft.status == 1)
         #expect(sft.stderr == "error: /nonexistent/dir/model.safetensors: its folder /nonexistent/dir does not exist\n")
+
+        // A run directory that cannot be created: one line with the reason, no Foundation dump.
+        let blocked = try TestSupport.run(prism, ["train", tiny, "--run", tiny + "/run"])
+        #expect(blocked.status == 1)
+        #expect(blocked.stderr == "error: \(tiny)/run: cannot create the run directory (\(tiny) is not a directory)\n", "\(blocked.stderr)")
 
         if getuid() != 0 {  // root writes anywhere
             let locked = dir.appendingPathComponent("readonly")

@@ -35,8 +35,23 @@ public struct RunDirectory: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
         } catch {
-            throw TrainerError("\(path): cannot create the run directory (\(reason(error)))")
+            throw TrainerError("\(path): cannot create the run directory (\(Self.obstacle(checkpoints) ?? reason(error)))")
         }
+    }
+
+    /// Why a directory cannot be made at `path`: the nearest existing
+    /// ancestor is not a directory, or cannot be written.
+    static func obstacle(_ path: String) -> String? {
+        var ancestor = URL(fileURLWithPath: path).deletingLastPathComponent()
+        while ancestor.path != "/" {
+            if FileManager.default.fileExists(atPath: ancestor.path) {
+                let type = (try? FileManager.default.attributesOfItem(atPath: ancestor.path))?[.type] as? FileAttributeType
+                if type != .typeDirectory { return "\(ancestor.path) is not a directory" }
+                return FileManager.default.isWritableFile(atPath: ancestor.path) ? nil : "\(ancestor.path) is not writable"
+            }
+            ancestor = ancestor.deletingLastPathComponent()
+        }
+        return nil
     }
 
     // MARK: - Ownership
@@ -210,17 +225,26 @@ public struct RunDirectory: Sendable {
         public var state: State
         public var modelPath: String
         public var directory: String
+        /// False for a checkpoint written before manifests existed.
+        public var verified: Bool
     }
 
     /// Reads and checks one checkpoint: its manifest (every file's size and
     /// SHA-256), its state, and that the state's step is the directory's.
     /// - Throws: naming the file that is missing, damaged or inconsistent.
-    public func verifiedCheckpoint(step: Int) throws -> Checkpoint {
+    /// - Parameter legacy: accept a checkpoint written before manifests
+    ///   existed (no `manifest.json`), unverified.
+    public func verifiedCheckpoint(step: Int, legacy: Bool = false) throws -> Checkpoint {
         let directory = checkpoints + "/" + Self.checkpointName(step)
         let fm = FileManager.default
         let manifestPath = directory + "/manifest.json"
         guard let manifestData = fm.contents(atPath: manifestPath) else {
-            throw TrainerError("\(manifestPath): missing; the checkpoint cannot be verified")
+            // Written before checkpoints had manifests: usable, not verifiable.
+            guard legacy, fm.fileExists(atPath: directory + "/model.safetensors") else {
+                throw TrainerError("\(manifestPath): missing; the checkpoint cannot be verified")
+            }
+            let state = try readState(directory, step: step)
+            return Checkpoint(state: state, modelPath: directory + "/model.safetensors", directory: directory, verified: false)
         }
         let manifest = try Self.manifest(manifestData, step: step, path: manifestPath)
         for (name, expected) in manifest.files.sorted(by: { $0.key < $1.key }) {
@@ -235,14 +259,19 @@ public struct RunDirectory: Sendable {
                 throw TrainerError("\(file): SHA-256 differs from the manifest (the file is damaged or was edited)")
             }
         }
+        let state = try readState(directory, step: step)
+        return Checkpoint(state: state, modelPath: directory + "/model.safetensors", directory: directory, verified: true)
+    }
+
+    private func readState(_ directory: String, step: Int) throws -> State {
         let statePath = directory + "/state.json"
-        guard let stateData = fm.contents(atPath: statePath),
+        guard let stateData = FileManager.default.contents(atPath: statePath),
               let state = try? JSONDecoder().decode(State.self, from: stateData), state.rng.count == 4
         else { throw TrainerError("\(statePath): not a trainer state") }
         guard state.step == step else {
             throw TrainerError("\(statePath): says step \(state.step) in the checkpoint of step \(step)")
         }
-        return Checkpoint(state: state, modelPath: directory + "/model.safetensors", directory: directory)
+        return state
     }
 
     /// The newest checkpoint that verifies and agrees with `metrics.jsonl`
@@ -255,10 +284,15 @@ public struct RunDirectory: Sendable {
         let steps = checkpointSteps()
         guard !steps.isEmpty else { return nil }
         let metrics = FileManager.default.fileExists(atPath: metricsPath) ? try readMetrics() : []
+        let anyManifest = steps.contains { FileManager.default.fileExists(atPath: checkpoints + "/" + Self.checkpointName($0) + "/manifest.json") }
         var reasons: [String] = []
         for step in steps.reversed() {
             do {
-                let found = try verifiedCheckpoint(step: step)
+                // A manifest-less checkpoint is accepted only when no checkpoint of the run has one (an older run).
+                let found = try verifiedCheckpoint(step: step, legacy: !anyManifest)
+                if !found.verified {
+                    warn("\(found.directory) was written before checkpoints had manifests; it is used unverified")
+                }
                 if !metrics.isEmpty { try crossCheck(found.state, metrics) }
                 if let hint = FileManager.default.contents(atPath: checkpoints + "/latest"),
                    String(decoding: hint, as: UTF8.self) != Self.checkpointName(step) {

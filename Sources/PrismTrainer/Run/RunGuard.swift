@@ -6,9 +6,10 @@ import PrismCore
 /// interrupted): the backend behind a lock, whether this step has changed
 /// the weights yet, and the state the last completed step ended in.
 ///
-/// ``Trainer/emergencyCheckpoint()`` uses it: when the weights are still
-/// those of the last completed step and the backend is idle, that step's
-/// checkpoint can be written from the stopping thread.
+/// ``Trainer/emergencyCheckpoint()`` uses it: when no backend call was made
+/// for a whole grace period (so the run is stuck in another plugin's call),
+/// the backend is idle and the weights are still those of the last completed
+/// step, that step's checkpoint can be written from the stopping thread.
 final class RunGuard: @unchecked Sendable {
     /// Held for every backend call, and kept by an emergency checkpoint
     /// until the process exits.
@@ -19,6 +20,12 @@ final class RunGuard: @unchecked Sendable {
     private var weightsChanged = false
     private var retention = RunDirectory.Retention.all
     private var stopping = false
+    /// Backend calls so far, and as seen by the last emergency check: a run
+    /// whose backend is still being called is making progress.
+    private var backendCalls = 0
+    private var callsSeen = -1
+
+    func countBackendCall() { lock.withLock { backendCalls += 1 } }
 
     /// The run reached a safe point and is ending in order (its checkpoint,
     /// its report): an emergency stop must wait, not cut it short.
@@ -43,17 +50,20 @@ final class RunGuard: @unchecked Sendable {
     /// Saves the last completed step from the calling thread if that is
     /// safe now. - Returns: what happened, for the person who stopped the run.
     func emergencyCheckpoint(directory: RunDirectory, backend: any ComputeBackend) -> String? {
-        let (state, saved, changed, keep, orderly) = lock.withLock {
-            (completed, completedSaved, weightsChanged, retention, stopping)
+        let (state, saved, changed, keep, orderly, progressed) = lock.withLock {
+            defer { callsSeen = backendCalls }
+            return (completed, completedSaved, weightsChanged, retention, stopping, backendCalls != callsSeen)
         }
-        if orderly { return nil }
+        // Still stopping in order, or still calling the backend (whose calls
+        // end): wait for the safe point.
+        if orderly || progressed { return nil }
+        guard backendLock.try() else { return nil }  // inside a backend call: it will return
+        // No backend call for a whole grace period: stuck in another plugin's
+        // call. The lock stays held so the stuck thread cannot reach the
+        // backend again before the process exits.
         guard let state, state.step > 0 else { return "no step has completed; nothing to save" }
         if saved { return "the last completed step, \(state.step), has its checkpoint" }
-        if changed { return "step \(state.step + 1) had begun changing the weights; the last checkpoint is the newest there is" }
-        guard backendLock.lock(before: Date(timeIntervalSinceNow: 1)) else {
-            return "the backend is busy (its call does not return); the last checkpoint is the newest there is"
-        }
-        // The lock stays held: the stuck thread must not reach the backend again before exit.
+        if changed { return "step \(state.step + 1) had changed the weights; the last checkpoint is the newest there is" }
         do {
             try directory.saveCheckpoint(state, backend: backend, retention: keep)
             return "saved the checkpoint of step \(state.step), the last completed step"
@@ -75,6 +85,7 @@ final class GuardedBackend: ComputeBackend {
     }
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        guardian.countBackendCall()
         guardian.backendLock.lock()
         defer { guardian.backendLock.unlock() }
         return try body()

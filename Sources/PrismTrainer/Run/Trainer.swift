@@ -50,12 +50,12 @@ public final class Trainer {
 
     let guardian = RunGuard()
 
-    /// From another thread, when the run's own thread is stuck in a plugin
-    /// call (a second of grace after a stop was asked and no safe point
-    /// came): writes the last completed step's checkpoint if the weights
-    /// are still that step's and the backend is idle.
+    /// From another thread, after a stop was asked and no safe point came
+    /// within a grace period: when the run made no backend call in that
+    /// period (it is stuck in another plugin's call), writes the last
+    /// completed step's checkpoint if the weights are still that step's.
     /// - Returns: one line saying what was saved, or nil while the run is
-    ///   ending in order (it reached a safe point; wait for it).
+    ///   still making progress or ending in order (wait for it).
     public func emergencyCheckpoint() -> String? {
         guardian.emergencyCheckpoint(directory: directory, backend: components.backend)
     }
