@@ -47,8 +47,10 @@ final class RunGuard: @unchecked Sendable {
     /// The run is over (or between steps with nothing to save).
     func end() { lock.withLock { completed = nil } }
 
-    /// Saves the last completed step from the calling thread if that is
-    /// safe now. - Returns: what happened, for the person who stopped the run.
+    /// Saves the last completed step from the calling thread if the run is
+    /// stuck and that is safe now.
+    /// - Returns: what happened, for the person who stopped the run; nil
+    ///   while the run is making progress (wait and ask again).
     func emergencyCheckpoint(directory: RunDirectory, backend: any ComputeBackend) -> String? {
         let (state, saved, changed, keep, orderly, progressed) = lock.withLock {
             defer { callsSeen = backendCalls }
