@@ -178,6 +178,17 @@ struct RunSafetyTests {
             }
         }
         #expect(stable(try metrics(straight)) == stable(try metrics(killed)))
+
+        // A metrics line cut short by a crash while writing does not block the resume.
+        try FileHandle(forWritingAtPath: killed + "/metrics.jsonl").map { handle in
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(#"{"step":7,"rew"#.utf8))
+            try handle.close()
+        }
+        let torn = try TestSupport.run(prism, ["train", "--resume", killed, "--set", "run.steps=7"])
+        #expect(torn.status == 0, "\(torn.stderr)")
+        #expect(torn.stderr.contains("metrics.jsonl:7: the last line is cut short (a crash while writing?); it is dropped"))
+        #expect(try metrics(killed).map { $0["step"] as! Int } == Array(1...7))
     }
 
     // MARK: - Data checked up front

@@ -283,7 +283,8 @@ public struct RunDirectory: Sendable {
     public func newestCheckpoint(warn: (String) -> Void) throws -> Checkpoint? {
         let steps = checkpointSteps()
         guard !steps.isEmpty else { return nil }
-        let metrics = FileManager.default.fileExists(atPath: metricsPath) ? try readMetrics() : []
+        let metrics = FileManager.default.fileExists(atPath: metricsPath) 
+            ? try withoutActuallyEscaping(warn) { try readMetrics(tornTail: $0) } : []
         let anyManifest = steps.contains { FileManager.default.fileExists(atPath: checkpoints + "/" + Self.checkpointName($0) + "/manifest.json") }
         var reasons: [String] = []
         for step in steps.reversed() {
@@ -334,14 +335,23 @@ public struct RunDirectory: Sendable {
 
     /// Every line of `metrics.jsonl`: its step and its numeric values.
     /// - Throws: when the file is missing, or naming the line that is not a metrics line.
-    public func readMetrics() throws -> [(step: Int, values: [String: Double])] {
+    /// - Parameter tornTail: skip a last line that is not a metrics line
+    ///   (a write cut short by a crash), reporting it through `tornTail`.
+    public func readMetrics(tornTail: ((String) -> Void)? = nil) throws -> [(step: Int, values: [String: Double])] {
         guard let data = FileManager.default.contents(atPath: metricsPath) else {
             throw TrainerError("\(metricsPath): no metrics (is \(path) a run directory?)")
         }
-        return try String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated().map { index, line in
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        return try lines.enumerated().compactMap { index, line in
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let step = object["step"] as? Int
-            else { throw TrainerError("\(metricsPath):\(index + 1): not a metrics line") }
+            else {
+                if let tornTail, index == lines.count - 1 {
+                    tornTail("\(metricsPath):\(index + 1): the last line is cut short (a crash while writing?); it is dropped")
+                    return nil
+                }
+                throw TrainerError("\(metricsPath):\(index + 1): not a metrics line")
+            }
             return (step, object.compactMapValues { $0 as? Double })
         }
     }
