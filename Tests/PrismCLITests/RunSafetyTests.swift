@@ -382,6 +382,10 @@ struct RunSafetyTests {
         #expect(check.status == 1)
         #expect(check.stdout.contains("PASS  load"), "\(check.stdout)")
         #expect(check.stdout.contains("FAIL  isolation  the plugin crashed its runner process (SIGSEGV) after the check"), "\(check.stdout)")
+        let hanging = try misbehaving("HANG_ON=2")
+        let hung = try TestSupport.run(prism, ["plugins", "check", hanging, "--calls", "10", "--timeout", "2"])
+        #expect(hung.status == 1)
+        #expect(hung.stdout.contains("FAIL  isolation  the plugin did not finish within 2 s (--timeout) and was killed"), "\(hung.stdout)")
 
         let folder = dir.appendingPathComponent("libs")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
