@@ -47,6 +47,7 @@ let package = Package(
         .library(name: "PrismTransformer", type: .dynamic, targets: ["Transformer"]),
         .library(name: "PrismSampler", type: .dynamic, targets: ["Sampler"]),
         .library(name: "PrismStylized", type: .dynamic, targets: ["Stylized"]),
+        .library(name: "PrismTorch", type: .dynamic, targets: ["Torch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -177,6 +178,17 @@ let package = Package(
             dependencies: ["CPrism", "PluginKit"],
             path: "Plugins/Sampler",
             exclude: ["plugin.json"],
+            swiftSettings: plainSwift
+        ),
+        // Hugging Face causal LMs in a PyTorch worker process (worker/ is its
+        // Python side, copied beside the plugin).
+        .target(
+            name: "Torch",
+            dependencies: ["CPrism", "CPrismIsolation", "PluginKit"],
+            path: "Plugins/Torch",
+            exclude: ["plugin.json"],
+            sources: ["Plugin"],
+            resources: [.copy("worker/prism_torch_worker.py")],
             swiftSettings: plainSwift
         ),
         // The stylized n-step model of the study: backend, reward and judge.

@@ -4,7 +4,7 @@
 import CPrism
 
 /// A failed call: the status to return and the message for last_error.
-public struct PluginFailure: Error {
+public struct PluginFailure: Error, CustomStringConvertible {
     public var status: prism_status
     public var message: String
 
@@ -12,6 +12,8 @@ public struct PluginFailure: Error {
         self.status = status
         self.message = message
     }
+
+    public var description: String { message }
 }
 
 /// A plugin instance that keeps its last error message for last_error.

@@ -28,6 +28,10 @@ int prism_iso_memfd(void) {
 }
 
 int prism_iso_spawn(const char *path, char *const argv[], int child_socket, int shm, pid_t *pid) {
+  return prism_iso_spawn_logged(path, argv, child_socket, shm, -1, pid);
+}
+
+int prism_iso_spawn_logged(const char *path, char *const argv[], int child_socket, int shm, int output, pid_t *pid) {
   /* The dup2s below run in order: if either descriptor already is 3 or 4,
    * the first would clobber it. Spawn from copies above both. */
   int socket_copy = fcntl(child_socket, F_DUPFD_CLOEXEC, 10);
@@ -40,12 +44,24 @@ int prism_iso_spawn(const char *path, char *const argv[], int child_socket, int 
   }
   child_socket = socket_copy;
   shm = shm_copy;
+  int output_copy = output >= 0 ? fcntl(output, F_DUPFD_CLOEXEC, 10) : -1;
+  if (output >= 0 && output_copy < 0) {
+    int error = errno;
+    close(socket_copy);
+    close(shm_copy);
+    return -error;
+  }
+  output = output_copy;
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   /* dup2 clears close-on-exec on the new descriptor. */
   posix_spawn_file_actions_adddup2(&actions, child_socket, PRISM_ISO_SOCKET_FD);
   posix_spawn_file_actions_adddup2(&actions, shm, PRISM_ISO_SHM_FD);
+  if (output >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, output, 1);
+    posix_spawn_file_actions_adddup2(&actions, output, 2);
+  }
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   sigset_t none, defaults;
@@ -67,6 +83,7 @@ int prism_iso_spawn(const char *path, char *const argv[], int child_socket, int 
   if (!env) {
     close(socket_copy);
     close(shm_copy);
+    if (output_copy >= 0) close(output_copy);
     return -ENOMEM;
   }
   memcpy(env, environ, count * sizeof(char *));
@@ -76,6 +93,7 @@ int prism_iso_spawn(const char *path, char *const argv[], int child_socket, int 
   free(env);
   close(socket_copy);
   close(shm_copy);
+  if (output_copy >= 0) close(output_copy);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   return -status;

@@ -25,6 +25,9 @@ int prism_iso_memfd(void);
  * inherited. Returns 0 and sets *pid, or -errno. */
 int prism_iso_spawn(const char *path, char *const argv[], int child_socket, int shm, pid_t *pid);
 
+/* The same, with the child's stdout and stderr going to `output` (-1 = inherited). */
+int prism_iso_spawn_logged(const char *path, char *const argv[], int child_socket, int shm, int output, pid_t *pid);
+
 /* For the runner: die with the host (PR_SET_PDEATHSIG), ignore SIGINT (the
  * host decides what a Ctrl-C means), and make SIGPIPE an error return. */
 void prism_iso_runner_setup(void);

@@ -1,0 +1,161 @@
+// The torch backend as a Prism plugin: prism.backend/1 over a PyTorch worker
+// process running a Hugging Face causal LM (TorchWorker.swift,
+// worker/prism_torch_worker.py). See Documentation/Plugins.md for the config.
+import CPrism
+import PluginKit
+
+private let createErrors = CreateErrors()
+
+private func batch(_ b: UnsafePointer<prism_token_batch>) -> (tokens: [Int32], lengths: [Int32], rows: Int, stride: Int) {
+    let rows = Int(b.pointee.rows), stride = Int(b.pointee.stride)
+    let tokens = rows * stride == 0 ? [] : Array(UnsafeBufferPointer(start: b.pointee.tokens, count: rows * stride))
+    let lengths = rows == 0 ? [] : (0..<rows).map { Int32(b.pointee.lengths[$0]) }
+    return (tokens, lengths, rows, stride)
+}
+
+private func vocab(_ w: TorchWorker) -> Int { (try? w.facts())?["vocab"] as? Int ?? 0 }
+
+private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
+    struct_size: UInt32(MemoryLayout<prism_backend_v1>.size), reserved: 0,
+    get_info: { raw, out in
+        TorchWorker.call(raw) { w in
+            let info = try w.facts()
+            out.pointee.vocab_size = UInt32(info["vocab"] as? Int ?? 0)
+            out.pointee.bos_token = Int32(info["bos"] as? Int ?? -1)
+            out.pointee.eos_token = Int32(info["eos"] as? Int ?? -1)
+            out.pointee.pad_token = Int32(info["pad"] as? Int ?? -1)
+            out.pointee.max_seq_len = UInt32(info["max_len"] as? Int ?? 0)
+            if out.pointee.struct_size >= UInt32(MemoryLayout<prism_backend_info>.size) {
+                out.pointee.parameter_count = UInt64(info["parameters"] as? Int ?? 0)
+            }
+            return PRISM_OK
+        }
+    },
+    tokenize: { raw, text, out, capacity, count in
+        TorchWorker.call(raw) { w in
+            let ids = (try w.call("tokenize", ["text": text.string]).json["ids"] as? [Int]) ?? []
+            count.pointee = ids.count
+            guard capacity >= ids.count else { return PRISM_E_BUFFER_TOO_SMALL }
+            if let out { for (i, id) in ids.enumerated() { out[i] = Int32(id) } }
+            return PRISM_OK
+        }
+    },
+    detokenize: { raw, tokens, count, out, capacity, length in
+        TorchWorker.call(raw) { w in
+            let ids = tokens == nil ? [] : (0..<count).map { Int(tokens![$0]) }
+            let text = (try w.call("detokenize", ["ids": ids]).json["text"] as? String) ?? ""
+            let bytes = Array(text.utf8)
+            length.pointee = bytes.count
+            guard capacity >= bytes.count else { return PRISM_E_BUFFER_TOO_SMALL }
+            if let out, !bytes.isEmpty {
+                bytes.withUnsafeBytes { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+            }
+            return PRISM_OK
+        }
+    },
+    decode_begin: { raw, b, logits in
+        TorchWorker.call(raw) { w in
+            let (tokens, lengths, rows, stride) = batch(b)
+            guard lengths.allSatisfy({ $0 >= 1 }) else {
+                throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "decode_begin: every prompt needs a token")
+            }
+            let answer = try w.call("begin_decoding", ["stride": stride], ints: ["tokens": tokens, "lengths": lengths])
+            try w.copy(answer, "logits", into: logits, count: rows * vocab(w), "decode_begin")
+            w.decodingRows = rows
+            return PRISM_OK
+        }
+    },
+    decode_step: { raw, tokens, logits in
+        TorchWorker.call(raw) { w in
+            let rows = w.decodingRows
+            guard rows > 0 else { throw PluginFailure(status: PRISM_E_STATE, message: "decode_step: no decoding in progress") }
+            let answer = try w.call("decode_step", ints: ["tokens": Array(UnsafeBufferPointer(start: tokens, count: rows))])
+            try w.copy(answer, "logits", into: logits, count: rows * vocab(w), "decode_step")
+            return PRISM_OK
+        }
+    },
+    logprobs: { raw, b, which, temperature, out in
+        TorchWorker.call(raw) { w in
+            let (tokens, lengths, rows, stride) = batch(b)
+            guard temperature > 0 else { throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "logprobs: temperature must be > 0") }
+            let answer = try w.call("logprobs", ["stride": stride, "model": which == PRISM_MODEL_REFERENCE ? 1 : 0,
+                                                 "temperature": Double(temperature)],
+                                    ints: ["tokens": tokens, "lengths": lengths])
+            try w.copy(answer, "logprobs", into: out, count: rows * stride, "logprobs")
+            return PRISM_OK
+        }
+    },
+    backward: { raw, b, temperature, grad in
+        TorchWorker.call(raw) { w in
+            let (tokens, lengths, rows, stride) = batch(b)
+            guard temperature > 0 else { throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "backward: temperature must be > 0") }
+            let gradient = rows * stride == 0 ? [] : Array(UnsafeBufferPointer(start: grad, count: rows * stride))
+            _ = try w.call("backward", ["stride": stride, "temperature": Double(temperature)], floats: ["grad": gradient],
+                           ints: ["tokens": tokens, "lengths": lengths])
+            return PRISM_OK
+        }
+    },
+    optimizer_step: { raw, step, report in
+        TorchWorker.call(raw) { w in
+            let s = step.pointee
+            let answer = try w.call("optimizer_step", [
+                "lr": s.learning_rate, "beta1": s.beta1, "beta2": s.beta2, "eps": s.epsilon,
+                "weight_decay": s.weight_decay, "max_grad_norm": s.max_grad_norm,
+            ])
+            let norm = answer.json["grad_norm"] as? Double ?? .nan
+            report?.pointee.grad_norm = norm
+            guard norm.isFinite else {
+                throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "optimizer_step: the gradient norm is \(norm)")
+            }
+            return PRISM_OK
+        }
+    },
+    zero_grad: { raw in
+        TorchWorker.call(raw) { w in
+            _ = try w.call("zero_grad")
+            return PRISM_OK
+        }
+    },
+    snapshot_reference: { raw in
+        TorchWorker.call(raw) { w in
+            _ = try w.call("snapshot_reference")
+            return PRISM_OK
+        }
+    },
+    save: { raw, path in
+        TorchWorker.call(raw) { w in
+            _ = try w.call("save", ["path": path.string])
+            return PRISM_OK
+        }
+    },
+    load: { raw, path in
+        TorchWorker.call(raw) { w in
+            _ = try w.call("load", ["path": path.string])
+            return PRISM_OK
+        }
+    }
+))
+
+private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(
+    struct_size: UInt32(MemoryLayout<prism_plugin_entry>.size),
+    abi_major: UInt16(PRISM_ABI_MAJOR),
+    abi_minor: UInt16(PRISM_ABI_MINOR),
+    id: staticCString("org.prism.torch"),
+    name: staticCString("PyTorch backend"),
+    version: staticCString("0.1.0"),
+    description: staticCString(
+        "A Hugging Face causal LM in a PyTorch worker process: its tokenizer, KV-cache decoding, AdamW, safetensors checkpoints."),
+    create: { _, config, out in
+        createErrors.create(out, failure: PRISM_E_CONFIG) { try TorchWorker(config: config.string) }
+    },
+    destroy: { TorchWorker.destroy($0) },
+    get_interface: { _, id in
+        String(cString: id) == PRISM_BACKEND_V1_ID ? UnsafeRawPointer(backendTable) : nil
+    },
+    last_error: { TorchWorker.lastError($0, creating: createErrors) }
+))
+
+@c(prism_get_plugin_entry)
+public func prismGetPluginEntry(_ hostABIMajor: UInt16) -> UnsafePointer<prism_plugin_entry>? {
+    hostABIMajor == UInt16(PRISM_ABI_MAJOR) ? UnsafePointer(entry) : nil
+}

@@ -1,0 +1,402 @@
+"""The PyTorch side of Prism's torch backend (Plugins/Torch).
+
+The plugin (a C-ABI shared library) starts this script with a socket on
+descriptor 3 and a shared-memory file on descriptor 4. Each request is a frame
+(4-byte little-endian length, then JSON); its arrays (tokens, logits,
+log-probs, gradients) live in the shared memory, named in the JSON as
+{"offset", "count", "dtype"}. The answer is a frame in the same form, its
+arrays written from offset 0. One request at a time; the worker exits when the
+socket closes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import mmap
+import os
+import socket
+import struct
+import sys
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+
+SOCKET_FD = 3
+SHM_FD = 4
+DTYPES = {"i32": np.int32, "f32": np.float32}
+
+
+class Failure(Exception):
+    """An error the host shows as the call's message."""
+
+
+class Channel:
+    """Frames on the socket, arrays in the shared memory."""
+
+    def __init__(self, sock: socket.socket, shm_fd: int) -> None:
+        self.sock = sock
+        self.shm_fd = shm_fd
+        self.map: mmap.mmap | None = None
+
+    def _mapping(self, end: int, grow: bool) -> mmap.mmap:
+        size = os.fstat(self.shm_fd).st_size
+        if end > size:
+            if not grow:
+                raise Failure(f"an array ends at byte {end} past the shared memory ({size})")
+            size = max(end, 2 * size, 1 << 16)
+            os.ftruncate(self.shm_fd, size)
+        if self.map is None or len(self.map) < size:
+            if self.map is not None:
+                self.map.close()
+            self.map = mmap.mmap(self.shm_fd, size)
+        return self.map
+
+    def receive(self) -> dict[str, Any] | None:
+        header = self._read(4)
+        if header is None:
+            return None
+        (length,) = struct.unpack("<I", header)
+        body = self._read(length)
+        if body is None:
+            return None
+        return json.loads(body)
+
+    def _read(self, count: int) -> bytes | None:
+        chunks = bytearray()
+        while len(chunks) < count:
+            chunk = self.sock.recv(count - len(chunks))
+            if not chunk:
+                return None
+            chunks += chunk
+        return bytes(chunks)
+
+    def array(self, request: dict[str, Any], name: str) -> np.ndarray:
+        spec = request["arrays"][name]
+        dtype = DTYPES[spec["dtype"]]
+        count, offset = int(spec["count"]), int(spec["offset"])
+        end = offset + count * np.dtype(dtype).itemsize
+        mapping = self._mapping(end, grow=False)
+        return np.frombuffer(mapping, dtype=dtype, count=count, offset=offset).copy()
+
+    def send(self, answer: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        specs: dict[str, Any] = {}
+        offset = 0
+        for name, values in arrays.items():
+            values = np.ascontiguousarray(values)
+            dtype = "f32" if values.dtype == np.float32 else "i32"
+            offset = (offset + 15) & ~15
+            end = offset + values.nbytes
+            mapping = self._mapping(end, grow=True)
+            mapping[offset:end] = values.tobytes()
+            specs[name] = {"offset": offset, "count": int(values.size), "dtype": dtype}
+            offset = end
+        answer["arrays"] = specs
+        body = json.dumps(answer).encode()
+        self.sock.sendall(struct.pack("<I", len(body)) + body)
+
+
+class Backend:
+    """A Hugging Face causal LM behind the prism.backend/1 calls."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.manual_seed(int(config.get("seed", 0)))
+        torch.set_num_threads(int(config.get("threads", 0)) or torch.get_num_threads())
+        source = config.get("model")
+        gguf = config.get("gguf_file")
+        if config.get("tiny") or not source:
+            self.model, self.tokenizer = tiny_model(config.get("tiny") or {})
+        elif isinstance(source, str) and source:
+            if not os.path.isdir(source):
+                raise Failure(f"model: '{source}' is not a directory (a local Hugging Face model folder)")
+            extra = {"gguf_file": gguf} if gguf else {}
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+                self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
+            except (OSError, ValueError, KeyError) as error:
+                raise Failure(f"model: {source}{' (' + gguf + ')' if gguf else ''} does not load: {error}") from error
+        else:
+            raise Failure(f"model: expected a folder name, got {source!r}")
+        self.model.train()
+        for module in self.model.modules():  # dropout off: log-probs must not depend on the pass
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        self.reference: torch.nn.Module | None = None
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        rest = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.0}, {"params": rest, "weight_decay": 0.0}], lr=1e-4)
+        self.past: Any = None
+        self.mask: torch.Tensor | None = None
+        self.positions: torch.Tensor | None = None
+        self.pad = self.tokenizer.pad_token_id
+        if self.pad is None:
+            self.pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+
+    def info(self) -> dict[str, Any]:
+        config = self.model.config
+        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+        return {
+            "vocab": int(self.model.get_output_embeddings().weight.shape[0]),
+            "bos": self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else -1,
+            "eos": self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else -1,
+            "pad": int(self.pad),
+            "max_len": int(limit),
+            "parameters": int(sum(p.numel() for p in self.model.parameters())),
+        }
+
+    # -- decoding with a KV cache: prompts left-padded, positions counted per row
+
+    @torch.no_grad()
+    def begin_decoding(self, tokens: np.ndarray, lengths: np.ndarray, stride: int) -> np.ndarray:
+        rows = len(lengths)
+        grid = tokens.reshape(rows, stride)
+        width = int(lengths.max()) if rows else 0
+        ids = torch.full((rows, width), self.pad, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
+        for r, n in enumerate(lengths):
+            n = int(n)
+            ids[r, width - n:] = torch.from_numpy(grid[r, :n].astype(np.int64))
+            mask[r, width - n:] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        self.past, self.mask, self.positions = out.past_key_values, mask, positions[:, -1]
+        return out.logits[:, -1, :].float().numpy()
+
+    @torch.no_grad()
+    def decode_step(self, tokens: np.ndarray) -> np.ndarray:
+        if self.past is None or self.mask is None or self.positions is None:
+            raise Failure("decode_step: no decoding in progress (call decode_begin first)")
+        ids = torch.from_numpy(tokens.astype(np.int64)).unsqueeze(1)
+        self.mask = torch.cat([self.mask, torch.ones((len(tokens), 1), dtype=torch.long)], dim=1)
+        self.positions = self.positions + 1
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=self.positions.unsqueeze(1),
+                         past_key_values=self.past, use_cache=True)
+        self.past = out.past_key_values
+        return out.logits[:, -1, :].float().numpy()
+
+    # -- log-probs and their gradient
+
+    def _logprobs(self, model: torch.nn.Module, tokens: np.ndarray, lengths: np.ndarray, stride: int,
+                  temperature: float) -> torch.Tensor:
+        rows = len(lengths)
+        ids = torch.from_numpy(tokens.reshape(rows, stride).astype(np.int64))
+        mask = (torch.arange(stride).unsqueeze(0) < torch.from_numpy(lengths.astype(np.int64)).unsqueeze(1)).long()
+        ids = torch.where(mask.bool(), ids, torch.full_like(ids, self.pad))
+        logits = model(input_ids=ids, attention_mask=mask).logits.float() / temperature
+        picked = torch.log_softmax(logits[:, :-1, :], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        return torch.cat([torch.zeros((rows, 1)), picked * mask[:, 1:]], dim=1)
+
+    def logprobs(self, tokens: np.ndarray, lengths: np.ndarray, stride: int, which: int, temperature: float) -> np.ndarray:
+        model = self.model if which == 0 else (self.reference or self.model)
+        with torch.no_grad():
+            return self._logprobs(model, tokens, lengths, stride, temperature).numpy().reshape(-1)
+
+    def backward(self, tokens: np.ndarray, lengths: np.ndarray, stride: int, temperature: float, grad: np.ndarray) -> None:
+        values = self._logprobs(self.model, tokens, lengths, stride, temperature)
+        weights = torch.from_numpy(grad.reshape(values.shape).astype(np.float32))
+        (values * weights).sum().backward()
+
+    def optimizer_step(self, step: dict[str, Any]) -> float:
+        parameters = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(parameters, float(step["max_grad_norm"])) if step["max_grad_norm"] > 0 \
+            else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters])) if parameters else torch.tensor(0.0)
+        decay, rest = self.optimizer.param_groups
+        for group in (decay, rest):
+            group["lr"] = float(step["lr"])
+            group["betas"] = (float(step["beta1"]), float(step["beta2"]))
+            group["eps"] = float(step["eps"])
+        decay["weight_decay"] = float(step["weight_decay"])
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=False)
+        return float(norm)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=False)
+
+    def snapshot_reference(self) -> None:
+        self.reference = copy.deepcopy(self.model).eval()
+        for p in self.reference.parameters():
+            p.requires_grad_(False)
+
+    # -- checkpoints: one safetensors file with the policy, the reference and AdamW's moments
+
+    def save(self, path: str) -> None:
+        from safetensors.torch import save_file
+
+        tensors: dict[str, torch.Tensor] = {}
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for name, value in self.model.state_dict().items():
+            tensors["policy." + name] = value.detach().contiguous().clone()
+        if self.reference is not None:
+            for name, value in self.reference.state_dict().items():
+                tensors["reference." + name] = value.detach().contiguous().clone()
+        steps = 0
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                state = self.optimizer.state.get(p)
+                if state:
+                    tensors["adam_m." + names[id(p)]] = state["exp_avg"].contiguous().clone()
+                    tensors["adam_v." + names[id(p)]] = state["exp_avg_sq"].contiguous().clone()
+                    steps = int(state["step"])
+        temporary = path + ".tmp"
+        save_file(tensors, temporary, metadata={"format": "prism-torch/1", "adam_step": str(steps)})
+        os.replace(temporary, path)
+
+    def load(self, path: str) -> None:
+        from safetensors import safe_open
+
+        if not os.path.isfile(path):
+            raise Failure(f"load: {path}: no such file")
+        with safe_open(path, framework="pt") as file:
+            keys = set(file.keys())
+            metadata = file.metadata() or {}
+            if metadata.get("format") != "prism-torch/1":
+                raise Failure(f"load: {path}: not a prism-torch checkpoint (format {metadata.get('format')!r})")
+            policy = {k[len("policy."):]: file.get_tensor(k) for k in keys if k.startswith("policy.")}
+            reference = {k[len("reference."):]: file.get_tensor(k) for k in keys if k.startswith("reference.")}
+            moments = {k: file.get_tensor(k) for k in keys if k.startswith("adam_")}
+        missing, unexpected = self.model.load_state_dict(policy, strict=False)
+        if missing or unexpected:
+            raise Failure(f"load: {path}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        if reference:
+            self.snapshot_reference()
+            self.reference.load_state_dict(reference)
+        steps = int(metadata.get("adam_step", "0"))
+        self.optimizer.state.clear()
+        for name, p in self.model.named_parameters():
+            if "adam_m." + name in moments:
+                self.optimizer.state[p] = {"step": torch.tensor(float(steps)), "exp_avg": moments["adam_m." + name],
+                                           "exp_avg_sq": moments["adam_v." + name]}
+
+
+def tiny_model(spec: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
+    """A randomly initialised GPT-2 with a character tokenizer, for tests."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    vocab = str(spec.get("vocab", "0123456789+=;#"))
+    tokenizer = CharTokenizer(vocab)
+    config = GPT2Config(vocab_size=tokenizer.size, n_positions=int(spec.get("max_len", 64)),
+                        n_embd=int(spec.get("d_model", 32)), n_layer=int(spec.get("layers", 1)),
+                        n_head=int(spec.get("heads", 2)), n_inner=int(spec.get("d_ff", 64)),
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config), tokenizer
+
+
+class CharTokenizer:
+    """pad 0, bos 1, eos 2, then one id per character of `vocab` (the native transformer's layout)."""
+
+    def __init__(self, vocab: str) -> None:
+        self.chars = vocab
+        self.pad_token_id, self.bos_token_id, self.eos_token_id = 0, 1, 2
+        self.size = 3 + len(vocab)
+
+    def encode(self, text: str) -> list[int]:
+        ids = []
+        for c in text:
+            index = self.chars.find(c)
+            if index < 0:
+                raise Failure(f"tokenize: character {c!r} is not in the vocabulary")
+            ids.append(3 + index)
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.chars[i - 3] for i in ids if 3 <= i < self.size)
+
+
+def encode(backend: Backend, text: str) -> list[int]:
+    if isinstance(backend.tokenizer, CharTokenizer):
+        return backend.tokenizer.encode(text)
+    return list(backend.tokenizer.encode(text, add_special_tokens=False))
+
+
+def decode(backend: Backend, ids: list[int]) -> str:
+    if isinstance(backend.tokenizer, CharTokenizer):
+        return backend.tokenizer.decode(ids)
+    return str(backend.tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def serve(channel: Channel) -> None:
+    backend: Backend | None = None
+    while True:
+        request = channel.receive()
+        if request is None:
+            return
+        op = request.get("op")
+        arrays: dict[str, np.ndarray] = {}
+        try:
+            if op == "init":
+                backend = Backend(request["config"])
+                answer: dict[str, Any] = {"info": backend.info()}
+            elif backend is None:
+                raise Failure(f"{op}: the worker has no model yet (init first)")
+            elif op == "tokenize":
+                answer = {"ids": encode(backend, request["text"])}
+            elif op == "detokenize":
+                answer = {"text": decode(backend, [int(i) for i in request["ids"]])}
+            elif op == "begin_decoding":
+                arrays["logits"] = backend.begin_decoding(channel.array(request, "tokens"), channel.array(request, "lengths"),
+                                                          int(request["stride"]))
+                answer = {}
+            elif op == "decode_step":
+                arrays["logits"] = backend.decode_step(channel.array(request, "tokens"))
+                answer = {}
+            elif op == "logprobs":
+                arrays["logprobs"] = backend.logprobs(channel.array(request, "tokens"), channel.array(request, "lengths"),
+                                                      int(request["stride"]), int(request["model"]),
+                                                      float(request["temperature"]))
+                answer = {}
+            elif op == "backward":
+                backend.backward(channel.array(request, "tokens"), channel.array(request, "lengths"), int(request["stride"]),
+                                 float(request["temperature"]), channel.array(request, "grad"))
+                answer = {}
+            elif op == "optimizer_step":
+                answer = {"grad_norm": backend.optimizer_step(request)}
+            elif op == "zero_grad":
+                backend.zero_grad()
+                answer = {}
+            elif op == "snapshot_reference":
+                backend.snapshot_reference()
+                answer = {}
+            elif op == "save":
+                backend.save(request["path"])
+                answer = {}
+            elif op == "load":
+                backend.load(request["path"])
+                answer = {}
+            else:
+                raise Failure(f"unknown call '{op}'")
+            answer["ok"] = True
+        except Failure as failure:
+            answer, arrays = {"ok": False, "error": str(failure)}, {}
+        except Exception as error:  # a bug or a torch error: the message and where, for the host's log
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            answer, arrays = {"ok": False, "error": f"{op}: {type(error).__name__}: {error} ({os.path.basename(where.filename)}:{where.lineno})"}, {}
+        channel.send(answer, arrays)
+
+
+def main() -> int:
+    # Die with the plugin's process (no orphans, whatever ends it) and leave
+    # Ctrl-C to it: the host decides what a stop means.
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if os.getppid() == 1:
+            return 1
+    except OSError:
+        pass
+    sock = socket.socket(fileno=SOCKET_FD)
+    serve(Channel(sock, SHM_FD))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
