@@ -176,3 +176,55 @@ struct SmolLM2Tests {
         #expect(try backend.detokenize(Array(tokens.dropFirst())) == text)
     }
 }
+
+/// Both backends checked against each other: the native transformer's
+/// weights, loaded by the torch worker into the equivalent GPT-2, give the
+/// same log-probs, the same gradient norm, and after one update the same
+/// log-probs again.
+@Suite("Native transformer = GPT-2 in torch")
+struct NativeParityTests {
+    @Test func sameLogprobsAndGradients() throws {
+        let python = TestSupport.packageRoot.appendingPathComponent(".build-python/venv/bin/python").path
+        try #require(FileManager.default.isExecutableFile(atPath: python), "run scripts/python-env (scripts/test does)")
+        let native = try PluginLibrary.load(TestSupport.plugin("PrismTransformer")).instantiate(config: """
+            {"vocab": "0123456789+=;#", "d_model": 32, "layers": 2, "heads": 4, "d_ff": 64, "max_len": 32, "seed": 5}
+            """).computeBackend()
+        let file = try TestSupport.temporaryDirectory("native-parity").appendingPathComponent("native.safetensors").path
+        try native.snapshotReference()
+        try native.save(to: file)
+        let torch = try PluginLibrary.load(TestSupport.plugin("PrismTorch"))
+            .instantiate(config: #"{"native": "\#(file)", "threads": 1}"#).computeBackend()
+        #expect(try torch.info().vocabSize == native.info().vocabSize)
+
+        let texts = ["12+34=46;#46", "7+8=15;#15", "1+2+3=3;3+3=6;#6"]
+        let batch = TokenBatch(sequences: try texts.map { [1] + (try native.tokenize($0)) + [2] })
+        #expect(try texts.map { try torch.tokenize($0) } == texts.map { try native.tokenize($0) })
+        func largest(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? .infinity }
+        for temperature: Float in [1, 0.7] {
+            let difference = largest(try native.logprobs(batch, model: .policy, temperature: temperature),
+                                     try torch.logprobs(batch, model: .policy, temperature: temperature))
+            #expect(difference < 1e-4, "log-probs at T=\(temperature) differ by \(difference)")
+        }
+
+        // One update from the same gradient of the log-probs. AdamW's epsilon is 1 so
+        // the step follows the gradient itself (not only its sign).
+        let grad = (0..<(batch.rows * batch.stride)).map { Float(($0 * 7919) % 13) / 13 - 0.5 }
+        let before = try native.logprobs(batch, model: .policy, temperature: 1)
+        var step = OptimizerStep(learningRate: 0.05)
+        step.epsilon = 1
+        step.maxGradNorm = 0
+        var norms: [Double] = []
+        for backend in [native, torch] {
+            try backend.zeroGrad()
+            try backend.backward(batch, temperature: 1, gradLogprobs: grad)
+            norms.append(try backend.optimizerStep(step))
+        }
+        #expect(abs(norms[0] - norms[1]) / norms[0] < 1e-4, "gradient norms \(norms)")
+        let after = largest(try native.logprobs(batch, model: .policy, temperature: 1),
+                            try torch.logprobs(batch, model: .policy, temperature: 1))
+        #expect(after < 1e-4, "log-probs after the update differ by \(after)")
+        let moved = largest(before, try native.logprobs(batch, model: .policy, temperature: 1))
+        #expect(moved > 100 * after && moved > 1e-3, "the update moved the log-probs by only \(moved)")
+        print("native vs torch: gradient norms \(norms), log-probs after the update within \(after) (they moved by \(moved))")
+    }
+}

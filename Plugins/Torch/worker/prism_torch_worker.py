@@ -108,7 +108,9 @@ class Backend:
         torch.set_num_threads(int(config.get("threads", 0)) or torch.get_num_threads())
         source = config.get("model")
         gguf = config.get("gguf_file")
-        if config.get("tiny") or not source:
+        if config.get("native"):
+            self.model, self.tokenizer = native_model(str(config["native"]))
+        elif config.get("tiny") or not source:
             self.model, self.tokenizer = tiny_model(config.get("tiny") or {})
         elif isinstance(source, str) and source:
             if not os.path.isdir(source):
@@ -274,7 +276,7 @@ class Backend:
                                            "exp_avg_sq": moments["adam_v." + name]}
 
 
-def tiny_model(spec: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
+def tiny_model(spec: dict[str, Any], tied: bool = True) -> tuple[torch.nn.Module, Any]:
     """A randomly initialised GPT-2 with a character tokenizer, for tests."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -284,8 +286,41 @@ def tiny_model(spec: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
                         n_embd=int(spec.get("d_model", 32)), n_layer=int(spec.get("layers", 1)),
                         n_head=int(spec.get("heads", 2)), n_inner=int(spec.get("d_ff", 64)),
                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_new",
+                        layer_norm_epsilon=1e-5, tie_word_embeddings=tied)
     return GPT2LMHeadModel(config), tokenizer
+
+
+def native_model(path: str) -> tuple[torch.nn.Module, Any]:
+    """The native transformer's weights (a prism-transformer/1 safetensors
+    file) in the equivalent GPT-2: the same pre-LN blocks, tanh-GELU, q|k|v
+    layout and LayerNorm epsilon, so both compute the same function."""
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise Failure(f"native: {path}: no such file")
+    with safe_open(path, framework="pt") as file:
+        metadata = file.metadata() or {}
+        if metadata.get("format") != "prism-transformer/1" or "architecture" not in metadata:
+            raise Failure(f"native: {path}: not a checkpoint of the native transformer")
+        architecture = json.loads(metadata["architecture"])
+        weights = {k: file.get_tensor(k) for k in file.keys() if not k.startswith(("reference.", "adam."))}
+    tied = bool(architecture.get("tie_embeddings", False))
+    model, tokenizer = tiny_model(architecture, tied=tied)
+    state = {"transformer.wte.weight": weights["wte"], "transformer.wpe.weight": weights["wpe"],
+             "transformer.ln_f.weight": weights["ln_f.weight"], "transformer.ln_f.bias": weights["ln_f.bias"],
+             "lm_head.weight": weights["lm_head.weight"].t().contiguous()}
+    names = {"ln_1": "ln_1", "attn.qkv": "attn.c_attn", "attn.proj": "attn.c_proj", "ln_2": "ln_2",
+             "mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}
+    for layer in range(int(architecture["layers"])):
+        for native, gpt2 in names.items():
+            for part in ("weight", "bias"):
+                state[f"transformer.h.{layer}.{gpt2}.{part}"] = weights[f"h.{layer}.{native}.{part}"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("attn.bias") and not m.endswith("attn.masked_bias")]
+    if missing or unexpected:
+        raise Failure(f"native: {path}: the mapping left {missing[:3]} unset and {unexpected[:3]} unused")
+    return model, tokenizer
 
 
 class CharTokenizer:
