@@ -152,3 +152,31 @@ final class ReadToEnd: @unchecked Sendable {
         return data
     }
 }
+
+extension TestSupport {
+    /// The processes whose parent is `parent` (from /proc).
+    public static func children(of parent: pid_t) -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
+            guard let fields = statFields(pid) else { return false }
+            return fields.count > 2 && Int32(fields[1]) == parent
+        }
+    }
+
+    /// A process's command line, its arguments separated by NUL ("" once it is gone).
+    public static func commandLine(_ pid: pid_t) -> String {
+        String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(), as: UTF8.self)
+    }
+
+    /// Whether `pid` is still running (a zombie has ended).
+    public static func isRunning(_ pid: pid_t) -> Bool {
+        guard let fields = statFields(pid) else { return false }
+        return fields.first != "Z"
+    }
+
+    /// The fields of /proc/PID/stat after the command name: state, parent, ...
+    private static func statFields(_ pid: pid_t) -> [Substring]? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].split(separator: " ")
+    }
+}

