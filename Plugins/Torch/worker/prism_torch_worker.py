@@ -205,8 +205,9 @@ class Backend:
 
     def optimizer_step(self, step: dict[str, Any]) -> float:
         parameters = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(parameters, float(step["max_grad_norm"])) if step["max_grad_norm"] > 0 \
-            else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters])) if parameters else torch.tensor(0.0)
+        limit = float(step["max_grad_norm"])
+        # The global norm before clipping; clip only when a limit is set.
+        norm = torch.nn.utils.clip_grad_norm_(parameters, limit if limit > 0 else float("inf"))
         decay, rest = self.optimizer.param_groups
         for group in (decay, rest):
             group["lr"] = float(step["lr"])
