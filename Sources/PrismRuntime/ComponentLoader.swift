@@ -26,7 +26,9 @@ public enum ComponentLoader {
     /// The file a plugin key names, found but not loaded.
     /// - Throws: ``TrainerError`` naming the key and the directories searched.
     public static func libraryPath(_ name: String, key: String) throws -> String {
-        if name.contains("/") || name.hasSuffix(".so") { return name.hasPrefix("/") ? name : FileManager.default.currentDirectoryPath + "/" + name }
+        if name.contains("/") || name.hasSuffix(".so") {
+            return name.hasPrefix("/") ? name : FileManager.default.currentDirectoryPath + "/" + name
+        }
         let product = name.hasPrefix("lib") ? String(name.dropFirst(3)) : name
         guard let found = try PluginDiscovery.find(product: product) else {
             throw TrainerError("\(key): plugin '\(name)' not found as lib\(product).so next to prism or in PRISM_PLUGIN_PATH "
@@ -37,12 +39,12 @@ public enum ComponentLoader {
 
     /// How `role`'s plugin (`model`, `sampler`, `reward`, `judge`,
     /// `strategy`) runs: nil in process, else its isolation spec.
-    static func isolation(_ config: ConfigFile, _ role: String, interface: PluginInterface, configKey: String? = nil,
+    static func isolation(_ config: ConfigFile, _ role: String, interface: PluginInterface,
                           pluginConfig: String? = nil) throws -> IsolationSpec? {
         guard config.string(role + ".isolation") == "process" else { return nil }
         return IsolationSpec(
             interface: interface, library: try libraryPath(config.string(role + ".plugin"), key: role + ".plugin"),
-            config: pluginConfig ?? config.pluginConfig(configKey ?? role + ".config"), role: role + ".plugin",
+            config: pluginConfig ?? config.pluginConfig(role + ".config"), role: role + ".plugin",
             timeout: config.double(role + ".timeout_s"), quarantineAfter: config.int("plugins.quarantine_after"))
     }
 
