@@ -202,3 +202,16 @@ int prism_iso_reap(pid_t pid, int wait, int *signal_number, int *exit_status) {
 }
 
 void prism_iso_kill(pid_t pid) { kill(pid, SIGKILL); }
+
+void prism_iso_end(pid_t pid, int grace_ms, int *signal_number, int *exit_status) {
+  *signal_number = 0;
+  *exit_status = -1;
+  struct timespec pause = {.tv_sec = 0, .tv_nsec = 5 * 1000 * 1000};
+  for (int waited = 0; waited < grace_ms; waited += 5) {
+    if (prism_iso_reap(pid, 0, signal_number, exit_status) != 0) return;
+    nanosleep(&pause, NULL);
+  }
+  if (prism_iso_reap(pid, 0, signal_number, exit_status) != 0) return;
+  kill(pid, SIGKILL);
+  prism_iso_reap(pid, 1, signal_number, exit_status);
+}

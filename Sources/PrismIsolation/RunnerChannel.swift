@@ -144,22 +144,9 @@ public final class RunnerChannel {
     /// Kills and reaps the runner after a failed exchange; counts the
     /// failure; the error says what happened (a signal, an exit, a deadline).
     private func failure(_ name: String, _ killed: String?, code given: PluginError.Code? = nil) throws -> PluginError {
-        let pid = self.pid
-        if killed != nil { prism_iso_kill(pid) }
+        // The socket failed but the process may live on (it closed it): give it a moment.
         var signal: Int32 = 0, status: Int32 = 0
-        var ended = prism_iso_reap(pid, 0, &signal, &status)
-        if ended == 0 {
-            // The socket failed but the process lives on (it closed it): give it a moment, then kill it.
-            let until = Date(timeIntervalSinceNow: 0.5)
-            while ended == 0 && Date() < until {
-                _ = prism_iso_wait(-1, 10)
-                ended = prism_iso_reap(pid, 0, &signal, &status)
-            }
-            if ended == 0 {
-                prism_iso_kill(pid)
-                ended = prism_iso_reap(pid, 1, &signal, &status)
-            }
-        }
+        prism_iso_end(pid, killed == nil ? 500 : 0, &signal, &status)
         self.pid = 0
         closeChannel()
         let what: String
@@ -243,22 +230,10 @@ public final class RunnerChannel {
 
     /// Ends the runner (closing its socket; it exits), killing it if needed.
     public func stop() {
-        guard pid != 0 else {
-            closeChannel()
-            return
-        }
-        closeChannel()
+        closeChannel()  // the runner sees the end of its socket and exits
+        guard pid != 0 else { return }
         var signal: Int32 = 0, status: Int32 = 0
-        let until = Date(timeIntervalSinceNow: 1)
-        var ended = prism_iso_reap(pid, 0, &signal, &status)
-        while ended == 0 && Date() < until {
-            _ = prism_iso_wait(-1, 5)
-            ended = prism_iso_reap(pid, 0, &signal, &status)
-        }
-        if ended == 0 {
-            prism_iso_kill(pid)
-            _ = prism_iso_reap(pid, 1, &signal, &status)
-        }
+        prism_iso_end(pid, 1000, &signal, &status)
         pid = 0
     }
 }

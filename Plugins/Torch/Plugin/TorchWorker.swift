@@ -84,17 +84,9 @@ final class TorchWorker: PluginObject {
 
     deinit {
         if socket >= 0 { close(socket) }
-        if pid != 0 {
+        if pid != 0 {  // the worker sees the end of its socket and exits
             var signal: Int32 = 0, status: Int32 = 0
-            let until = Date(timeIntervalSinceNow: 5)
-            while prism_iso_reap(pid, 0, &signal, &status) == 0 {
-                if Date() > until {
-                    prism_iso_kill(pid)
-                    _ = prism_iso_reap(pid, 1, &signal, &status)
-                    break
-                }
-                _ = prism_iso_wait(-1, 10)
-            }
+            prism_iso_end(pid, 5000, &signal, &status)
         }
         prism_iso_region_unmap(&region)
         if region.fd >= 0 { close(region.fd) }
@@ -204,16 +196,7 @@ final class TorchWorker: PluginObject {
     /// The error for a worker that stopped answering: its exit and its last words.
     private func died(_ op: String) -> PluginFailure {
         var signal: Int32 = 0, status: Int32 = 0
-        var ended = prism_iso_reap(pid, 0, &signal, &status)
-        let until = Date(timeIntervalSinceNow: 2)
-        while ended == 0 && Date() < until {
-            _ = prism_iso_wait(-1, 10)
-            ended = prism_iso_reap(pid, 0, &signal, &status)
-        }
-        if ended == 0 {
-            prism_iso_kill(pid)
-            _ = prism_iso_reap(pid, 1, &signal, &status)
-        }
+        prism_iso_end(pid, 2000, &signal, &status)
         pid = 0
         let how = signal != 0 ? "was killed by signal \(signal)" : "exited with status \(status)"
         return PluginFailure(status: PRISM_E_IO, message: "\(op): the torch worker \(how); its last output:\n\(logTail())")

@@ -69,4 +69,9 @@ int prism_iso_reap(pid_t pid, int wait, int *signal_number, int *exit_status);
 /* SIGKILL to `pid`. */
 void prism_iso_kill(pid_t pid);
 
+/* Ends `pid`: waits up to `grace_ms` for it to exit by itself (0 = kill at
+ * once), then SIGKILLs it, and reaps it. Sets *signal_number (the killing
+ * signal or 0) and *exit_status as prism_iso_reap does. */
+void prism_iso_end(pid_t pid, int grace_ms, int *signal_number, int *exit_status);
+
 #endif

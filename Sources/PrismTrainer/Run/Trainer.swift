@@ -71,16 +71,8 @@ public final class Trainer {
     ///   data fail their checks, or when a resume would change a defining key.
     public func run(_ start: Start) throws -> Summary {
         let c = config
-        var lock = try directory.lock()
-        if !start.resume && directory.holdsRun {
-            guard start.overwrite else {
-                throw TrainerError("\(directory.path): holds a run already; continue it with --resume \(directory.path), "
-                    + "or start again with --overwrite (the old run is moved aside, not deleted)")
-            }
-            let aside = try directory.moveAside()
-            lock = try directory.lock()
-            progress.log("moved the previous run to \(aside)")
-        }
+        let lock = try claimDirectory(fresh: !start.resume, overwrite: start.overwrite,
+                                      alternative: "continue it with --resume \(directory.path), or start again with --overwrite")
         defer { withExtendedLifetime(lock) {} }
         let backend = GuardedBackend(components.backend, guardian: guardian)
         let temperature = Float(c.double("grpo.temperature"))
@@ -237,6 +229,20 @@ public final class Trainer {
         }
     }
 
+    /// Takes the run directory's lock. A fresh run into a directory that
+    /// holds one is refused (naming `alternative`), or with `overwrite` the
+    /// old run is moved aside (never deleted) and the new one started.
+    func claimDirectory(fresh: Bool, overwrite: Bool, alternative: String) throws -> RunDirectory.Lock {
+        let lock = try directory.lock()
+        guard fresh && directory.holdsRun else { return lock }
+        guard overwrite else {
+            throw TrainerError("\(directory.path): holds a run already; \(alternative) (the old run is moved aside, not deleted)")
+        }
+        let aside = try directory.moveAside()
+        progress.log("moved the previous run to \(aside)")
+        return try directory.lock()
+    }
+
     /// Writes the resolved config (with this invocation's --set overrides).
     func writeConfig() throws {
         do {
@@ -281,16 +287,8 @@ public final class Trainer {
     public func runOffline(file: String, overwrite: Bool = false) throws {
         let groups = try JSONL.read(OfflineGroup.self, from: file)
         guard !groups.isEmpty else { throw TrainerError("\(file): no groups (the file is empty)") }
-        var lock = try directory.lock()
-        if directory.holdsRun {
-            guard overwrite else {
-                throw TrainerError("\(directory.path): holds a run already; start again with --overwrite "
-                    + "(the old run is moved aside, not deleted) or choose another --run")
-            }
-            let aside = try directory.moveAside()
-            lock = try directory.lock()
-            progress.log("moved the previous run to \(aside)")
-        }
+        let lock = try claimDirectory(fresh: true, overwrite: overwrite,
+                                      alternative: "start again with --overwrite, or choose another --run")
         defer { withExtendedLifetime(lock) {} }
         try writeConfig()
         try? FileManager.default.removeItem(atPath: directory.metricsPath)
