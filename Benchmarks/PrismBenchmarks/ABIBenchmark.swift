@@ -18,7 +18,7 @@ final class DirectExactAnswer: RewardFunction {
                     }
                     let ok = ea_matches(
                         base + completion.lowerBound, completion.count, base + reference.lowerBound,
-                        reference.count, CChar(UInt8(ascii: "#")), 0) != 0
+                        reference.count, "#", 1, 0) != 0
                     return RewardScore(reward: ok ? 1 : 0, correct: ok)
                 }
             }

@@ -17,7 +17,8 @@
  *
  * Config (JSON object, every key optional):
  *   "verify"            "final_answer" (default) or "process"
- *   "marker"            one-character string, default "#"
+ *   "marker"            string of 1-15 bytes, default "#" ("Answer:" for
+ *                       the word problems)
  *   "require_marker"    bool, default false
  *   "correct_reward"    number, default 1
  *   "incorrect_reward"  number, default 0
@@ -33,7 +34,7 @@
 
 typedef struct exact_answer {
   int process; /* "verify": "process" */
-  char marker;
+  char marker[16]; /* NUL-terminated */
   int require_marker;
   double correct_reward;
   double incorrect_reward;
@@ -123,15 +124,15 @@ static int parse_config(exact_answer *ea, prism_str config, char *error,
         return 0;
       }
     } else if (strcmp(key, "marker") == 0) {
-      char value[8];
+      char value[64];
       if (!json_string(&r, value, sizeof value)) return 0;
-      if (strlen(value) != 1) {
+      if (strlen(value) == 0 || strlen(value) >= sizeof ea->marker) {
         snprintf(error, error_size,
-                 "config key 'marker': expected a one-character string, got "
-                 "\"%s\"", value);
+                 "config key 'marker': expected a string of 1 to %zu bytes, "
+                 "got \"%s\"", sizeof ea->marker - 1, value);
         return 0;
       }
-      ea->marker = value[0];
+      memcpy(ea->marker, value, strlen(value) + 1);
     } else if (strcmp(key, "require_marker") == 0) {
       if ((size_t)(r.end - r.p) >= 4 && memcmp(r.p, "true", 4) == 0) {
         ea->require_marker = 1;
@@ -194,7 +195,7 @@ enum { MAX_TERMS = 64, SOLUTION_SIZE = 2048 };
 /* Writes the worked solution of the chain prompt `p` ("12+34-7=", spaces
  * allowed; evaluated left to right) into `out`, e.g. "12+34=46;46-7=39;#39".
  * Returns 0 when the prompt is not such a chain or a value overflows. */
-static int chain_solution(const char *p, size_t n, char marker, char *out,
+static int chain_solution(const char *p, size_t n, const char *marker, char *out,
                           size_t size) {
   long long terms[MAX_TERMS];
   char ops[MAX_TERMS];
@@ -238,7 +239,7 @@ static int chain_solution(const char *p, size_t n, char marker, char *out,
     used += (size_t)w;
     value = next;
   }
-  int w = snprintf(out + used, size - used, "%c%lld", marker, value);
+  int w = snprintf(out + used, size - used, "%s%lld", marker, value);
   return w >= 0 && (size_t)w < size - used;
 }
 
@@ -268,7 +269,8 @@ static prism_status ea_score(void *instance, const prism_reward_sample *samples,
     }
     const char *completion = s->completion.data ? s->completion.data : "";
     int ok = ea_matches(completion, s->completion.len, s->reference.data,
-                        s->reference.len, ea->marker, ea->require_marker);
+                        s->reference.len, ea->marker, strlen(ea->marker),
+                        ea->require_marker);
     if (ea->process) {
       char solution[SOLUTION_SIZE];
       if (!chain_solution(s->prompt.data ? s->prompt.data : "", s->prompt.len,
@@ -301,7 +303,7 @@ static prism_status ea_create(const prism_host *host, prism_str config,
     snprintf(create_error, sizeof create_error, "out of memory");
     return PRISM_E_OUT_OF_MEMORY;
   }
-  ea->marker = '#';
+  ea->marker[0] = '#';
   ea->correct_reward = 1.0;
   ea->incorrect_reward = 0.0;
   if (!parse_config(ea, config, create_error, sizeof create_error)) {

@@ -149,3 +149,113 @@ private func apply(_ op: Character, _ a: Int, _ b: Int) -> Int? {
     }
     return overflow ? nil : value
 }
+
+// MARK: - one step per line (the word problems)
+//
+// Format "lines": the completion's lines that hold a digit are its steps
+// (other lines are commentary and skipped). Step k < n must contain the
+// reference's k-th calculation "a op b = c" (spaces free, op among + - *
+// and ×); step n is the answer line, "Answer: N" with the reference answer.
+
+/// One reference calculation, "12 + 34 = 46".
+struct Calculation: Equatable {
+    var lhs: Int
+    var op: Character
+    var rhs: Int
+    var result: Int
+
+    /// The first calculation written in `text` ("First, 12 + 34 = 46." holds one).
+    init?(in text: Substring) {
+        let characters = text.filter { $0 != " " && $0 != "\t" }.map { $0 == "×" ? "*" : $0 }
+        var i = 0
+        while i < characters.count {
+            if let (found, _) = Calculation.parse(characters, from: i) {
+                self = found
+                return
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    private init(lhs: Int, op: Character, rhs: Int, result: Int) {
+        self.lhs = lhs
+        self.op = op
+        self.rhs = rhs
+        self.result = result
+    }
+
+    /// "a op b = c" starting exactly at `start`.
+    private static func parse(_ c: [Character], from start: Int) -> (Calculation, Int)? {
+        func integer(_ i: Int, signed: Bool) -> (Int, Int)? {
+            var j = i
+            var negative = false
+            if signed, j < c.count, c[j] == "-" {
+                negative = true
+                j += 1
+            }
+            let begin = j
+            while j < c.count, c[j].isASCII, c[j].isNumber, j - begin < 18 { j += 1 }
+            guard j > begin, let value = Int(String(c[begin..<j])) else { return nil }
+            return (negative ? -value : value, j)
+        }
+        guard start == 0 || !(c[start - 1].isASCII && c[start - 1].isNumber),
+              let (lhs, afterLhs) = integer(start, signed: true),
+              afterLhs < c.count, "+-*".contains(c[afterLhs]),
+              let (rhs, afterRhs) = integer(afterLhs + 1, signed: false),
+              afterRhs < c.count, c[afterRhs] == "=",
+              let (result, end) = integer(afterRhs + 1, signed: true)
+        else { return nil }
+        return (Calculation(lhs: lhs, op: c[afterLhs], rhs: rhs, result: result), end)
+    }
+}
+
+/// The lines of `text` that count as steps: their UTF-8 byte spans.
+func stepLines(_ text: Substring) -> [Range<Int>] {
+    var spans: [Range<Int>] = []
+    var begin = 0
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        let count = line.utf8.count
+        if line.contains(where: { $0.isASCII && $0.isNumber }) { spans.append(begin..<(begin + count)) }
+        begin += count + 1
+    }
+    return spans
+}
+
+/// Checks a line-per-step response against the reference calculations and answer.
+/// Returns the verdict and, for a wrong step, its byte span (the empty span at
+/// the end when the response stops before it).
+func judgeLines(_ response: Substring, reference: [Calculation], answer: Int,
+                afterAnswer: AfterAnswer = .error) -> (verdict: StepVerdict, span: Range<Int>?) {
+    let bytes = Array(response.utf8)
+    let lines = stepLines(response)
+    let text = { (span: Range<Int>) in Substring(decoding: bytes[span], as: UTF8.self) }
+    let end = bytes.count..<bytes.count
+    let wrong = { (index: Int, span: Range<Int>) in
+        (StepVerdict(firstError: index, stepCount: reference.count + 1), Optional(span))
+    }
+    for (k, expected) in reference.enumerated() {
+        guard k < lines.count else { return wrong(k, end) }
+        guard Calculation(in: text(lines[k])) == expected else { return wrong(k, lines[k]) }
+    }
+    let n = reference.count
+    guard n < lines.count else { return wrong(n, end) }
+    let line = text(lines[n])
+    let toEnd = lines[n].lowerBound..<bytes.count
+    guard let marker = line.indices.first(where: { line[$0...].prefix(7).lowercased() == "answer:" }),
+          let (value, rest) = parseLeadingInteger(line[line.index(marker, offsetBy: 7)...].drop { $0 == " " }),
+          value == answer,
+          afterAnswer == .ignore || (rest.allSatisfy { $0 == "." || $0 == " " } && lines.count == n + 1)
+    else { return wrong(n, toEnd) }
+    return (StepVerdict(firstError: nil, stepCount: n + 1), nil)
+}
+
+/// A leading (optionally signed) integer and the rest of the text.
+func parseLeadingInteger(_ text: Substring) -> (Int, Substring)? {
+    var rest = text
+    let negative = rest.first == "-"
+    if negative { rest = rest.dropFirst() }
+    let digits = rest.prefix { $0.isASCII && $0.isNumber }
+    guard !digits.isEmpty, digits.count <= 18, let value = Int(digits) else { return nil }
+    return (negative ? -value : value, rest.dropFirst(digits.count))
+}

@@ -10,7 +10,11 @@
 // "after_answer": "error" (default: text after the final answer makes the
 // answer step wrong) or "ignore". ABI 1.2: the first wrong step's byte span
 // is written to first_error_spans (the misreported step's, under noise).
+// "format": "lines" judges word problems instead (WordProblemTask): one
+// calculation per line checked against the reference steps, then
+// "Answer: N" (ArithmeticSteps.swift says which lines count).
 import CPrism
+import Foundation
 import PluginKit
 import Synchronization
 
@@ -21,8 +25,11 @@ final class StepJudge: PluginObject {
     let noise: Double
     let afterAnswer: AfterAnswer
     let rng: Mutex<SplitMix>
+    /// Format "lines" (one calculation per line, "Answer: N"), else chains.
+    let lines: Bool
 
-    init(noise: Double, seed: UInt64, afterAnswer: AfterAnswer) {
+    init(noise: Double, seed: UInt64, afterAnswer: AfterAnswer, lines: Bool) {
+        self.lines = lines
         self.noise = noise
         self.afterAnswer = afterAnswer
         rng = Mutex(SplitMix(seed: seed))
@@ -45,6 +52,8 @@ private func assess(
     outDisposition.pointee = PRISM_DISPOSITION_KEEP
     let count = Int(g.count)
     guard count > 0 else { return PRISM_OK }
+    let judgeInstance = StepJudge.from(instance)
+    if judgeInstance.lines { return assessLines(judgeInstance, g, outScore, outFirstError) }
     guard let problem = ArithmeticProblem(prompt: g.prompt.string[...]) else {
         for i in 0..<count {
             outScore[i] = .nan
@@ -52,7 +61,6 @@ private func assess(
         }
         return PRISM_OK
     }
-    let judgeInstance = StepJudge.from(instance)
     let spans = hasSpans(g) ? g.first_error_spans : nil
     judgeInstance.rng.withLock { rng in
         for i in 0..<count {
@@ -72,6 +80,49 @@ private func assess(
     return PRISM_OK
 }
 
+/// Format "lines": each completion against the reference calculations
+/// (reference_steps_json) and answer; no opinion without them.
+private func assessLines(
+    _ judge: StepJudge, _ g: prism_feedback_group,
+    _ outScore: UnsafeMutablePointer<Double>, _ outFirstError: UnsafeMutablePointer<Int32>
+) -> prism_status {
+    let count = Int(g.count)
+    let steps = (try? JSONDecoder().decode([String].self, from: Data(g.reference_steps_json.string.utf8))) ?? []
+    let reference = steps.compactMap { Calculation(in: $0[...]) }
+    guard !steps.isEmpty, reference.count == steps.count,
+          let (answer, rest) = parseLeadingInteger(g.reference.string.trimmingCharacters(in: .whitespaces)[...]), rest.isEmpty
+    else {
+        for i in 0..<count {
+            outScore[i] = .nan
+            outFirstError[i] = -1
+        }
+        return PRISM_OK
+    }
+    let spans = hasSpans(g) ? g.first_error_spans : nil
+    judge.rng.withLock { rng in
+        for i in 0..<count {
+            let completion = g.completions[i].string[...]
+            var (verdict, span) = judgeLines(completion, reference: reference, answer: answer, afterAnswer: judge.afterAnswer)
+            if let index = verdict.firstError {
+                let reported = misreport(index, count: verdict.stepCount, noise: judge.noise, rng: &rng)
+                if reported != index {  // the misreported step's line
+                    let lines = stepLines(completion)
+                    let end = completion.utf8.count
+                    span = reported < lines.count ? (reported == verdict.stepCount - 1 ? lines[reported].lowerBound..<end : lines[reported])
+                                                  : end..<end
+                }
+                verdict.firstError = reported
+            }
+            outScore[i] = verdict.score
+            outFirstError[i] = Int32(verdict.firstError ?? -1)
+            if let spans, let span {
+                spans[i] = prism_byte_span(begin: Int32(span.lowerBound), end: Int32(span.upperBound))
+            }
+        }
+    }
+    return PRISM_OK
+}
+
 private nonisolated(unsafe) let feedbackTable = immortal(prism_feedback_v1(
         struct_size: UInt32(MemoryLayout<prism_feedback_v1>.size),
         reserved: 0,
@@ -84,14 +135,18 @@ private nonisolated(unsafe) let feedbackTable = immortal(prism_feedback_v1(
 
 private func create(_ config: prism_str, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> prism_status {
     createErrors.create(out) {
-        let parsed = try PluginConfig(json: config.string, allowed: ["noise", "seed", "after_answer"])
+        let parsed = try PluginConfig(json: config.string, allowed: ["noise", "seed", "after_answer", "format"])
+        let format = try parsed.string("format", default: "chain") ?? "chain"
+        guard format == "chain" || format == "lines" else {
+            throw ConfigError("config key 'format': expected \"chain\" or \"lines\", got \"\(format)\"")
+        }
         let after = try parsed.string("after_answer", default: AfterAnswer.error.rawValue) ?? AfterAnswer.error.rawValue
         guard let afterAnswer = AfterAnswer(rawValue: after) else {
             throw ConfigError("config key 'after_answer': expected \"error\" or \"ignore\", got \"\(after)\"")
         }
         return StepJudge(noise: try parsed.double("noise", default: 0, in: 0...1),
                          seed: UInt64(try parsed.int("seed", default: 0, in: 0...Int(Int32.max))),
-                         afterAnswer: afterAnswer)
+                         afterAnswer: afterAnswer, lines: format == "lines")
     }
 }
 

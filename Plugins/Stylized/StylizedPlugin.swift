@@ -252,7 +252,8 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             m.policy.gradient = Array(repeating: 0, count: m.steps)
             return PRISM_OK
         }
-    }
+    },
+    tokenize_prompt: nil
 ))
 
 private nonisolated(unsafe) let rewardTable = immortal(prism_reward_v1(

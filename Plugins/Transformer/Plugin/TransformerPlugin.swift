@@ -138,7 +138,8 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             do { try m.load(path: path.string) } catch { throw PluginFailure(status: PRISM_E_IO, message: "\(error)") }
             return PRISM_OK
         }
-    }
+    },
+    tokenize_prompt: nil
 ))
 
 private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(

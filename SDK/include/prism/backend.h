@@ -144,7 +144,21 @@ typedef struct prism_backend_v1 {
    * [any-thread] */
   prism_status (*save)(void *PRISM_NULLABLE instance, prism_str path);
   prism_status (*load)(void *PRISM_NULLABLE instance, prism_str path);
+
+  /* Since ABI 1.3, optional (the host checks struct_size and NULL): the ids
+   * the model reads for a task prompt `text`, with the model's own wrapping
+   * applied (a chat template, BOS). Same capacity rule as tokenize. When
+   * absent the host uses [bos_token] + tokenize(text). [any-thread] */
+  prism_status (*PRISM_NULLABLE tokenize_prompt)(
+      void *PRISM_NULLABLE instance, prism_str text,
+      int32_t *PRISM_NULLABLE out_tokens, size_t capacity, size_t *out_count);
 } prism_backend_v1;
+
+/* Whether a backend table has tokenize_prompt (a 1.3 plugin that set it). */
+#define PRISM_BACKEND_HAS_TOKENIZE_PROMPT(table)                             \
+  ((table)->struct_size >= offsetof(prism_backend_v1, tokenize_prompt) +     \
+                               sizeof(void *) &&                             \
+   (table)->tokenize_prompt != NULL)
 
 PRISM_STATIC_ASSERT(sizeof(prism_backend_info) == 32,
                     "prism_backend_info size");
@@ -156,7 +170,7 @@ PRISM_STATIC_ASSERT(sizeof(prism_optimizer_report) == 16,
                     "prism_optimizer_report size");
 PRISM_STATIC_ASSERT(offsetof(prism_backend_v1, get_info) == 8,
                     "prism_backend_v1.get_info offset");
-PRISM_STATIC_ASSERT(sizeof(prism_backend_v1) == 8 + 12 * sizeof(void *),
+PRISM_STATIC_ASSERT(sizeof(prism_backend_v1) == 8 + 13 * sizeof(void *),
                     "prism_backend_v1 size");
 
 PRISM_ASSUME_NONNULL_END

@@ -74,7 +74,8 @@ PRISM_ASSUME_NONNULL_BEGIN
 
 /* The ABI this header describes. */
 #define PRISM_ABI_MAJOR 1
-#define PRISM_ABI_MINOR 2 /* 1.1: prism.strategy/1; 1.2: where the first error is */
+#define PRISM_ABI_MINOR 3 /* 1.1: prism.strategy/1; 1.2: where the first error is;
+                           1.3: backend tokenize_prompt (chat templates) */
 
 /* ---------------------------------------------------------------- status */
 

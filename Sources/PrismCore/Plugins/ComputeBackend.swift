@@ -89,4 +89,9 @@ public protocol ComputeBackend: AnyObject {
     func snapshotReference() throws
     func save(to path: String) throws
     func load(from path: String) throws
+    /// The ids the model reads for a task prompt, with its own wrapping (a
+    /// chat template, BOS); nil when the backend has none, and the host then
+    /// uses `[bos] + tokenize(text)`.
+    func tokenizePrompt(_ text: String) throws -> [Int32]?
 }
+

@@ -35,6 +35,17 @@ struct BackendChecks {
                 return "refused: \(error.reason)"
             }
         }
+        record("backend: tokenize_prompt (ABI 1.3, optional) gives ids within the vocabulary") {
+            let text = "12+3="
+            let wrapped: [Int32]?
+            do { wrapped = try backend.tokenizePrompt(text) } catch let error as PluginError where error.code == .callFailed {
+                return "refused \"\(text)\": \(error.reason)"
+            }
+            guard let ids = wrapped else { return "not provided (the host uses [bos] + tokenize)" }
+            try expect(!ids.isEmpty, "no ids for \"\(text)\"")
+            try expect(ids.allSatisfy { $0 >= 0 && Int($0) < info.vocabSize }, "ids outside 0..<\(info.vocabSize): \(ids)")
+            return "\(ids.count) ids"
+        }
         let first = Int32(info.bosToken ?? 0)
         let prompts = TokenBatch(sequences: [[first], [first, first]], pad: Int32(info.padToken ?? 0))
         record("backend: decoding shapes") {

@@ -56,6 +56,23 @@ final class BackendAdapter: ComputeBackend {
     func info() throws -> BackendInfo { cachedInfo }
 
     func tokenize(_ text: String) throws -> [Int32] {
+        try unsafe tokens(of: text, with: table.tokenize, "tokenize")
+    }
+
+    func tokenizePrompt(_ text: String) throws -> [Int32]? {
+        guard unsafe table.struct_size >= UInt32(offset(\prism_backend_v1.tokenize_prompt) + MemoryLayout<UnsafeRawPointer>.size),
+              let function = unsafe table.tokenize_prompt
+        else { return nil }
+        return try unsafe tokens(of: text, with: function, "tokenize_prompt")
+    }
+
+    /// Calls tokenize or tokenize_prompt, growing the buffer as it asks.
+    private func tokens(
+        of text: String,
+        with function: @convention(c) (UnsafeMutableRawPointer?, prism_str, UnsafeMutablePointer<Int32>?, Int,
+                                       UnsafeMutablePointer<Int>) -> prism_status,
+        _ call: String
+    ) throws -> [Int32] {
         var arena = unsafe TextArena()
         defer { unsafe arena.deallocate() }
         let str = unsafe arena.str(text)
@@ -64,13 +81,14 @@ final class BackendAdapter: ComputeBackend {
             var tokens = [Int32](repeating: 0, count: capacity)
             var needed = 0
             let status = unsafe tokens.withUnsafeMutableBufferPointer {
-                unsafe table.tokenize(instance.handle, str, $0.baseAddress, capacity, &needed)
+                unsafe function(instance.handle, str, $0.baseAddress, capacity, &needed)
             }
             if status == PRISM_E_BUFFER_TOO_SMALL, needed > capacity {
                 capacity = needed
                 continue
             }
-            try instance.check(status, "tokenize")
+            try instance.check(status, call)
+            guard needed <= capacity else { throw instance.invalidOutput(call, "\(needed) ids for a buffer of \(capacity)") }
             return Array(tokens.prefix(needed))
         }
     }

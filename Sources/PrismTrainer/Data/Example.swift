@@ -27,8 +27,12 @@ public struct Example: Codable, Equatable, Sendable {
     }
 
     /// The text a model should produce: the steps, then `#answer`
-    /// (`12+34=46;46+7=53;#53`).
-    public var solution: String { (steps + ["#" + answer]).joined(separator: ";") }
+    /// (`12+34=46;46+7=53;#53`); with `metadata.format` `"lines"` one step per
+    /// line, then `Answer: answer` (``WordProblemTask``).
+    public var solution: String {
+        if metadata["format"] == .string("lines") { return (steps + ["Answer: " + answer]).joined(separator: "\n") }
+        return (steps + ["#" + answer]).joined(separator: ";")
+    }
 
     /// `metadata` as compact JSON ("" when empty).
     public var metadataJSON: String {

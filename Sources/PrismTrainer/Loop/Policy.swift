@@ -7,7 +7,7 @@ public enum PrismVersion {
 
 /// One sampled completion.
 public struct Completion: Sendable, Equatable {
-    /// `[bos] + prompt` token ids.
+    /// The prompt's token ids as the model read them (``Policy/promptTokens(_:)``).
     public var promptTokens: [Int32]
     /// The generated ids, including the final EOS when one was produced.
     public var tokens: [Int32]
@@ -23,7 +23,7 @@ public struct Completion: Sendable, Equatable {
         self.finished = finished
     }
 
-    /// `[bos] + prompt + completion`.
+    /// The prompt's ids, then the completion's.
     public var sequence: [Int32] { promptTokens + tokens }
 }
 
@@ -47,9 +47,11 @@ public final class Policy {
         self.temperature = temperature
     }
 
-    /// `[bos] + tokenize(prompt)`.
+    /// The backend's own prompt wrapping (a chat template) when it has one,
+    /// else `[bos] + tokenize(prompt)`.
     public func promptTokens(_ prompt: String) throws -> [Int32] {
-        (info.bosToken.map { [Int32($0)] } ?? []) + (try backend.tokenize(prompt))
+        if let wrapped = try backend.tokenizePrompt(prompt) { return wrapped }
+        return (info.bosToken.map { [Int32($0)] } ?? []) + (try backend.tokenize(prompt))
     }
 
     /// Samples `count` completions of each prompt (rows grouped by prompt),

@@ -95,6 +95,7 @@ final class GuardedBackend: ComputeBackend {
 
     func info() throws -> BackendInfo { try locked { try inner.info() } }
     func tokenize(_ text: String) throws -> [Int32] { try locked { try inner.tokenize(text) } }
+    func tokenizePrompt(_ text: String) throws -> [Int32]? { try locked { try inner.tokenizePrompt(text) } }
     func detokenize(_ tokens: [Int32]) throws -> String { try locked { try inner.detokenize(tokens) } }
     func beginDecoding(_ prompts: TokenBatch) throws -> [Float] { try locked { try inner.beginDecoding(prompts) } }
     func decodeStep(_ tokens: [Int32]) throws -> [Float] { try locked { try inner.decodeStep(tokens) } }

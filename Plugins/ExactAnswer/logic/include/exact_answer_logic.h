@@ -5,9 +5,9 @@
  *
  * Rules (see Documentation/Plugins.md):
  *  1. The final answer is the text after the last answer marker ('#' by
- *     default) that is followed by something other than whitespace; it runs
- *     to the next marker or the end. Repeated markers ("##53", "#53#") are
- *     therefore harmless.
+ *     default; any string, e.g. "Answer:") that is followed by something
+ *     other than whitespace; it runs to the next marker or the end.
+ *     Repeated markers ("##53", "#53#") are therefore harmless.
  *  2. With no marker: if markers are required the answer is missing (wrong);
  *     otherwise the last integer in the text is the answer.
  *  3. The answer is trimmed of whitespace and of trailing '.', ';', ','.
@@ -70,12 +70,16 @@ static inline int ea_parse_integer(ea_span s, int *sign, ea_span *digits) {
 }
 
 /* The final answer in a completion (rules 1–3). Returns 0 if there is none. */
-static inline int ea_extract_answer(const char *text, size_t len, char marker,
+static inline int ea_extract_answer(const char *text, size_t len,
+                                    const char *marker, size_t marker_len,
                                     int require_marker, ea_span *out) {
   size_t end = len;
   int saw_marker = 0;
-  for (size_t k = len; k > 0; --k) {
-    if (text[k - 1] != marker) continue;
+  /* k is where a marker would end: text[k - marker_len, k). */
+  for (size_t k = len; marker_len > 0 && k >= marker_len; --k) {
+    if (k > end || memcmp(text + k - marker_len, marker, marker_len) != 0) {
+      continue;
+    }
     saw_marker = 1;
     ea_span candidate = {text + k, end - k};
     candidate = ea_trim(candidate);
@@ -83,7 +87,7 @@ static inline int ea_extract_answer(const char *text, size_t len, char marker,
       *out = candidate;
       return 1;
     }
-    end = k - 1;
+    end = k - marker_len;
   }
   if (saw_marker || require_marker) return 0;
   /* No marker at all: the last integer in the text. */
@@ -101,10 +105,11 @@ static inline int ea_extract_answer(const char *text, size_t len, char marker,
 /* 1 if the completion's final answer equals the reference (rule 4). */
 static inline int ea_matches(const char *completion, size_t completion_len,
                              const char *reference, size_t reference_len,
-                             char marker, int require_marker) {
+                             const char *marker, size_t marker_len,
+                             int require_marker) {
   ea_span answer;
-  if (!ea_extract_answer(completion, completion_len, marker, require_marker,
-                         &answer)) {
+  if (!ea_extract_answer(completion, completion_len, marker, marker_len,
+                         require_marker, &answer)) {
     return 0;
   }
   ea_span ref = {reference, reference_len};
