@@ -223,31 +223,34 @@ func stepLines(_ text: Substring) -> [Range<Int>] {
 }
 
 /// Checks a line-per-step response against the reference calculations and answer.
-/// Returns the verdict and, for a wrong step, its byte span (the empty span at
-/// the end when the response stops before it).
 func judgeLines(_ response: Substring, reference: [Calculation], answer: Int,
-                afterAnswer: AfterAnswer = .error) -> (verdict: StepVerdict, span: Range<Int>?) {
+                afterAnswer: AfterAnswer = .error) -> StepVerdict {
     let bytes = Array(response.utf8)
     let lines = stepLines(response)
     let text = { (span: Range<Int>) in Substring(decoding: bytes[span], as: UTF8.self) }
-    let end = bytes.count..<bytes.count
-    let wrong = { (index: Int, span: Range<Int>) in
-        (StepVerdict(firstError: index, stepCount: reference.count + 1), Optional(span))
-    }
+    let verdict = { (index: Int?) in StepVerdict(firstError: index, stepCount: reference.count + 1) }
     for (k, expected) in reference.enumerated() {
-        guard k < lines.count else { return wrong(k, end) }
-        guard Calculation(in: text(lines[k])) == expected else { return wrong(k, lines[k]) }
+        guard k < lines.count, Calculation(in: text(lines[k])) == expected else { return verdict(k) }
     }
     let n = reference.count
-    guard n < lines.count else { return wrong(n, end) }
+    guard n < lines.count else { return verdict(n) }
     let line = text(lines[n])
-    let toEnd = lines[n].lowerBound..<bytes.count
     guard let marker = line.indices.first(where: { line[$0...].prefix(7).lowercased() == "answer:" }),
           let (value, rest) = parseLeadingInteger(line[line.index(marker, offsetBy: 7)...].drop { $0 == " " }),
           value == answer,
           afterAnswer == .ignore || (rest.allSatisfy { $0 == "." || $0 == " " } && lines.count == n + 1)
-    else { return wrong(n, toEnd) }
-    return (StepVerdict(firstError: nil, stepCount: n + 1), nil)
+    else { return verdict(n) }
+    return verdict(nil)
+}
+
+/// Where step `index` of a line-per-step response is: its line (the answer
+/// step's runs to the end), or the empty span at the end when the response
+/// stops before it.
+func lineSpan(_ index: Int, in response: Substring, stepCount: Int) -> Range<Int> {
+    let lines = stepLines(response)
+    let end = response.utf8.count
+    guard index < lines.count else { return end..<end }
+    return index == stepCount - 1 ? lines[index].lowerBound..<end : lines[index]
 }
 
 /// A leading (optionally signed) integer and the rest of the text.

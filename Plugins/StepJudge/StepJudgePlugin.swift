@@ -53,8 +53,9 @@ private func assess(
     let count = Int(g.count)
     guard count > 0 else { return PRISM_OK }
     let judgeInstance = StepJudge.from(instance)
-    if judgeInstance.lines { return assessLines(judgeInstance, g, outScore, outFirstError) }
-    guard let problem = ArithmeticProblem(prompt: g.prompt.string[...]) else {
+    guard let format = judgeInstance.lines ? linesFormat(g, judgeInstance.afterAnswer)
+                                           : chainFormat(g, judgeInstance.afterAnswer)
+    else {  // not this judge's task: no opinion
         for i in 0..<count {
             outScore[i] = .nan
             outFirstError[i] = -1
@@ -65,14 +66,14 @@ private func assess(
     judgeInstance.rng.withLock { rng in
         for i in 0..<count {
             let completion = g.completions[i].string[...]
-            var verdict = judge(completion, problem: problem, afterAnswer: judgeInstance.afterAnswer)
+            var verdict = format.verdict(completion)
             if let index = verdict.firstError {
                 verdict.firstError = misreport(index, count: verdict.stepCount, noise: judgeInstance.noise, rng: &rng)
             }
             outScore[i] = verdict.score
             outFirstError[i] = Int32(verdict.firstError ?? -1)
             if let spans, let index = verdict.firstError {
-                let span = stepSpan(index, in: completion, toEnd: index == verdict.stepCount - 1)
+                let span = format.span(index, completion, verdict.stepCount)
                 spans[i] = prism_byte_span(begin: Int32(span.lowerBound), end: Int32(span.upperBound))
             }
         }
@@ -80,47 +81,30 @@ private func assess(
     return PRISM_OK
 }
 
-/// Format "lines": each completion against the reference calculations
-/// (reference_steps_json) and answer; no opinion without them.
-private func assessLines(
-    _ judge: StepJudge, _ g: prism_feedback_group,
-    _ outScore: UnsafeMutablePointer<Double>, _ outFirstError: UnsafeMutablePointer<Int32>
-) -> prism_status {
-    let count = Int(g.count)
+/// How one task format is judged: a completion's verdict, and where its
+/// step `index` is (for the first error, or the misreported one under noise).
+private struct StepFormat {
+    var verdict: (Substring) -> StepVerdict
+    var span: (_ index: Int, _ completion: Substring, _ stepCount: Int) -> Range<Int>
+}
+
+/// Chains: the problem is parsed from the prompt; nil when it is not a chain.
+private func chainFormat(_ g: prism_feedback_group, _ afterAnswer: AfterAnswer) -> StepFormat? {
+    guard let problem = ArithmeticProblem(prompt: g.prompt.string[...]) else { return nil }
+    return StepFormat(verdict: { judge($0, problem: problem, afterAnswer: afterAnswer) },
+                      span: { index, completion, steps in stepSpan(index, in: completion, toEnd: index == steps - 1) })
+}
+
+/// Word problems: the reference calculations (reference_steps_json) and
+/// integer answer; nil without them.
+private func linesFormat(_ g: prism_feedback_group, _ afterAnswer: AfterAnswer) -> StepFormat? {
     let steps = (try? JSONDecoder().decode([String].self, from: Data(g.reference_steps_json.string.utf8))) ?? []
     let reference = steps.compactMap { Calculation(in: $0[...]) }
     guard !steps.isEmpty, reference.count == steps.count,
           let (answer, rest) = parseLeadingInteger(g.reference.string.trimmingCharacters(in: .whitespaces)[...]), rest.isEmpty
-    else {
-        for i in 0..<count {
-            outScore[i] = .nan
-            outFirstError[i] = -1
-        }
-        return PRISM_OK
-    }
-    let spans = hasSpans(g) ? g.first_error_spans : nil
-    judge.rng.withLock { rng in
-        for i in 0..<count {
-            let completion = g.completions[i].string[...]
-            var (verdict, span) = judgeLines(completion, reference: reference, answer: answer, afterAnswer: judge.afterAnswer)
-            if let index = verdict.firstError {
-                let reported = misreport(index, count: verdict.stepCount, noise: judge.noise, rng: &rng)
-                if reported != index {  // the misreported step's line
-                    let lines = stepLines(completion)
-                    let end = completion.utf8.count
-                    span = reported < lines.count ? (reported == verdict.stepCount - 1 ? lines[reported].lowerBound..<end : lines[reported])
-                                                  : end..<end
-                }
-                verdict.firstError = reported
-            }
-            outScore[i] = verdict.score
-            outFirstError[i] = Int32(verdict.firstError ?? -1)
-            if let spans, let span {
-                spans[i] = prism_byte_span(begin: Int32(span.lowerBound), end: Int32(span.upperBound))
-            }
-        }
-    }
-    return PRISM_OK
+    else { return nil }
+    return StepFormat(verdict: { judgeLines($0, reference: reference, answer: answer, afterAnswer: afterAnswer) },
+                      span: { index, completion, steps in lineSpan(index, in: completion, stepCount: steps) })
 }
 
 private nonisolated(unsafe) let feedbackTable = immortal(prism_feedback_v1(

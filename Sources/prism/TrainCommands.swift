@@ -240,9 +240,7 @@ struct DataCommand: ParsableCommand {
                 throw ValidationError("--min-steps must be >= 1 and <= --max-steps <= 8")
             }
             guard (1...4).contains(maxDigits) else { throw ValidationError("--max-digits must be in 1...4") }
-            guard !operators.isEmpty, operators.allSatisfy({ "+-*".contains($0) }) else {
-                throw ValidationError("--operators: expected characters among + - *, got '\(operators)'")
-            }
+            try checkOperators(operators)
         }
 
         func run() throws {
@@ -271,9 +269,7 @@ struct DataCommand: ParsableCommand {
             guard minDigits >= 1, maxDigits >= minDigits, maxDigits <= 9 else {
                 throw ValidationError("--min-digits must be >= 1 and <= --max-digits <= 9")
             }
-            guard !operators.isEmpty, operators.allSatisfy({ "+-*".contains($0) }) else {
-                throw ValidationError("--operators: expected characters among + - *, got '\(operators)'")
-            }
+            try checkOperators(operators)
         }
 
         func run() throws {
@@ -281,6 +277,13 @@ struct DataCommand: ParsableCommand {
             try JSONL.write(task.examples(count: count, seed: UInt64(seed)), to: out)
             print("wrote \(count) problems to \(out)")
         }
+    }
+}
+
+/// `--operators`: characters among + - *.
+private func checkOperators(_ operators: String) throws {
+    guard !operators.isEmpty, operators.allSatisfy({ "+-*".contains($0) }) else {
+        throw ValidationError("--operators: expected characters among + - *, got '\(operators)'")
     }
 }
 

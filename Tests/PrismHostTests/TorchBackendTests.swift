@@ -136,12 +136,18 @@ struct TorchBackendTests {
             #expect("\(error)".contains("python: /nonexistent/python is not an executable"), "\(error)")
         }
 
-        do {
-            _ = try Self.backend(#"{"package": "no_such_package_here"}"#).info()
-            Issue.record("a missing package was accepted")
-        } catch {
-            #expect("\(error)".contains("package: no Python package 'no_such_package_here' in this environment"), "\(error)")
+        // On 2 ranks: both fail to load after joining the group; the error is
+        // named, repeated by later calls, and no worker is left waiting.
+        let missing = try library.instantiate(config: #"{"package": "no_such_package_here", "world_size": 2, "threads": 1}"#)
+        for _ in 0..<2 {
+            do {
+                _ = try missing.computeBackend()  // reads the model's facts: the workers start
+                Issue.record("a missing package was accepted")
+            } catch {
+                #expect("\(error)".contains("package: no Python package 'no_such_package_here' in this environment"), "\(error)")
+            }
         }
+        #expect(TestSupport.children(of: getpid()).filter { TestSupport.commandLine($0).contains("prism_torch_worker.py") }.isEmpty)
 
         // A worker that never answers (an interpreter wrapper that sleeps) is
         // stopped at timeout_s and named; no process is left.

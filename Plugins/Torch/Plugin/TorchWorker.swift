@@ -14,7 +14,7 @@ import PluginKit
 final class Rank {
     let index: Int
     private(set) var pid: pid_t = 0
-    private var socket: Int32 = -1
+    private(set) var socket: Int32 = -1
     private var region = prism_iso_region(fd: -1, base: nil, size: 0)
     let logPath: String
 
@@ -150,6 +150,8 @@ final class TorchWorker: PluginObject {
     private let timeout: Int32
     private var ranks: [Rank] = []
     private var started = false
+    /// Why the workers could not start (every later call repeats it).
+    private var startFailure: PluginFailure?
 
     /// The config keys (Documentation/Backends.md).
     static let keys = ["model", "package", "gguf_file", "tiny", "native", "lora", "chat_template", "system_prompt",
@@ -190,8 +192,19 @@ final class TorchWorker: PluginObject {
 
     /// Starts the workers, joins them into one process group and loads the model, once.
     private func start() throws {
-        guard !started else { return }
+        guard !started else {
+            if let startFailure { throw startFailure }
+            return
+        }
         started = true
+        do { try launch() } catch let failure as PluginFailure {
+            startFailure = failure
+            for rank in ranks { rank.end(grace: 0) }
+            throw failure
+        }
+    }
+
+    private func launch() throws {
         let stem = FileManager.default.temporaryDirectory.appendingPathComponent("prism-torch-\(getpid())-\(UUID().uuidString.prefix(8))").path
         ranks = (0..<worldSize).map { Rank(index: $0, logPath: "\(stem)-rank\($0).log") }
         for rank in ranks { try rank.start([python, "-u", script]) }
@@ -294,29 +307,43 @@ final class TorchWorker: PluginObject {
         return joined
     }
 
-    /// Sends each rank its request, then reads every answer.
+    /// Sends each rank its request, then reads the answers as they come.
     /// - Throws: ``PluginFailure`` with the first worker's message, or naming
     ///   the call and the tail of the output of a worker that died or missed
-    ///   the deadline (every worker is then ended: a group with a missing
-    ///   rank cannot go on).
+    ///   the deadline. A rank that died, missed the deadline, or failed
+    ///   while others still work (they may wait for it in a collective) ends
+    ///   every worker: the group cannot go on.
     private func exchange(_ op: String, on targets: [Rank], _ fields: [[String: Any]],
                           floats: [[String: [Float]]] = [], ints: [[String: [Int32]]] = []) throws -> [[String: Any]] {
+        if let startFailure { throw startFailure }
         for (k, rank) in targets.enumerated() {
             let sent = try rank.send(op, fields[k], floats: k < floats.count ? floats[k] : [:], ints: k < ints.count ? ints[k] : [:])
             guard sent else { throw failed(op, rank, late: false) }
         }
-        var answers: [[String: Any]] = []
-        for rank in targets {
-            switch rank.receive(timeout: timeout) {
-            case .answer(let json): answers.append(json)
-            case .gone: throw failed(op, rank, late: false)
-            case .late: throw failed(op, rank, late: true)
+        var answers: [Int: [String: Any]] = [:]
+        let deadline = timeout < 0 ? nil : DispatchTime.now().uptimeNanoseconds + UInt64(timeout) * 1_000_000
+        while answers.count < targets.count {
+            let pending = targets.indices.filter { answers[$0] == nil }
+            var fds = pending.map { pollfd(fd: targets[$0].socket, events: Int16(POLLIN), revents: 0) }
+            let left = deadline.map { Int32(clamping: (Int64($0) - Int64(DispatchTime.now().uptimeNanoseconds)) / 1_000_000) }
+            if let left, left <= 0 { throw failed(op, targets[pending[0]], late: true) }
+            let ready = poll(&fds, nfds_t(fds.count), left ?? -1)
+            if ready < 0, errno == EINTR { continue }
+            for (slot, k) in pending.enumerated() where fds[slot].revents != 0 {
+                switch targets[k].receive(timeout: 60_000) {
+                case .answer(let json): answers[k] = json
+                case .gone, .late: throw failed(op, targets[k], late: false)
+                }
+                if answers[k]?["ok"] as? Bool != true {
+                    let message = answers[k]?["error"] as? String ?? "\(op) failed"
+                    if answers.count < targets.count {  // the others may be waiting for this rank
+                        for rank in ranks { rank.end(grace: 0) }
+                    }
+                    throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: message)
+                }
             }
         }
-        for answer in answers where answer["ok"] as? Bool != true {
-            throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: answer["error"] as? String ?? "\(op) failed")
-        }
-        return answers
+        return targets.indices.map { answers[$0]! }
     }
 
     /// The error for a worker that stopped answering: its exit and its last

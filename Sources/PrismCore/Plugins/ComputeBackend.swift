@@ -94,4 +94,3 @@ public protocol ComputeBackend: AnyObject {
     /// uses `[bos] + tokenize(text)`.
     func tokenizePrompt(_ text: String) throws -> [Int32]?
 }
-

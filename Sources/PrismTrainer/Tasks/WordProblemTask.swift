@@ -21,7 +21,7 @@ public struct WordProblemTask: Sendable, Equatable {
         chains = ArithmeticTask(terms: terms, digits: digits, operators: operators)
     }
 
-    /// What a line of the story says for each operator.
+    /// Who the stories are about, and what they count.
     private static let names = ["Mia", "Leo", "Ava", "Noah", "Zoe", "Omar", "Lena", "Ravi"]
     private static let things = ["shells", "stamps", "marbles", "apples", "coins", "stickers", "books", "pencils"]
 
