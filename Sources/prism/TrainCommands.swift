@@ -94,6 +94,9 @@ struct TrainCommand: ParsableCommand {
             let trainer = Trainer(config: config, directory: directory, components: components, progress: progressReporter())
             trainer.shouldStop = { Interrupt.requested }
             box.set(trainer)
+            // The signal watcher keeps the box: let go of the trainer when the run ends, so the
+            // plugins are destroyed before exit (a torch backend ends its workers and reaps them).
+            defer { box.set(nil) }
             if let offline {
                 try trainer.runOffline(file: offline, overwrite: overwrite)
                 print("offline run written to \(directory.path) (report: \(directory.reportPath))")
@@ -120,7 +123,7 @@ final class TrainerBox: @unchecked Sendable {
     private let lock = NSLock()
     private var trainer: Trainer?
 
-    func set(_ trainer: Trainer) { lock.withLock { self.trainer = trainer } }
+    func set(_ trainer: Trainer?) { lock.withLock { self.trainer = trainer } }
 
     func emergencyCheckpoint() -> String? {
         guard let trainer = lock.withLock({ trainer }) else { return "no step had begun; nothing to save" }
