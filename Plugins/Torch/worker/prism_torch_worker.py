@@ -115,7 +115,6 @@ class Backend:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
         self.world = int(world.get("size", 1))
-        self.rank = int(world.get("rank", 0))
         torch.manual_seed(int(config.get("seed", 0)))
         threads = int(config.get("threads", 0)) or max(1, (os.cpu_count() or 1) // self.world)
         torch.set_num_threads(threads)
