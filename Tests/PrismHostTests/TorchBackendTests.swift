@@ -106,8 +106,10 @@ struct TorchBackendTests {
         #expect(results.count > 5)
     }
 
-    /// Bad input is named: a missing model folder, a missing interpreter, a
-    /// worker that dies (its last output is in the error).
+    /// Bad input is named: a missing model folder, an unknown key, a bad
+    /// world_size, a missing interpreter, a missing model package (on 2
+    /// ranks), a worker past timeout_s, a worker that dies (its last output
+    /// is in the error).
     @Test func errorsNameWhatIsWrong() throws {
         _ = try Self.backend()
         let library = try PluginLibrary.load(TestSupport.plugin("PrismTorch"))
