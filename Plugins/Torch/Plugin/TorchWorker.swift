@@ -327,8 +327,10 @@ final class TorchWorker: PluginObject {
             var fds = pending.map { pollfd(fd: targets[$0].socket, events: Int16(POLLIN), revents: 0) }
             let left = deadline.map { Int32(clamping: (Int64($0) - Int64(DispatchTime.now().uptimeNanoseconds)) / 1_000_000) }
             if let left, left <= 0 { throw failed(op, targets[pending[0]], late: true) }
-            let ready = poll(&fds, nfds_t(fds.count), left ?? -1)
-            if ready < 0, errno == EINTR { continue }
+            if poll(&fds, nfds_t(fds.count), left ?? -1) < 0 {
+                if errno == EINTR { continue }
+                throw PluginFailure(status: PRISM_E_IO, message: "\(op): waiting for the torch workers: \(String(cString: strerror(errno)))")
+            }
             for (slot, k) in pending.enumerated() where fds[slot].revents != 0 {
                 switch targets[k].receive(timeout: 60_000) {
                 case .answer(let json): answers[k] = json
