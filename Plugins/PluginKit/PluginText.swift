@@ -1,5 +1,5 @@
-// Helpers for writing Prism plugins in Swift: strings across the ABI and the
-// per-thread `create` error. Linked statically into each Swift plugin.
+// Helpers for writing Prism plugins in Swift: strings across the ABI, the
+// per-thread `create` error, and the backend's token and text buffers. Linked statically into each Swift plugin.
 import CPrism
 #if canImport(Glibc)
 import Glibc
@@ -71,4 +71,26 @@ public func immortal<T>(_ value: T) -> UnsafeMutablePointer<T> {
     let pointer = UnsafeMutablePointer<T>.allocate(capacity: 1)
     pointer.initialize(to: value)
     return pointer
+}
+
+/// The backend's capacity rule for `tokenize` and `tokenize_prompt`: the
+/// count always, the ids only when they fit in `capacity` (else
+/// PRISM_E_BUFFER_TOO_SMALL, and the host asks again with room for them).
+public func writeTokens(_ ids: [Int32], to out: UnsafeMutablePointer<Int32>?, capacity: Int,
+                        count: UnsafeMutablePointer<Int>) -> prism_status {
+    count.pointee = ids.count
+    guard capacity >= ids.count else { return PRISM_E_BUFFER_TOO_SMALL }
+    if let out, !ids.isEmpty { ids.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: ids.count) } }
+    return PRISM_OK
+}
+
+/// The same rule for `detokenize`, in bytes (no NUL is written).
+public func writeText(_ bytes: [UInt8], to out: UnsafeMutablePointer<CChar>?, capacity: Int,
+                      length: UnsafeMutablePointer<Int>) -> prism_status {
+    length.pointee = bytes.count
+    guard capacity >= bytes.count else { return PRISM_E_BUFFER_TOO_SMALL }
+    if let out, !bytes.isEmpty {
+        bytes.withUnsafeBytes { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+    }
+    return PRISM_OK
 }

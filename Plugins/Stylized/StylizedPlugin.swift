@@ -106,10 +106,7 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
                 }
                 ids.append(Int32(id))
             }
-            count.pointee = ids.count
-            guard capacity >= ids.count else { return PRISM_E_BUFFER_TOO_SMALL }
-            for (i, id) in ids.enumerated() { out![i] = id }
-            return PRISM_OK
+            return writeTokens(ids, to: out, capacity: capacity, count: count)
         }
     },
     detokenize: { raw, tokens, count, out, capacity, length in
@@ -123,10 +120,7 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
                 }
                 bytes.append(StylizedToken.characters[Int(id)].asciiValue!)
             }
-            length.pointee = bytes.count
-            guard capacity >= bytes.count else { return PRISM_E_BUFFER_TOO_SMALL }
-            for (i, byte) in bytes.enumerated() { out![i] = CChar(bitPattern: byte) }
-            return PRISM_OK
+            return writeText(bytes, to: out, capacity: capacity, length: length)
         }
     },
     decode_begin: { raw, batch, logits in

@@ -15,23 +15,8 @@ private func batch(_ b: UnsafePointer<prism_token_batch>) -> (tokens: [Int32], l
 
 private func vocab(_ w: TorchWorker) -> Int { (try? w.facts())?["vocab"] as? Int ?? 0 }
 
-/// Copies `values` (exactly `count` of them) into a host buffer.
-private func write(_ values: [Float], into out: UnsafeMutablePointer<Float>, count: Int, _ what: String) throws {
-    guard values.count == count else {
-        throw PluginFailure(status: PRISM_E_INTERNAL, message: "\(what): the workers returned \(values.count) values, expected \(count)")
-    }
-    values.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: count) }
-}
-
-/// The ids in an answer, into a host buffer (the tokenize capacity rule).
-private func writeIds(_ answer: [String: Any], _ out: UnsafeMutablePointer<Int32>?, _ capacity: Int,
-                      _ count: UnsafeMutablePointer<Int>) -> prism_status {
-    let ids = answer["ids"] as? [Int] ?? []
-    count.pointee = ids.count
-    guard capacity >= ids.count else { return PRISM_E_BUFFER_TOO_SMALL }
-    if let out { for (i, id) in ids.enumerated() { out[i] = Int32(id) } }
-    return PRISM_OK
-}
+/// The ids of a worker's answer.
+private func ids(_ answer: [String: Any]) -> [Int32] { (answer["ids"] as? [Int] ?? []).map { Int32($0) } }
 
 private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
     struct_size: UInt32(MemoryLayout<prism_backend_v1>.size), reserved: 0,
@@ -50,19 +35,13 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         }
     },
     tokenize: { raw, text, out, capacity, count in
-        TorchWorker.call(raw) { w in writeIds(try w.call("tokenize", ["text": text.string]), out, capacity, count) }
+        TorchWorker.call(raw) { w in writeTokens(ids(try w.call("tokenize", ["text": text.string])), to: out, capacity: capacity, count: count) }
     },
     detokenize: { raw, tokens, count, out, capacity, length in
         TorchWorker.call(raw) { w in
             let ids = tokens == nil ? [] : (0..<count).map { Int(tokens![$0]) }
             let text = (try w.call("detokenize", ["ids": ids])["text"] as? String) ?? ""
-            let bytes = Array(text.utf8)
-            length.pointee = bytes.count
-            guard capacity >= bytes.count else { return PRISM_E_BUFFER_TOO_SMALL }
-            if let out, !bytes.isEmpty {
-                bytes.withUnsafeBytes { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-            }
-            return PRISM_OK
+            return writeText(Array(text.utf8), to: out, capacity: capacity, length: length)
         }
     },
     decode_begin: { raw, b, logits in
@@ -72,9 +51,8 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
                 throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "decode_begin: every prompt needs a token")
             }
             let slices = w.slices(rows)
-            let values = try w.rows("begin_decoding", ["stride": stride], slices: slices, width: ["tokens": stride],
-                                    ints: ["tokens": tokens, "lengths": lengths], output: "logits")
-            try write(values, into: logits, count: rows * vocab(w), "decode_begin")
+            try w.rows("begin_decoding", ["stride": stride], slices: slices, width: ["tokens": stride],
+                       ints: ["tokens": tokens, "lengths": lengths], output: ("logits", vocab(w), logits))
             w.decodingSlices = slices
             return PRISM_OK
         }
@@ -83,9 +61,8 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         TorchWorker.call(raw) { w in
             let rows = w.decodingSlices.last?.upperBound ?? 0
             guard rows > 0 else { throw PluginFailure(status: PRISM_E_STATE, message: "decode_step: no decoding in progress") }
-            let values = try w.rows("decode_step", [:], slices: w.decodingSlices, width: [:],
-                                    ints: ["tokens": Array(UnsafeBufferPointer(start: tokens, count: rows))], output: "logits")
-            try write(values, into: logits, count: rows * vocab(w), "decode_step")
+            try w.rows("decode_step", [:], slices: w.decodingSlices, width: [:],
+                       ints: ["tokens": Array(UnsafeBufferPointer(start: tokens, count: rows))], output: ("logits", vocab(w), logits))
             return PRISM_OK
         }
     },
@@ -93,11 +70,9 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         TorchWorker.call(raw) { w in
             let (tokens, lengths, rows, stride) = batch(b)
             guard temperature > 0 else { throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "logprobs: temperature must be > 0") }
-            let values = try w.rows("logprobs", ["stride": stride, "model": which == PRISM_MODEL_REFERENCE ? 1 : 0,
-                                                 "temperature": Double(temperature)],
-                                    slices: w.slices(rows), width: ["tokens": stride],
-                                    ints: ["tokens": tokens, "lengths": lengths], output: "logprobs")
-            try write(values, into: out, count: rows * stride, "logprobs")
+            try w.rows("logprobs", ["stride": stride, "model": which == PRISM_MODEL_REFERENCE ? 1 : 0, "temperature": Double(temperature)],
+                       slices: w.slices(rows), width: ["tokens": stride],
+                       ints: ["tokens": tokens, "lengths": lengths], output: ("logprobs", stride, out))
             return PRISM_OK
         }
     },
@@ -106,7 +81,7 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             let (tokens, lengths, rows, stride) = batch(b)
             guard temperature > 0 else { throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "backward: temperature must be > 0") }
             let gradient = rows * stride == 0 ? [] : Array(UnsafeBufferPointer(start: grad, count: rows * stride))
-            _ = try w.rows("backward", ["stride": stride, "temperature": Double(temperature)],
+            try w.rows("backward", ["stride": stride, "temperature": Double(temperature)],
                            slices: w.slices(rows), width: ["tokens": stride, "grad": stride],
                            floats: ["grad": gradient], ints: ["tokens": tokens, "lengths": lengths], output: nil)
             return PRISM_OK
@@ -152,7 +127,9 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         }
     },
     tokenize_prompt: { raw, text, out, capacity, count in
-        TorchWorker.call(raw) { w in writeIds(try w.call("tokenize_prompt", ["text": text.string]), out, capacity, count) }
+        TorchWorker.call(raw) { w in
+            writeTokens(ids(try w.call("tokenize_prompt", ["text": text.string])), to: out, capacity: capacity, count: count)
+        }
     }
 ))
 

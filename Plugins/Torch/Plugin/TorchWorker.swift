@@ -112,19 +112,19 @@ final class Rank {
         return .answer(json)
     }
 
-    /// Array `name` of an answer as float32 values.
-    func floats(_ json: [String: Any], _ name: String, _ op: String) throws -> [Float] {
+    /// Copies array `name` of an answer (float32, exactly `count` values) into `out`.
+    func copy(_ json: [String: Any], _ name: String, into out: UnsafeMutablePointer<Float>, count: Int, _ op: String) throws {
         guard let spec = (json["arrays"] as? [String: Any])?[name] as? [String: Any],
-              let offset = spec["offset"] as? Int, let count = spec["count"] as? Int, offset >= 0, count >= 0
+              let offset = spec["offset"] as? Int, let found = spec["count"] as? Int, offset >= 0
         else { throw PluginFailure(status: PRISM_E_INTERNAL, message: "\(op): the worker's answer has no \(name)") }
+        guard found == count else {
+            throw PluginFailure(status: PRISM_E_INTERNAL, message: "\(op): the worker's \(name) has \(found) values, expected \(count)")
+        }
         guard prism_iso_region_refresh(&region) == 0, offset + 4 * count <= region.size else {
             throw PluginFailure(status: PRISM_E_INTERNAL, message: "\(op): the worker's \(name) lies outside the shared memory")
         }
-        guard count > 0, let base = region.base else { return [] }
-        return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: base + offset, byteCount: 4 * count)
-            initialized = count
-        }
+        guard count > 0, let base = region.base else { return }
+        UnsafeMutableRawPointer(out).copyMemory(from: base + offset, byteCount: 4 * count)
     }
 
     /// The last lines the worker printed (its traceback when it died).
@@ -278,10 +278,11 @@ final class TorchWorker: PluginObject {
     }
 
     /// A batch call: rank r gets the rows `slices[r]` of every array (each
-    /// `width` values a row); the answers' float array `output` (if any)
-    /// is joined in rank order.
+    /// `width` values a row); each rank's float array `output.name` (`output.width`
+    /// values a row) is copied straight from its shared memory to its rows of `output.into`.
     func rows(_ op: String, _ fields: [String: Any], slices: [Range<Int>], width: [String: Int],
-              floats: [String: [Float]] = [:], ints: [String: [Int32]] = [:], output: String?) throws -> [Float] {
+              floats: [String: [Float]] = [:], ints: [String: [Int32]] = [:],
+              output: (name: String, width: Int, into: UnsafeMutablePointer<Float>)?) throws {
         try start()
         func part<T>(_ values: [T], _ name: String, _ rows: Range<Int>) -> [T] {
             let w = width[name] ?? 1
@@ -301,10 +302,11 @@ final class TorchWorker: PluginObject {
             intParts.append(ins)
         }
         let answers = try exchange(op, on: ranks, sent, floats: floatParts, ints: intParts)
-        guard let output else { return [] }
-        var joined: [Float] = []
-        for (rank, answer) in zip(ranks, answers) { joined += try rank.floats(answer, output, op) }
-        return joined
+        guard let output else { return }
+        for (k, rank) in ranks.enumerated() {
+            try rank.copy(answers[k], output.name, into: output.into + slices[k].lowerBound * output.width,
+                          count: slices[k].count * output.width, op)
+        }
     }
 
     /// Sends each rank its request, then reads the answers as they come.

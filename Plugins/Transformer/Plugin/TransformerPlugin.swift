@@ -49,24 +49,14 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         TransformerModel.call(raw) { m in
             switch m.tokenizer.encode(text.string) {
             case .failure(let error): throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: error.description)
-            case .success(let ids):
-                count.pointee = ids.count
-                guard capacity >= ids.count else { return PRISM_E_BUFFER_TOO_SMALL }
-                if let out { ids.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: ids.count) } }
-                return PRISM_OK
+            case .success(let ids): return writeTokens(ids, to: out, capacity: capacity, count: count)
             }
         }
     },
     detokenize: { raw, tokens, count, out, capacity, length in
         TransformerModel.call(raw) { m in
             let text = m.tokenizer.decode(UnsafeBufferPointer(start: tokens, count: tokens == nil ? 0 : count))
-            let bytes = Array(text.utf8)
-            length.pointee = bytes.count
-            guard capacity >= bytes.count else { return PRISM_E_BUFFER_TOO_SMALL }
-            if let out, !bytes.isEmpty {
-                bytes.withUnsafeBytes { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-            }
-            return PRISM_OK
+            return writeText(Array(text.utf8), to: out, capacity: capacity, length: length)
         }
     },
     decode_begin: { raw, batch, logits in
