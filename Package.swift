@@ -35,8 +35,15 @@ let package = Package(
     name: "Prism",
     products: [
         .executable(name: "prism", targets: ["prism"]),
-        // Libraries for programs built on Prism (and the fuzz targets in Fuzz/).
+        // Libraries for Swift programs built on Prism (Examples/, the fuzz
+        // targets in Fuzz/): the math, the plugin host, the training loop, and
+        // the runtime that builds a run's plugins from a config.
+        .library(name: "PrismCore", targets: ["PrismCore"]),
+        .library(name: "PrismHost", targets: ["PrismHost"]),
         .library(name: "PrismTrainer", targets: ["PrismTrainer"]),
+        .library(name: "PrismRuntime", targets: ["PrismRuntime"]),
+        // The C embedding API (SDK/include/prism/embed.h) for programs in any language.
+        .library(name: "PrismEmbed", type: .dynamic, targets: ["PrismEmbed"]),
         // Helpers for plugins written in Swift: configs, text, errors, safetensors.
         .library(name: "PrismPluginKit", targets: ["PluginKit"]),
         // Runs one plugin in its own process for `isolation: process`.
@@ -65,10 +72,14 @@ let package = Package(
         // Pure Swift: GRPO math, strategies, metrics, the plugin protocols.
         .target(name: "PrismCore", swiftSettings: strictSwift),
 
+        // libffi, found with pkg-config, for function plugins (bare C
+        // functions as rewards and judges).
+        .systemLibrary(name: "CLibFFI", path: "Sources/CLibFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+
         // The only module that touches dlopen and the C ABI.
         .target(
             name: "PrismHost",
-            dependencies: ["PrismCore", "CPrism"],
+            dependencies: ["PrismCore", "CPrism", "CLibFFI"],
             swiftSettings: strictSwift
         ),
 
@@ -84,12 +95,32 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // The C embedding API over PrismRuntime: each function of
+        // SDK/include/prism/embed.h (module CPrismEmbed of the SDK's module
+        // map) implemented with @c @implementation, so the compiler checks
+        // the signatures against the header.
+        .target(
+            name: "PrismEmbed",
+            dependencies: ["PrismCore", "PrismHost", "PrismTrainer", "PrismRuntime", "CPrism", "CPrismEmbedQuiet"],
+            swiftSettings: plainSwift
+        ),
+
+        // Undoes the Swift runtime's crash handlers when libPrismEmbed.so
+        // brings the runtime into a program (the program's signals stay its own).
+        .target(
+            name: "CPrismEmbedQuiet",
+            cSettings: [.unsafeFlags(["-fvisibility=hidden", "-Wall", "-Wextra"] + (warningsAreErrors ? ["-Werror"] : []))],
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+
         // Out-of-process plugins: the process plumbing in C (spawn, frames
         // with deadlines, shared memory), the host's proxies and the
         // runner's loop in Swift, and the runner executable.
         .target(
             name: "CPrismIsolation",
-            cSettings: [.unsafeFlags(["-Wall", "-Wextra"] + (warningsAreErrors ? ["-Werror"] : []))]
+            // Hidden: linked statically into prism, the runner, the torch plugin and
+            // libPrismEmbed.so, whose exports must be embed.h's functions only.
+            cSettings: [.unsafeFlags(["-fvisibility=hidden", "-Wall", "-Wextra"] + (warningsAreErrors ? ["-Werror"] : []))]
         ),
         .target(
             name: "PrismIsolation",

@@ -27,4 +27,4 @@ fi
 echo "building Prism (release)..." >&2
 swift build -c release --package-path "$root" >/dev/null
 exec "$trl/bin/python" "$root/Benchmarks/smollm2_vs_trl.py" --prism "$root/.build/release/prism" \
-  --config "$root/examples/smollm2-sgpo.yaml" --steps "$steps"
+  --config "$root/Examples/SmolLM2/smollm2-sgpo.yaml" --steps "$steps"

@@ -1,6 +1,6 @@
 """Prism beside TRL's GRPOTrainer on SmolLM2-135M-Instruct (Benchmarks/smollm2-vs-trl.sh).
 
-Both read the settings of one Prism config (examples/smollm2-sgpo.yaml):
+Both read the settings of one Prism config (Examples/SmolLM2/smollm2-sgpo.yaml):
 the word problems, group size, prompts per step, completion length,
 temperature, learning rate, LoRA, seed. Prism runs the config (SGPO, its
 step judge); TRL runs GRPO with the same exact-answer reward (TRL has no

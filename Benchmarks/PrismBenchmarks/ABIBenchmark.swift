@@ -61,6 +61,10 @@ public struct ABIBenchmark {
         let isolated = try Isolation.reward(IsolationSpec(interface: .reward, library: path, role: "reward.plugin", timeout: 0),
                                             shouldCancel: { false })
         let direct = DirectExactAnswer()
+        // The same rule exported as a bare C function, called through libffi (reward.function).
+        let function = try FunctionPlugin.reward(FunctionDeclaration(
+            role: .reward, key: "reward.function", library: path, symbol: "prism_exact_answer_match", signature: "d(bb)"))
+        var functionRows: [String] = []
         var isolatedRows: [String] = []
         let sample = RewardSample(prompt: "12+34+7=", completion: "12+34=46;46+7=53;#53", reference: "53")
         var rows: [Row] = []
@@ -79,6 +83,15 @@ public struct ABIBenchmark {
                 for _ in 0..<calls { blackHole(try plugin.score(batch)) }
             }
             rows.append(Row(batch: batchSize, directPerCall: directTime, pluginPerCall: pluginTime))
+            guard try function.score(batch) == expected else {
+                throw PluginError(.invalidOutput, plugin: path, reason: "function and direct scores differ")
+            }
+            let functionTime = try bestTime(units: calls) {
+                for _ in 0..<calls { blackHole(try function.score(batch)) }
+            }
+            functionRows.append(String(format: "batch %3d: function %8.1f ns/call, added %8.1f ns/call = %6.1f ns/sample over the table plugin (%.2fx)",
+                                       batchSize, functionTime, functionTime - pluginTime,
+                                       (functionTime - pluginTime) / Double(batchSize), functionTime / pluginTime))
             guard try isolated.score(batch) == expected else {
                 throw PluginError(.invalidOutput, plugin: path, reason: "isolated and direct scores differ")
             }
@@ -96,6 +109,8 @@ public struct ABIBenchmark {
             ABI boundary cost: exact-answer reward, plugin \(path)
             \(rows.map(\.description).joined(separator: "\n"))
             target batch 1: added < 100 ns/call (\(verdict1)); batch 64: added < 20 ns/sample (\(verdict64))
+            reward.function (prism_exact_answer_match, "d(bb)", one libffi call per sample):
+            \(functionRows.joined(separator: "\n"))
             isolation: process (the same plugin in a prism-plugin-runner process; socket frames, arrays in shared memory):
             \(isolatedRows.joined(separator: "\n"))
             """

@@ -287,6 +287,17 @@ static prism_status ea_score(void *instance, const prism_reward_sample *samples,
   return PRISM_OK;
 }
 
+/* The default rule (marker "#", not required) as a bare C function, for
+ * `reward.function` through libffi (no instance, no config):
+ *   {library: libPrismExactAnswer.so, symbol: prism_exact_answer_match, signature: "d(bb)"}
+ * 1 when the completion's final answer equals the reference, else 0; NaN
+ * when the reference is empty. `prism bench abi` compares it with reward/1. */
+PRISM_EXPORT double prism_exact_answer_match(const char *completion, size_t completion_len,
+                                             const char *reference, size_t reference_len) {
+  if (reference_len == 0) return NAN;
+  return ea_matches(completion ? completion : "", completion_len, reference, reference_len, "#", 1, 0) ? 1.0 : 0.0;
+}
+
 static const prism_reward_v1 reward_table = {
     sizeof(prism_reward_v1),
     0,

@@ -3,14 +3,17 @@ import Glibc
 #endif
 
 /// Where Prism looks for plugin libraries, in order: the directory of the
-/// running executable (where `swift build` puts the shipped plugins), then
-/// each directory of `PRISM_PLUGIN_PATH` (colon-separated).
+/// library that holds Prism when it is embedded (libPrismEmbed.so), the
+/// directory of the running executable (where `swift build` puts the
+/// shipped plugins), then each directory of `PRISM_PLUGIN_PATH`
+/// (colon-separated).
 public enum PluginDiscovery {
     /// The default search directories.
     public static func searchDirectories() -> [String] {
         var directories: [String] = []
-        if let executable = executablePath() {
-            directories.append(String(executable[..<(executable.lastIndex(of: "/") ?? executable.endIndex)]))
+        for file in [imagePath(), executablePath()].compactMap({ $0 }) {
+            let directory = String(file[..<(file.lastIndex(of: "/") ?? file.endIndex)])
+            if !directories.contains(directory) { directories.append(directory) }
         }
         if let extra = environment("PRISM_PLUGIN_PATH") {
             directories += extra.split(separator: ":").map(String.init).filter { !$0.isEmpty }

@@ -76,12 +76,14 @@ public final class RunnerChannel {
     }
 
     /// Where the runner executable is: `PRISM_RUNNER`, else next to the
-    /// running executable, else next to the `prism` binary's plugins.
+    /// running executable, else in the plugin search directories (next to
+    /// libPrismEmbed.so when Prism is embedded, then `PRISM_PLUGIN_PATH`).
     public static func runnerPath() -> String? {
         if let explicit = ProcessInfo.processInfo.environment["PRISM_RUNNER"], !explicit.isEmpty { return explicit }
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let candidate = executable.deletingLastPathComponent().appendingPathComponent("prism-plugin-runner").path
-        return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
+        return ([executable] + PluginDiscovery.searchDirectories())
+            .map { $0 + "/prism-plugin-runner" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
     /// Makes one call: `name` and what `write` adds; returns the answer's reader.

@@ -17,21 +17,21 @@ import PrismTrainer
 /// `PRISM_PLUGIN_PATH`.
 public enum ComponentLoader {
     /// The library a plugin key names.
-    /// - Throws: ``TrainerError`` naming the key and the directories searched,
-    ///   or the ``PluginError`` of a library that does not load.
+    /// - Throws: ``PluginError`` `fileMissing` naming the key and the
+    ///   directories searched, or the error of a library that does not load.
     public static func library(_ name: String, key: String) throws -> PluginLibrary {
         try PluginLibrary.load(try libraryPath(name, key: key))
     }
 
     /// The file a plugin key names, found but not loaded.
-    /// - Throws: ``TrainerError`` naming the key and the directories searched.
+    /// - Throws: ``PluginError`` `fileMissing` naming the key and the directories searched.
     public static func libraryPath(_ name: String, key: String) throws -> String {
         if name.contains("/") || name.hasSuffix(".so") {
             return name.hasPrefix("/") ? name : FileManager.default.currentDirectoryPath + "/" + name
         }
         let product = name.hasPrefix("lib") ? String(name.dropFirst(3)) : name
         guard let found = try PluginDiscovery.find(product: product) else {
-            throw TrainerError("\(key): plugin '\(name)' not found as lib\(product).so next to prism or in PRISM_PLUGIN_PATH "
+            throw PluginError(.fileMissing, plugin: key, reason: "plugin '\(name)' not found as lib\(product).so next to prism (or libPrismEmbed.so) or in PRISM_PLUGIN_PATH "
                 + "(searched \(PluginDiscovery.searchDirectories().joined(separator: ", ")))")
         }
         return found
@@ -82,33 +82,94 @@ public enum ComponentLoader {
             sampler = try samplerLibrary.instantiate(config: samplerConfig).sampler()
             greedy = try samplerLibrary.instantiate(config: #"{"greedy": true}"#).sampler()
         }
-        let reward: any RewardFunction = if let spec = try isolation(config, "reward", interface: .reward) {
-            try Isolation.reward(spec, shouldCancel: shouldCancel)
-        } else {
-            try library(config.string("reward.plugin"), key: "reward.plugin")
-                .instantiate(config: config.pluginConfig("reward.config")).rewardFunction()
-        }
-        let judgeName = config.string("judge.plugin")
-        let evaluationConfig = config.pluginConfig("eval.judge_config")
-        var judge: (any FeedbackGenerator)?
-        var evaluationJudge: (any FeedbackGenerator)?
-        if !judgeName.isEmpty, let spec = try isolation(config, "judge", interface: .feedback) {
-            judge = try Isolation.judge(spec, shouldCancel: shouldCancel)
-            var evaluation = spec
-            evaluation.config = evaluationConfig
-            evaluationJudge = evaluationConfig == "{}" ? judge : try Isolation.judge(evaluation, shouldCancel: shouldCancel)
-        } else if !judgeName.isEmpty {
-            let judgeLibrary = try library(judgeName, key: "judge.plugin")
-            judge = try judgeLibrary.instantiate(config: config.pluginConfig("judge.config")).feedbackGenerator()
-            evaluationJudge = evaluationConfig == "{}" ? judge
-                : try judgeLibrary.instantiate(config: evaluationConfig).feedbackGenerator()
-        }
+        let reward = try self.reward(config, shouldCancel: shouldCancel)
+        let (judge, evaluationJudge) = try judges(config, shouldCancel: shouldCancel)
         let (strategy, needsJudge, strategyKey) = try self.strategy(config, shouldCancel: shouldCancel)
         if needsJudge, judge == nil {
             throw TrainerError("\(strategyKey) needs a judge; set judge.plugin")
         }
         return Components(backend: backend, sampler: sampler, greedySampler: greedy, reward: reward, judge: judge,
                           evaluationJudge: evaluationJudge, strategy: strategy)
+    }
+
+    /// The reward the config names: `reward.function`, else `reward.plugin`
+    /// (in this process or, with `reward.isolation: process`, in a runner).
+    public static func reward(_ config: ConfigFile, shouldCancel: @escaping () -> Bool = { false }) throws -> any RewardFunction {
+        if let declaration = try function(config, .reward) {
+            return try FunctionPlugin.reward(declaration)
+        }
+        if let spec = try isolation(config, "reward", interface: .reward) {
+            return try Isolation.reward(spec, shouldCancel: shouldCancel)
+        }
+        return try library(config.string("reward.plugin"), key: "reward.plugin")
+            .instantiate(config: config.pluginConfig("reward.config")).rewardFunction()
+    }
+
+    /// The training judge the config names (`judge.function`, else
+    /// `judge.plugin`; nil when both are empty) and the evaluation judge
+    /// (`eval.judge_config`; by default the same instance).
+    public static func judges(_ config: ConfigFile, shouldCancel: @escaping () -> Bool = { false }) throws
+        -> (training: (any FeedbackGenerator)?, evaluation: (any FeedbackGenerator)?)
+    {
+        if let declaration = try function(config, .judge) {
+            let judge = try FunctionPlugin.judge(declaration)
+            return (judge, judge)
+        }
+        let judgeName = config.string("judge.plugin")
+        guard !judgeName.isEmpty else { return (nil, nil) }
+        let evaluationConfig = config.pluginConfig("eval.judge_config")
+        if let spec = try isolation(config, "judge", interface: .feedback) {
+            let judge = try Isolation.judge(spec, shouldCancel: shouldCancel)
+            var evaluation = spec
+            evaluation.config = evaluationConfig
+            return (judge, evaluationConfig == "{}" ? judge : try Isolation.judge(evaluation, shouldCancel: shouldCancel))
+        }
+        let judgeLibrary = try library(judgeName, key: "judge.plugin")
+        let judge = try judgeLibrary.instantiate(config: config.pluginConfig("judge.config")).feedbackGenerator()
+        return (judge, evaluationConfig == "{}" ? judge : try judgeLibrary.instantiate(config: evaluationConfig).feedbackGenerator())
+    }
+
+    /// The function `<role>.function` declares (checked, not loaded), or nil
+    /// when the key is not set.
+    /// - Throws: ``PluginError`` naming the key: a missing or unknown field,
+    ///   a malformed signature or one that does not fit the role; a
+    ///   ``ConfigError`` when `<role>.isolation` is `process` (functions run
+    ///   in the process).
+    public static func function(_ config: ConfigFile, _ role: FunctionDeclaration.Role) throws -> FunctionDeclaration? {
+        let key = role.rawValue + ".function"
+        let json = config.pluginConfig(key)
+        guard json != "{}" else { return nil }
+        if config.string(role.rawValue + ".isolation") == "process" {
+            throw ConfigError("\(key): a function runs in this process; set \(role.rawValue).isolation: in-process, "
+                + "or wrap the function in a plugin to isolate it")
+        }
+        let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:]
+        let allowed = ["library", "symbol", "signature"] + (role == .reward ? ["correct_at"] : ["separator"])
+        if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw PluginError(.createFailed, plugin: key, reason: "unknown key '\(unknown)'; expected \(allowed.joined(separator: ", "))")
+        }
+        func text(_ name: String) throws -> String {
+            guard let value = object[name] as? String, !value.isEmpty else {
+                throw PluginError(.createFailed, plugin: key, reason: "\(name): expected a non-empty string")
+            }
+            return value
+        }
+        var correctAt = 1.0
+        if let value = object["correct_at"] {
+            guard let number = value as? Double, !(value is Bool), number.isFinite else {
+                throw PluginError(.createFailed, plugin: key, reason: "correct_at: expected a number, got \(value)")
+            }
+            correctAt = number
+        }
+        var separator = "\n"
+        if let value = object["separator"] {
+            guard let string = value as? String, !string.isEmpty else {
+                throw PluginError(.createFailed, plugin: key, reason: "separator: expected a non-empty string, got \(value)")
+            }
+            separator = string
+        }
+        return try FunctionDeclaration(role: role, key: key, library: try text("library"), symbol: try text("symbol"),
+                                       signature: try text("signature"), correctAt: correctAt, separator: separator)
     }
 
     /// A strategy plugin, or the built-in strategy checked now (its

@@ -114,9 +114,19 @@ extension PluginsCommand {
         @Option(help: "Seconds the checks of one plugin may take in their runner process before it is killed.")
         var timeout = 300.0
 
+        /// Whether `path` loads but exports no plugin entry (asked in a runner process).
+        static func isOrdinaryLibrary(_ path: String) -> Bool {
+            let outcome = Runner.run(["inspect", path], timeout: 20) { _ in }
+            let answer = (try? JSONSerialization.jsonObject(with: Data(outcome.output.utf8))) as? [String: Any]
+            return answer?["code"] as? String == PluginError.Code.noEntrySymbol.name
+        }
+
         func run() throws {
+            // By default every plugin beside prism; ordinary shared libraries there
+            // (libPrismEmbed.so, the embedding API) are not plugins and are skipped.
             let paths = paths.isEmpty
                 ? PluginDiscovery.searchDirectories().prefix(1).flatMap(PluginDiscovery.libraries(in:))
+                    .filter { !Self.isOrdinaryLibrary($0) }
                 : paths
             guard !paths.isEmpty else {
                 printError("no plugins to check; pass a path to a .so")

@@ -47,6 +47,16 @@ public struct ConfigFile: Sendable, Equatable {
         try self.init(data: data, source: path)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         for (key, value) in values { values[key] = Self.resolved(key, value, against: folder) }
+        // A function plugin's library given as a relative path is relative to the file too.
+        for key in ["reward.function", "judge.function"] {
+            guard let json = pluginConfigs[key],
+                  var object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any],
+                  let library = object["library"] as? String, library.contains("/"), !library.hasPrefix("/") else { continue }
+            object["library"] = URL(fileURLWithPath: library, relativeTo: URL(fileURLWithPath: folder, isDirectory: true))
+                .absoluteURL.standardized.path
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+            pluginConfigs[key] = String(decoding: data, as: UTF8.self)
+        }
     }
 
     /// Parses YAML bytes, which must be UTF-8 (never silently repaired).

@@ -70,140 +70,36 @@ public final class Trainer {
     ///   neither `resume` nor `overwrite` was asked), is in use, when the
     ///   data fail their checks, or when a resume would change a defining key.
     public func run(_ start: Start) throws -> Summary {
-        let c = config
-        let lock = try claimDirectory(fresh: !start.resume, overwrite: start.overwrite,
-                                      alternative: "continue it with --resume \(directory.path), or start again with --overwrite")
-        defer { withExtendedLifetime(lock) {} }
-        let backend = GuardedBackend(components.backend, guardian: guardian)
-        let temperature = Float(c.double("grpo.temperature"))
-        let policy = try Policy(backend: backend, sampler: components.sampler, temperature: temperature)
-        let greedy = try Policy(backend: backend, sampler: components.greedySampler, temperature: 1)
-        policy.shouldStop = shouldStop
-        greedy.shouldStop = shouldStop
-        let train = try DataCheck(policy: policy, config: c).load("data.train", solutions: c.int("sft.steps") > 0)
-        let held = try DataCheck(policy: policy, config: c).load("data.eval").prefix(c.int("data.eval_problems"))
-        let step = GRPOStep(policy: policy, reward: components.reward, judge: components.judge,
-                            settings: try c.grpoSettings(strategy: components.strategy))
-        let retention = RunDirectory.Retention(last: c.int("run.keep_checkpoints"), every: c.int("run.keep_checkpoint_every"))
-
-        // 1. Where to start: a checkpoint of this run, or a fresh (warm-started) model.
-        var state = RunDirectory.State(step: 0, rng: words(RandomState(seed: UInt64(c.int("seed")))), dataCursor: 0,
-                                       spentTokens: 0)
-        var found: RunDirectory.Checkpoint?
-        if start.resume {
-            found = try directory.newestCheckpoint(warn: progress.log)
-            if found == nil && FileManager.default.fileExists(atPath: directory.metricsPath) {
-                progress.log("\(directory.path) has no checkpoint yet; starting again from step 0")
-            }
+        let session: TrainingSession
+        do {
+            session = try TrainingSession(trainer: self, start: start)
+        } catch let stop as Cancelled {
+            progress.log("stopped at \(stop.call), before step 1; nothing to resume")
+            return Summary(firstStep: 1, lastStep: 0, interrupted: true, evaluation: nil)
         }
-        if let found {
-            try recordChanges(at: found.state.step, force: start.force)
-            try backend.load(from: found.modelPath)
-            state = found.state
-            try directory.truncate(after: state.step)
-            try writeConfig()
-            progress.log("resuming \(directory.path) from step \(state.step)")
-        } else {
-            if start.resume && !FileManager.default.fileExists(atPath: directory.metricsPath) {
-                progress.log("no checkpoint in \(directory.path); starting from step 0")
-            }
-            try writeConfig()
-            try? FileManager.default.removeItem(atPath: directory.metricsPath)
-            try? FileManager.default.removeItem(atPath: directory.samplesPath)
-            do {
-                try prepare(backend: backend, policy: policy, greedy: greedy, train: train, held: Array(held))
-            } catch let stop as Cancelled {
-                progress.log("stopped at \(stop.call), before step 1; nothing to resume")
-                return Summary(firstStep: 1, lastStep: 0, interrupted: true, evaluation: nil)
-            }
-        }
-
-        // 2. The GRPO loop.
-        var rng = RandomState(words: (state.rng[0], state.rng[1], state.rng[2], state.rng[3]))
-        var cursor = state.dataCursor
-        var spent = state.spentTokens ?? 0
-        let budget = Double(c.int("run.token_budget"))
-        let judgeCost = c.double("run.judge_token_cost")
-        let steps = c.int("run.steps")
-        let first = state.step + 1
         var interrupted = false
-        var evaluation: Evaluation?
-        var saved = true  // whether `state` has its checkpoint on disk
-        defer { guardian.end() }
-        progress.start(total: steps, from: state.step, budget: budget, spent: spent)
-        if first <= steps, budget == 0 || spent < budget {
-            for n in first...steps {
-                guardian.begin(after: state, saved: saved, retention: retention)
-                let metrics: StepMetrics, samples: [SampleRecord]
-                do {
-                    (metrics, samples) = try step.run(step: n, next: {
-                        defer { cursor += 1 }
-                        return train[cursor % train.count]
-                    }, rng: &rng)
-                } catch let stop as Cancelled {
-                    // Mid-step: the weights are still the last completed step's.
-                    guardian.markStopping()
-                    progress.log("step \(n): stopped at \(stop.call); the run ends at step \(state.step)")
-                    if !saved && state.step > 0 { try directory.saveCheckpoint(state, backend: backend, retention: retention) }
+        loop: while true {
+            let outcome: TrainingSession.Outcome
+            do {
+                outcome = try session.step()
+            } catch {
+                session.abandon()
+                throw error
+            }
+            switch outcome {
+            case .finished: break loop
+            case .stopped:
+                interrupted = true
+                break loop
+            case .completed(_, _, let stopAsked):
+                if session.isFinished { break loop }
+                if stopAsked {
                     interrupted = true
-                    break
-                } catch {
-                    throw RunFailure(step: n, lastCheckpoint: saved ? state.step : directory.checkpointSteps().last,
-                                     directory: directory, error: error)
-                }
-                var line = metrics
-                spent += (metrics[.tokensGenerated] ?? 0) + judgeCost * (metrics[.feedbackJudgedTokens] ?? 0)
-                line.set(.budgetSpent, spent)
-                let last = n == steps || (budget > 0 && spent >= budget)
-                let every = c.int("run.eval_every")
-                if !held.isEmpty, (every > 0 && n % every == 0) || last {
-                    do {
-                        let result = try evaluate(greedy: greedy, sampled: policy, held: Array(held), seed: UInt64(n))
-                        evaluation = result
-                        line.record(result)
-                    } catch is Cancelled {
-                        progress.log("step \(n): evaluation stopped; the step is kept without it")
-                    } catch {
-                        progress.log("step \(n): evaluation failed, training goes on: \(error)")
-                    }
-                }
-                try directory.append(line.jsonLine(step: n), to: directory.metricsPath)
-                for sample in samples {
-                    try directory.append(String(decoding: try JSONEncoder.sorted.encode(sample), as: UTF8.self),
-                                         to: directory.samplesPath)
-                }
-                if let message = step.lastJudgeError, metrics[.feedbackErrors] ?? 0 > 0 {
-                    progress.log("step \(n): \(Int(metrics[.feedbackErrors]!)) judge call(s) failed: \(message)")
-                }
-                if let message = step.lastRewardError, metrics[.rewardErrors] ?? 0 > 0 {
-                    progress.log("step \(n): \(Int(metrics[.rewardErrors]!)) reward call(s) failed, their groups dropped: \(message)")
-                }
-                if let message = step.lastStrategyError, metrics[.strategyErrors] ?? 0 > 0 {
-                    progress.log("step \(n): \(Int(metrics[.strategyErrors]!)) strategy call(s) failed: \(message)")
-                }
-                progress.step(n, metrics: line)
-                state = RunDirectory.State(step: n, rng: words(rng), dataCursor: cursor, spentTokens: spent)
-                saved = false
-                let checkpointEvery = c.int("run.checkpoint_every")
-                let stop = shouldStop()
-                if stop || last { guardian.markStopping() }
-                if last || stop || (checkpointEvery > 0 && n % checkpointEvery == 0) {
-                    try directory.saveCheckpoint(state, backend: backend, retention: retention)
-                    saved = true
-                }
-                if stop && !last {
-                    interrupted = true
-                    break
-                }
-                if last {
-                    if n < steps { progress.log(String(format: "token budget spent (%.0f of %.0f) after step %d", spent, budget, n)) }
-                    break
+                    break loop
                 }
             }
         }
-        progress.finish()
-        try Report.write(runs: [directory], to: directory.reportPath)
-        return Summary(firstStep: first, lastStep: state.step, interrupted: interrupted, evaluation: evaluation)
+        return try session.finish(interrupted: interrupted)
     }
 
     /// A fresh run's model: `model.checkpoint`, the warm start, the
