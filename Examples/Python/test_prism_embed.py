@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import tempfile
 import threading
 import unittest
@@ -139,6 +140,35 @@ class EmbeddingTest(unittest.TestCase):
         # Still alive and working.
         with self.lib.run(self.config(1), directory, overwrite=True) as run:
             self.assertEqual(run.steps(1), 1)
+
+    def test_a_failing_step_is_an_error_and_the_run_keeps_its_checkpoint(self) -> None:
+        # The tests' backend fixture, built to abort on its 20th decoding call, in a runner process.
+        sdk = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "SDK", "include")
+        fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Fixtures",
+                               "fixture_sampler_backend.c")
+        plugin = os.path.join(self.dir, "libdying_backend.so")
+        subprocess.run(["cc", "-std=c11", "-shared", "-fPIC", "-fvisibility=hidden", "-DCRASH_ON_DECODE=20", "-I", sdk,
+                        fixture, "-o", plugin, "-lm"], check=True)
+        data = os.path.join(self.dir, "ab.jsonl")
+        with open(data, "w", encoding="utf-8") as out:
+            out.write('{"prompt": "ab", "answer": "b"}\n' * 20)
+        config = self.lib.config("", overrides=[
+            f"model.plugin={plugin}", "model.isolation=process", f"sampler.plugin={plugin}", f"data.train={data}",
+            "grpo.group_size=2", "grpo.prompts_per_step=1", "grpo.max_new_tokens=4", "run.steps=10",
+            "run.checkpoint_every=2", "run.eval_every=0", "judge.plugin="])
+        directory = os.path.join(self.dir, "dying")
+        with self.lib.run(config, directory) as run:
+            with self.assertRaises(prism.PrismError) as failed:
+                run.steps(10)
+            self.assertEqual(failed.exception.code, prism.ERROR_RUN)
+            # 3 decoding calls per step: the 20th is in step 7; step 6 has the last checkpoint.
+            self.assertIn("step 7 failed: model.plugin libdying_backend.so", failed.exception.message)
+            self.assertIn("the last checkpoint is step 6", failed.exception.message)
+            self.assertEqual(failed.exception.steps_taken, 6)  # type: ignore[attr-defined]
+            with self.assertRaises(prism.PrismError) as again:
+                run.steps(1)
+            self.assertEqual(again.exception.code, prism.ERROR_STATE)
+        self.assertEqual(sorted(os.listdir(os.path.join(directory, "checkpoints")))[-1], "step-000006")
 
     def test_reward_and_judge_the_config_names(self) -> None:
         config = self.config(1)

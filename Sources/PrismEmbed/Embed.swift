@@ -284,8 +284,8 @@ public func prism_run_create(_ config: OpaquePointer!, _ directory: UnsafePointe
         if resume && overwrite { throw ArgumentError("options: resume and overwrite exclude each other") }
         if force && !resume { throw ArgumentError("options: force goes with resume") }
         let runDirectory = RunDirectory(path: path)
-        // On resume the run's own config.yaml is the base (as `prism train --resume`); the
-        // caller's config then says what changes (checked against the defining keys).
+        // On resume the caller's config is compared with the run's config.yaml: changes to
+        // keys that define the run are refused unless `force` (as `prism train --resume --set`).
         let cancel = CancelFlag()
         let components = try ComponentLoader.components(file, shouldCancel: { cancel.isSet })
         let trainer = Trainer(config: file, directory: runDirectory, components: components,
@@ -327,10 +327,21 @@ public func prism_run_steps(_ run: OpaquePointer!, _ count: Int64, _ onStep: pri
             return CancelledCall(description: "cancelled \(when); the run stands at step \(session.lastStep) "
                 + "(its checkpoint is on disk)")
         }
+        if let failure = run.failure {
+            throw StateError(description: "the run takes no more steps after its failure (\(failure)); "
+                + "free it and create it again with resume")
+        }
         if run.cancel.isSet { throw try cancelled("before the first step of the call") }
         var done: Int64 = 0
         while done < count {
-            switch try session.step() {
+            let outcome: TrainingSession.Outcome
+            do {
+                outcome = try session.step()
+            } catch let failure as RunFailure {
+                run.failure = "\(failure)"
+                throw failure
+            }
+            switch outcome {
             case .finished:
                 return
             case .stopped:

@@ -61,6 +61,8 @@ final class EmbedRun {
     let session: TrainingSession
     let cancel: CancelFlag
     let plugins: [String: String?]
+    /// The message of the step that failed; the run takes no step after it.
+    var failure: String?
 
     init(config: ConfigFile, session: TrainingSession, cancel: CancelFlag, plugins: [String: String?]) {
         self.config = config

@@ -139,12 +139,15 @@ typedef struct prism_plugin prism_plugin;
 PRISM_EMBED_API prism_embed_status prism_plugin_load(const char *name, prism_plugin **out, prism_error **error);
 
 /* The plugin as JSON: {"path", "id", "name", "version", "summary",
- * "abi": "MAJOR.MINOR", "interfaces": [...]}. */
+ * "abi": "MAJOR.MINOR"}. (Its interfaces are known once an instance is
+ * created with a config: see `prism plugins inspect`.) */
 PRISM_EMBED_API prism_embed_status prism_plugin_info(const prism_plugin *plugin, char **json, prism_error **error);
 
 /* Every plugin in the search directories, as a JSON array of the objects
- * prism_plugin_info returns (libraries that fail to load are listed with
- * "error" in place of their fields). */
+ * prism_plugin_info returns; a library that fails to load is listed as
+ * {"path", "error"}, and ordinary shared libraries (no plugin entry) are
+ * left out. Each library is loaded into this process (its constructors
+ * run); `prism plugins list` does the same in a separate process. */
 PRISM_EMBED_API prism_embed_status prism_plugins_list(char **json, prism_error **error);
 
 /* Frees the handle; the library itself stays loaded (see above). */
@@ -217,7 +220,9 @@ typedef int32_t (*prism_step_fn)(void *user_data, int64_t step, const char *metr
  * with a newer minor version reads only the fields the caller knows. */
 typedef struct prism_run_options {
   uint32_t struct_size;       /* sizeof(prism_run_options) */
-  int32_t resume;             /* 1: continue the run in the directory from its newest checkpoint */
+  int32_t resume;             /* 1: continue the run in the directory from its newest checkpoint; the
+                                 config may change only keys that do not define the run (seed,
+                                 model.*, data.*, strategy.* do) unless `force` */
   int32_t overwrite;          /* 1: move a run already in the directory aside (never deleted) */
   int32_t force;              /* with resume: accept changes to keys that define the run */
   prism_log_fn log;           /* NULL: messages are dropped */
@@ -274,7 +279,8 @@ PRISM_EMBED_API prism_embed_status prism_run_plugins(const prism_run *run, char 
  * time while the run exists; never blocks. */
 PRISM_EMBED_API void prism_run_cancel(prism_run *run);
 
-/* Ends the run: saves the last step's checkpoint if it is not on disk,
+/* Ends the run: saves the last step's checkpoint if it is not on disk
+ * (after a failed step the checkpoints on disk are left as they are),
  * writes report.html, ends the plugins (and their processes) and releases
  * the directory. NULL is ignored. Not while another thread is in a call on
  * this run. */

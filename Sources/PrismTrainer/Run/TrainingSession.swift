@@ -205,7 +205,13 @@ public final class TrainingSession {
 
     /// Saves the last completed step's checkpoint now (nothing when it is
     /// on disk already, or before the first step).
+    /// - Throws: ``TrainerError`` after a failed step (the weights may be
+    ///   part-way through it; the checkpoints on disk are the run's).
     public func checkpoint() throws {
+        if let failedStep {
+            throw TrainerError("\(trainer.directory.path): step \(failedStep) failed; its weights are not saved "
+                + "(continue from the last checkpoint with --resume)")
+        }
         guard !saved, state.step > 0 else { return }
         try trainer.directory.saveCheckpoint(state, backend: backend, retention: retention)
         saved = true
@@ -232,7 +238,8 @@ public final class TrainingSession {
     }
 
     /// Ends the session: saves the last step's checkpoint when it is not on
-    /// disk, writes the report and releases the directory's lock. Further
+    /// disk (not after a failed step), writes the report and releases the
+    /// directory's lock. Further
     /// calls do nothing and return the same summary.
     @discardableResult
     public func finish(interrupted: Bool) throws -> Trainer.Summary {
@@ -243,7 +250,7 @@ public final class TrainingSession {
                 lock = nil
             }
             trainer.progress.finish()
-            try checkpoint()
+            if failedStep == nil { try checkpoint() }
             try Report.write(runs: [trainer.directory], to: trainer.directory.reportPath)
         }
         return Trainer.Summary(firstStep: firstStep, lastStep: lastStep, interrupted: interrupted, evaluation: evaluation)
