@@ -156,8 +156,12 @@ public enum ComponentLoader {
         }
         var correctAt = 1.0
         if let value = object["correct_at"] {
-            guard let number = value as? Double, !(value is Bool), number.isFinite else {
-                throw PluginError(.createFailed, plugin: key, reason: "correct_at: expected a number, got \(value)")
+            // Decoded strictly: JSON true is not the number 1.
+            struct Threshold: Decodable { var correct_at: Double }
+            guard let number = try? JSONDecoder().decode(Threshold.self, from: Data(json.utf8)).correct_at,
+                  number.isFinite else {
+                let written = (try? JSONSerialization.data(withJSONObject: [value])).map { String(decoding: $0.dropFirst().dropLast(), as: UTF8.self) }
+                throw PluginError(.createFailed, plugin: key, reason: "correct_at: expected a number, got \(written ?? "\(value)")")
             }
             correctAt = number
         }

@@ -22,7 +22,7 @@ struct FunctionPluginRunTests {
     }
 
     /// A config training SGPO with the functions; `extra` is appended.
-    func config(reward: String = #"{library: ./libfunctions.so, symbol: answer_reward, signature: "d(ss)"}"#,
+    func config(reward: String = #"{library: ./libfunctions.so, symbol: answer_reward, signature: "d(ss)", correct_at: 1}"#,
                 judge: String = #"{library: ./libfunctions.so, symbol: chain_judge, signature: "i(s)", separator: ";"}"#,
                 name: String) throws -> String {
         let text = """
@@ -64,7 +64,7 @@ struct FunctionPluginRunTests {
         for sample in samples {
             let reward = sample["reward"] as! Double
             #expect(reward == 1 || reward == 0.25)
-            #expect((sample["correct"] as! Bool) == (reward == 1))  // correct_at defaults to 1
+            #expect((sample["correct"] as! Bool) == (reward == 1))  // correct_at: 1 (an integer in YAML)
             guard let score = sample["judgeScore"] as? Double else { continue }
             // The score is the share of the completion's ';' steps before the first wrong one.
             let steps = (sample["completion"] as! String).split(separator: ";").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.count
@@ -89,6 +89,8 @@ struct FunctionPluginRunTests {
              "error: reward.function: library \(dir.path)/train.jsonl does not load: invalid ELF header"),
             ("key", #"{library: ./libfunctions.so, symbol: answer_reward, signature: "d(ss)", scale: 2}"#,
              "error: reward.function: unknown key 'scale'; expected library, symbol, signature, correct_at"),
+            ("threshold", #"{library: ./libfunctions.so, symbol: answer_reward, signature: "d(ss)", correct_at: true}"#,
+             "error: reward.function: correct_at: expected a number, got true"),
         ]
         var messages: Set<String> = []
         for (name, reward, expected) in cases {
