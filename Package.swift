@@ -55,6 +55,7 @@ let package = Package(
         .library(name: "PrismSampler", type: .dynamic, targets: ["Sampler"]),
         .library(name: "PrismStylized", type: .dynamic, targets: ["Stylized"]),
         .library(name: "PrismTorch", type: .dynamic, targets: ["Torch"]),
+        .library(name: "PrismLLMJudge", type: .dynamic, targets: ["LLMJudge"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -83,8 +84,11 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // SHA-256 in pure Swift: checkpoint manifests, the LLM judge's cache keys.
+        .target(name: "PrismDigest", swiftSettings: strictSwift),
+
         // The training loop; talks to plugins only through PrismCore protocols.
-        .target(name: "PrismTrainer", dependencies: ["PrismCore", "Yams"], swiftSettings: strictSwift),
+        .target(name: "PrismTrainer", dependencies: ["PrismCore", "PrismDigest", "Yams"], swiftSettings: strictSwift),
 
         // The host wired to the trainer: builds a run's Components from a
         // config (which plugins, where found, how configured). Shared by the
@@ -149,7 +153,7 @@ let package = Package(
         // in Prism links them.
         .target(
             name: "PrismBenchmarks",
-            dependencies: ["PrismCore", "PrismHost", "PrismIsolation", "CExactAnswerLogic", "CPrismKernels"],
+            dependencies: ["PrismCore", "PrismHost", "PrismTrainer", "PrismIsolation", "CExactAnswerLogic", "CPrismKernels"],
             path: "Benchmarks/PrismBenchmarks",
             swiftSettings: plainSwift
         ),
@@ -222,6 +226,15 @@ let package = Package(
             resources: [.copy("worker/prism_torch_worker.py")],
             swiftSettings: plainSwift
         ),
+        // A step judge asking a model behind an OpenAI-compatible HTTP endpoint
+        // (URLSession: FoundationNetworking, libcurl underneath).
+        .target(
+            name: "LLMJudge",
+            dependencies: ["CPrism", "PluginKit", "PrismDigest"],
+            path: "Plugins/LLMJudge",
+            exclude: ["plugin.json"],
+            swiftSettings: plainSwift
+        ),
         // The stylized n-step model of the study: backend, reward and judge.
         .target(
             name: "Stylized",
@@ -248,7 +261,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PrismTrainerTests",
-            dependencies: ["PrismTrainer", "PrismRuntime", "PrismHost", "PrismCore", "PrismTestSupport"],
+            dependencies: ["PrismTrainer", "PrismRuntime", "PrismHost", "PrismCore", "PrismDigest", "PrismTestSupport"],
             swiftSettings: plainSwift
         ),
         .testTarget(

@@ -211,13 +211,18 @@ public func prism_judge_assess(_ judge: OpaquePointer!, _ group: UnsafePointer<C
     guarded(error) {
         let assessor = try required(judge, EmbedJudge.self, "judge")
         let parsed = try feedbackGroup(try cString(group, "group_json"))
-        let feedback = try assessor.judge.assess(parsed)
+        var report = FeedbackReport()
+        let feedback = try assessor.judge.assess(parsed, report: &report)
         let names: [Disposition: String] = [.keep: "keep", .drop: "drop", .resample: "resample"]
         try give(try json([
             "scores": feedback.scores.map(number),
             "first_errors": feedback.firstErrors.map { $0.map { $0 as Any } ?? NSNull() },
             "first_error_spans": feedback.firstErrorSpans.map { $0.map { [$0.lowerBound, $0.upperBound] as Any } ?? NSNull() },
             "disposition": names[feedback.disposition]!,
+            "report": [
+                "prompt_tokens": report.promptTokens, "completion_tokens": report.completionTokens,
+                "requests": report.requests, "retries": report.retries, "cache_hits": report.cacheHits,
+            ],
         ]), to: out)
     }
 }

@@ -31,6 +31,13 @@ extension WireWriter {
         int(Int(feedback.disposition.rawValue))
     }
 
+    mutating func feedbackReport(_ report: FeedbackReport) {
+        for value in [report.promptTokens, report.completionTokens, report.requests, report.retries, report.cacheHits,
+                      report.unparseable, report.timeouts, report.httpErrors, report.connectionErrors] {
+            int(value)
+        }
+    }
+
     mutating func strategyGroup(_ group: StrategyGroup) throws {
         try array(group.rewards.rewards)
         try bools(group.rewards.correct)
@@ -124,6 +131,20 @@ extension WireReader {
         }
         return Feedback(scores: scores, firstErrors: errors.map { $0 < 0 ? nil : $0 }, firstErrorSpans: ranges,
                         disposition: disposition)
+    }
+
+    mutating func feedbackReport() throws -> FeedbackReport {
+        var report = FeedbackReport()
+        report.promptTokens = try int()
+        report.completionTokens = try int()
+        report.requests = try int()
+        report.retries = try int()
+        report.cacheHits = try int()
+        report.unparseable = try int()
+        report.timeouts = try int()
+        report.httpErrors = try int()
+        report.connectionErrors = try int()
+        return report
     }
 
     mutating func strategyGroup() throws -> StrategyGroup {

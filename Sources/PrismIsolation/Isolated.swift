@@ -25,7 +25,17 @@ public final class IsolatedJudge: FeedbackGenerator {
     public init(_ channel: RunnerChannel) { self.channel = channel }
 
     public func assess(_ group: FeedbackGroup) throws -> Feedback {
+        var report = FeedbackReport()
+        return try assess(group, report: &report)
+    }
+
+    public func assess(_ group: FeedbackGroup, report: inout FeedbackReport) throws -> Feedback {
         var reader = try channel.call("assess") { try $0.feedbackGroup(group) }
+        report = report + (try reader.feedbackReport())
+        guard try reader.bool() else {
+            let code = try reader.string(), plugin = try reader.string(), reason = try reader.string()
+            throw PluginError(.named(code), plugin: plugin, reason: reason)
+        }
         let feedback = try reader.feedback()
         guard feedback.scores.count == group.completions.count else {
             throw PluginError(.invalidOutput, plugin: channel.label, reason: "assess returned \(feedback.scores.count) scores for \(group.completions.count) completions")

@@ -79,7 +79,21 @@ public enum RunnerServer {
                 let judge = try instance.feedbackGenerator()
                 return Handler(id: library.id) { name, reader, writer in
                     guard name == "assess" else { throw unknown(name) }
-                    try writer.feedback(try judge.assess(try reader.feedbackGroup()))
+                    // The report travels back also when the judge fails (ABI 1.4).
+                    let group = try reader.feedbackGroup()
+                    var report = FeedbackReport()
+                    do {
+                        let feedback = try judge.assess(group, report: &report)
+                        writer.feedbackReport(report)
+                        writer.bool(true)
+                        try writer.feedback(feedback)
+                    } catch let failure as PluginError {
+                        writer.feedbackReport(report)
+                        writer.bool(false)
+                        writer.string(failure.code.name)
+                        writer.string(failure.plugin)
+                        writer.string(failure.reason)
+                    }
                 }
             case .sampler:
                 let sampler = try instance.sampler()

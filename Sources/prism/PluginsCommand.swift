@@ -114,19 +114,31 @@ extension PluginsCommand {
         @Option(help: "Seconds the checks of one plugin may take in their runner process before it is killed.")
         var timeout = 300.0
 
-        /// Whether `path` loads but exports no plugin entry (asked in a runner process).
-        static func isOrdinaryLibrary(_ path: String) -> Bool {
-            let outcome = Runner.run(["inspect", path], timeout: 20) { _ in }
+        /// Why the default run leaves `path` out (asked in a runner process), or
+        /// nil to check it: an ordinary shared library (no plugin entry), or a
+        /// plugin that cannot be created without configuration (an endpoint).
+        static func reasonToSkip(_ path: String, config: String) -> String? {
+            let outcome = Runner.run(["inspect", path, config], timeout: 20) { _ in }
             let answer = (try? JSONSerialization.jsonObject(with: Data(outcome.output.utf8))) as? [String: Any]
-            return answer?["code"] as? String == PluginError.Code.noEntrySymbol.name
+            if answer?["code"] as? String == PluginError.Code.noEntrySymbol.name { return "not a plugin" }
+            if answer?["code"] as? String == PluginError.Code.createFailed.name,
+               let message = answer?["error"] as? String, message.contains("(config error)") {
+                return "needs a config (\(message.components(separatedBy: "(config error): ").last ?? message)); "
+                    + "check it with: prism plugins check \(path) --config '{...}'"
+            }
+            return nil
         }
 
         func run() throws {
-            // By default every plugin beside prism; ordinary shared libraries there
-            // (libPrismEmbed.so, the embedding API) are not plugins and are skipped.
+            // By default every plugin beside prism that can be created with --config;
+            // ordinary shared libraries there (libPrismEmbed.so) and plugins that need
+            // configuring first (the LLM judge's endpoint) are named and skipped.
             let paths = paths.isEmpty
-                ? PluginDiscovery.searchDirectories().prefix(1).flatMap(PluginDiscovery.libraries(in:))
-                    .filter { !Self.isOrdinaryLibrary($0) }
+                ? PluginDiscovery.searchDirectories().prefix(1).flatMap(PluginDiscovery.libraries(in:)).filter { path in
+                    guard let reason = Self.reasonToSkip(path, config: config) else { return true }
+                    if reason != "not a plugin" { say("\(path)\n  SKIP  \(reason)") }
+                    return false
+                }
                 : paths
             guard !paths.isEmpty else {
                 printError("no plugins to check; pass a path to a .so")

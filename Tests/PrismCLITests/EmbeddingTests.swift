@@ -147,7 +147,8 @@ struct EmbeddingTests {
         #expect(lines["plugins"]?.text.contains("\"judge\":\"\(functionLibrary):chain_judge\"") == true)
         #expect(lines["cancelled-steps 0"]?.status == 6)  // a cancel before the call stops it at once
         #expect(lines["score"]?.text == "1 1 0 0")
-        #expect(lines["assess"]?.text == #"{"disposition":"keep","first_error_spans":[null,[0,5]],"first_errors":[null,0],"scores":[1,0]}"#)
+        #expect(lines["assess"]?.text == #"{"disposition":"keep","first_error_spans":[null,[0,5]],"first_errors":[null,0],"#
+            + #""report":{"cache_hits":0,"completion_tokens":0,"prompt_tokens":0,"requests":0,"retries":0},"scores":[1,0]}"#)
         #expect(lines["null-config"]?.status == 1)
 
         // The same three mistakes through `prism train`: the same messages.

@@ -1,5 +1,6 @@
 import Foundation
 import PrismCore
+import PrismDigest
 import PrismHost
 import PrismRuntime
 import PrismTestSupport

@@ -191,7 +191,10 @@ PRISM_EMBED_API prism_embed_status prism_judge_create(const prism_config *config
  * [...], "rewards": [...], "correct": [...], optional "reference_steps":
  * [...] and "metadata_json"}. *feedback receives {"scores": [...],
  * "first_errors": [... or null], "first_error_spans": [[begin, end] or
- * null], "disposition": "keep" | "drop" | "resample"}. */
+ * null], "disposition": "keep" | "drop" | "resample", "report":
+ * {"prompt_tokens", "completion_tokens", "requests", "retries",
+ * "cache_hits"}} (the report is all 0 for judges without a model behind
+ * them). */
 PRISM_EMBED_API prism_embed_status prism_judge_assess(prism_judge *judge, const char *group_json, char **feedback,
                                                       prism_error **error);
 

@@ -12,7 +12,9 @@
  * Since ABI 1.2 the judge may also say where that step is in the completion
  * (a byte span), so that a strategy can credit the tokens before it and
  * after it differently; judges built against 1.0/1.1 keep working and
- * simply never say.
+ * simply never say. Since ABI 1.4 a judge that calls a model may report
+ * what the call cost (tokens, from the model API's usage) and what went
+ * wrong (per cause), in `report`, also when `assess` fails.
  *
  * On the shipped arithmetic task a group has prompt "12+34+7=", reference
  * "53", reference_steps_json ["12+34=46","46+7=53"] and completions such as
@@ -40,6 +42,22 @@ typedef struct prism_byte_span {
   int32_t end;
 } prism_byte_span;
 
+/* What judging one group cost and what failed (ABI 1.4). Host-owned,
+ * zero-filled before each call; the judge adds to it and the host reads it
+ * after the call, whether `assess` succeeded or not. */
+typedef struct prism_feedback_report {
+  uint64_t prompt_tokens;     /* tokens the judge's model read (e.g. an API's usage.prompt_tokens) */
+  uint64_t completion_tokens; /* tokens it wrote */
+  uint32_t requests;          /* model requests sent, retries included (cache hits excluded) */
+  uint32_t retries;           /* of which repeats after a failure */
+  uint32_t cache_hits;        /* verdicts answered from a cache, no request */
+  uint32_t unparseable;       /* answers whose verdict could not be read */
+  uint32_t timeouts;          /* requests past their deadline */
+  uint32_t http_errors;       /* answers with an error status or a malformed body */
+  uint32_t connection_errors; /* requests that could not connect or lost the connection */
+  uint32_t reserved;          /* 0 */
+} prism_feedback_report;
+
 /* One group. Host-owned, borrowed for the `assess` call; it may grow at the
  * end (read struct_size before reading later fields). */
 typedef struct prism_feedback_group {
@@ -61,7 +79,15 @@ typedef struct prism_feedback_group {
    * is the empty span at the end, {len, len}. Leave it {-1, -1} when the
    * step cannot be located or there is no error. */
   prism_byte_span *first_error_spans;
+  /* Since ABI 1.4 (check struct_size first): an output the judge may fill,
+   * see prism_feedback_report. */
+  prism_feedback_report *report;
 } prism_feedback_group;
+
+/* Whether a group handed to a judge has `report` (a 1.4 host). */
+#define PRISM_FEEDBACK_GROUP_HAS_REPORT(group)                          \
+  ((group)->struct_size >= offsetof(prism_feedback_group, report) + \
+                               sizeof(prism_feedback_report *))
 
 /* Whether a group handed to a judge has first_error_spans (a 1.2 host). */
 #define PRISM_FEEDBACK_GROUP_HAS_SPANS(group)                           \
@@ -95,8 +121,12 @@ PRISM_STATIC_ASSERT(offsetof(prism_feedback_group, completions) ==
 PRISM_STATIC_ASSERT(offsetof(prism_feedback_group, first_error_spans) ==
                         8 + 11 * sizeof(void *),
                     "prism_feedback_group.first_error_spans offset");
-PRISM_STATIC_ASSERT(sizeof(prism_feedback_group) == 8 + 12 * sizeof(void *),
+PRISM_STATIC_ASSERT(offsetof(prism_feedback_group, report) ==
+                        8 + 12 * sizeof(void *),
+                    "prism_feedback_group.report offset");
+PRISM_STATIC_ASSERT(sizeof(prism_feedback_group) == 8 + 13 * sizeof(void *),
                     "prism_feedback_group size");
+PRISM_STATIC_ASSERT(sizeof(prism_feedback_report) == 48, "prism_feedback_report size");
 PRISM_STATIC_ASSERT(sizeof(prism_byte_span) == 8, "prism_byte_span size");
 PRISM_STATIC_ASSERT(offsetof(prism_feedback_v1, assess) == 8,
                     "prism_feedback_v1.assess offset");

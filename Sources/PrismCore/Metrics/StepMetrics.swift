@@ -67,6 +67,19 @@ public struct StepMetrics: Sendable, Equatable {
     }
 
     /// Judge health: `feedback/latency_ms` (mean per call) and `feedback/errors`.
+    /// A judge's report on its calls; nothing when it reported nothing (the
+    /// metrics then stay absent, as for judges without a model behind them).
+    public mutating func record(_ report: FeedbackReport) {
+        guard !report.isEmpty else { return }
+        let values: [(Metric, Int)] = [
+            (.feedbackJudgePromptTokens, report.promptTokens), (.feedbackJudgeCompletionTokens, report.completionTokens),
+            (.feedbackRequests, report.requests), (.feedbackRetries, report.retries), (.feedbackCacheHits, report.cacheHits),
+            (.feedbackUnparseable, report.unparseable), (.feedbackTimeouts, report.timeouts),
+            (.feedbackHTTPErrors, report.httpErrors), (.feedbackConnectionErrors, report.connectionErrors),
+        ]
+        for (metric, value) in values { set(metric, Double(value)) }
+    }
+
     public mutating func recordFeedback(latenciesMs: [Double], errors: Int) {
         set(.feedbackLatencyMs, latenciesMs.isEmpty ? 0 : latenciesMs.reduce(0, +) / Double(latenciesMs.count))
         set(.feedbackErrors, Double(errors))

@@ -61,9 +61,60 @@ public struct Feedback: Sendable, Equatable {
     }
 }
 
+/// What judging one group cost and what went wrong (ABI 1.4's
+/// `prism_feedback_report`): a judge that calls a model reports the tokens
+/// its API counted and its failures by cause, also when the call fails.
+public struct FeedbackReport: Sendable, Equatable {
+    /// Tokens the judge's model read and wrote (its API's usage).
+    public var promptTokens = 0
+    public var completionTokens = 0
+    /// Model requests sent (retries included, cache hits not), of which retries.
+    public var requests = 0
+    public var retries = 0
+    /// Verdicts answered from a cache.
+    public var cacheHits = 0
+    /// Answers whose verdict could not be read.
+    public var unparseable = 0
+    /// Requests past their deadline; answers with an error status or a
+    /// malformed body; requests that could not connect or lost the connection.
+    public var timeouts = 0
+    public var httpErrors = 0
+    public var connectionErrors = 0
+
+    public init() {}
+
+    /// Whether the judge reported anything.
+    public var isEmpty: Bool { self == FeedbackReport() }
+
+    /// The sum of two reports.
+    public static func + (a: FeedbackReport, b: FeedbackReport) -> FeedbackReport {
+        var sum = a
+        sum.promptTokens += b.promptTokens
+        sum.completionTokens += b.completionTokens
+        sum.requests += b.requests
+        sum.retries += b.retries
+        sum.cacheHits += b.cacheHits
+        sum.unparseable += b.unparseable
+        sum.timeouts += b.timeouts
+        sum.httpErrors += b.httpErrors
+        sum.connectionErrors += b.connectionErrors
+        return sum
+    }
+}
+
 /// Judges groups (the ABI's `prism.feedback/1`). Calls are never concurrent.
 public protocol FeedbackGenerator: AnyObject {
     /// Assesses `group`; the arrays in the result have one element per completion.
     /// - Throws: when the judge fails; the trainer then treats it as "no opinion".
     func assess(_ group: FeedbackGroup) throws -> Feedback
+
+    /// Assesses `group` and adds what it cost and what failed to `report`
+    /// (also when it throws). Judges that report nothing need not implement it.
+    func assess(_ group: FeedbackGroup, report: inout FeedbackReport) throws -> Feedback
+}
+
+extension FeedbackGenerator {
+    public func assess(_ group: FeedbackGroup, report: inout FeedbackReport) throws -> Feedback {
+        try assess(group)
+    }
 }

@@ -23,6 +23,11 @@ final class FeedbackAdapter: FeedbackGenerator {
     }
 
     func assess(_ group: FeedbackGroup) throws -> Feedback {
+        var report = FeedbackReport()
+        return try assess(group, report: &report)
+    }
+
+    func assess(_ group: FeedbackGroup, report: inout FeedbackReport) throws -> Feedback {
         let count = group.completions.count
         guard group.rewards.count == count, group.correct.count == count else {
             throw PluginError(
@@ -38,10 +43,12 @@ final class FeedbackAdapter: FeedbackGenerator {
         var firstErrors = [Int32](repeating: -1, count: count)
         var spans = [prism_byte_span](repeating: prism_byte_span(begin: -1, end: -1), count: count)
         var disposition = Int32(PRISM_DISPOSITION_KEEP)
+        var cReport = prism_feedback_report()
         let status = unsafe completions.withUnsafeBufferPointer { completionBuffer in
             unsafe group.rewards.withUnsafeBufferPointer { rewardBuffer in
                 unsafe correct.withUnsafeBufferPointer { correctBuffer in
                   unsafe spans.withUnsafeMutableBufferPointer { spanBuffer in
+                   unsafe withUnsafeMutablePointer(to: &cReport) { reportPointer in
                     var cGroup = unsafe prism_feedback_group(
                         struct_size: UInt32(MemoryLayout<prism_feedback_group>.size), count: UInt32(count),
                         prompt: arena.str(group.prompt), reference: arena.str(group.reference),
@@ -49,7 +56,7 @@ final class FeedbackAdapter: FeedbackGenerator {
                         completions: completionBuffer.baseAddress ?? UnsafePointer(emptyPointer()),
                         rewards: rewardBuffer.baseAddress ?? UnsafePointer(emptyPointer()),
                         correct: correctBuffer.baseAddress ?? UnsafePointer(emptyPointer()),
-                        first_error_spans: spanBuffer.baseAddress ?? emptyPointer())
+                        first_error_spans: spanBuffer.baseAddress ?? emptyPointer(), report: reportPointer)
                     return unsafe scores.withUnsafeMutableBufferPointer { scoreBuffer in
                         unsafe firstErrors.withUnsafeMutableBufferPointer { errorBuffer in
                             unsafe table.assess(
@@ -57,10 +64,13 @@ final class FeedbackAdapter: FeedbackGenerator {
                                 errorBuffer.baseAddress ?? emptyPointer(), &disposition)
                         }
                     }
+                   }
                   }
                 }
             }
         }
+        // The report counts, whether the call succeeded or not.
+        report = report + FeedbackReport(cReport)
         try instance.check(status, "assess")
         for i in 0..<count {
             guard scores[i].isNaN || (0...1).contains(scores[i]) else {
@@ -111,4 +121,20 @@ func jsonString(_ text: String) -> String {
         }
     }
     return out + "\""
+}
+
+extension FeedbackReport {
+    /// The report a judge filled in (ABI 1.4).
+    init(_ c: prism_feedback_report) {
+        self.init()
+        promptTokens = Int(clamping: c.prompt_tokens)
+        completionTokens = Int(clamping: c.completion_tokens)
+        requests = Int(c.requests)
+        retries = Int(c.retries)
+        cacheHits = Int(c.cache_hits)
+        unparseable = Int(c.unparseable)
+        timeouts = Int(c.timeouts)
+        httpErrors = Int(c.http_errors)
+        connectionErrors = Int(c.connection_errors)
+    }
 }

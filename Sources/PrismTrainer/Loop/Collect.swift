@@ -30,6 +30,8 @@ struct CollectedStep {
     var generatedTokens = 0
     /// Tokens of the completions the judge read.
     var judgedTokens = 0
+    /// What the judge reported about its calls (tokens, failures by cause).
+    var judgeReport = FeedbackReport()
     var judgeLatenciesMs: [Double] = []
     var judgeErrors = 0
     var rewardErrors = 0
@@ -115,13 +117,21 @@ extension GRPOStep {
             var group = CollectedGroup(example: example, completions: generated[p], rewards: rewards, feedback: nil)
             if let judge, try wantsFeedback(group, into: &collected) {
                 let asked = clock.now
+                var report = FeedbackReport()
+                // A judge that reports its model's usage is charged that, also when it fails.
+                defer {
+                    collected.judgeReport = collected.judgeReport + report
+                    collected.judgedTokens += report.promptTokens + report.completionTokens
+                }
                 do {
                     try policy.checkStop("judge.assess")
                     group.feedback = try judge.assess(FeedbackGroup(
                         prompt: example.prompt, reference: example.answer, referenceSteps: example.steps,
                         metadataJSON: example.metadataJSON, completions: generated[p].map(\.text),
-                        rewards: rewards.rewards, correct: rewards.correct))
-                    collected.judgedTokens += generated[p].map(\.tokens.count).reduce(0, +)
+                        rewards: rewards.rewards, correct: rewards.correct), report: &report)
+                    if report.promptTokens + report.completionTokens == 0 {
+                        collected.judgedTokens += generated[p].map(\.tokens.count).reduce(0, +)
+                    }
                     group.firstErrorTokens = zip(generated[p], group.feedback!.firstErrorSpans).map { completion, span in
                         // A tokenizer that fails here leaves the error unlocated (counted as such).
                         span.flatMap { try? policy.tokenIndex(ofByte: $0.lowerBound, in: completion.tokens) }

@@ -111,6 +111,7 @@ extension GRPOStep {
         metrics.set(.samplingGroups, Double(collected.sampledGroups))
         metrics.set(.samplingAllNegative, Double(collected.sampledAllNegative))
         metrics.set(.feedbackJudgedTokens, Double(collected.judgedTokens))
+        metrics.record(collected.judgeReport)
 
         let updateStarted = clock.now
         if learns, let summary = try update(UpdateRows(groups: kept, scored: scored)) {

@@ -1,4 +1,5 @@
 import Foundation
+import PrismDigest
 import PrismCore
 
 /// A run's directory: `config.yaml` (resolved), `metrics.jsonl`,
