@@ -146,8 +146,9 @@ final class ChatClient: @unchecked Sendable {
         }
         task.resume()
         if done.wait(timeout: .now() + settings.timeout) == .timedOut {
+            // Not waited for: URLSession may call back only when the server finally
+            // answers, and the deadline is the deadline. The late answer goes to `box`, unread.
             task.cancel()
-            done.wait()
             counters.count(.timeout)
             return (.failure(AttemptFailure(message: String(format: "no answer within %g s (timeout_s)", settings.timeout),
                                             retryable: true)), nil)
