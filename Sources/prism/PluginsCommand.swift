@@ -96,7 +96,9 @@ extension PluginsCommand {
             discussion: """
                 Exercises every interface a plugin claims: empty batches, long and non-ASCII UTF-8, \
                 thousands of calls, repeated create/destroy and NaN inputs, checking each output \
-                against the ABI contract. Prints one line per check; exits 1 if any check fails.
+                against the ABI contract. Prints one line per check; exits 1 if any check fails. \
+                Without paths, a plugin that cannot be created with --config (the LLM judge needs an \
+                endpoint) is listed as SKIP with the reason; check it by path with a --config.
                 """)
 
         @Argument(help: "Paths to plugin libraries (.so).")
