@@ -342,9 +342,11 @@ public func prism_run_steps(_ run: OpaquePointer!, _ count: Int64, _ onStep: pri
             let outcome: TrainingSession.Outcome
             do {
                 outcome = try session.step()
-            } catch let failure as RunFailure {
-                run.failure = "\(failure)"
-                throw failure
+            } catch {
+                // A failed step (a plugin, or writing the run directory) may leave the weights
+                // part-way through it: this run object takes no more steps (as `prism train` stops).
+                run.failure = "\(error)"
+                throw error
             }
             switch outcome {
             case .finished:
