@@ -249,9 +249,10 @@ PRISM_EMBED_API prism_embed_status prism_run_create(const prism_config *config, 
  * PRISM_EMBED_ERROR_CANCELLED: prism_run_cancel was called; the step in
  * flight ended cleanly, the run stands at its last completed step with
  * that step's checkpoint on disk, and the next call continues from there.
- * PRISM_EMBED_ERROR_RUN: a step failed (a plugin error); the run keeps
- * its last checkpoint and takes no further step (free it; create it again
- * with resume to continue). */
+ * PRISM_EMBED_ERROR_RUN: a step failed (a plugin error; a failure to
+ * write the run directory comes with its own code); either way the run
+ * keeps its last checkpoint and takes no further step: later calls return
+ * PRISM_EMBED_ERROR_STATE (free it; create it again with resume). */
 PRISM_EMBED_API prism_embed_status prism_run_steps(prism_run *run, int64_t count, prism_step_fn on_step,
                                                    void *user_data, int64_t *completed, prism_error **error);
 
