@@ -98,10 +98,9 @@ final class ChatClient: @unchecked Sendable {
             counters.request(retry: attempt > 0)
             let (result, retryAfter) = send(payload, counters: counters)
             switch result {
-            case .success(let data):
-                writeCache(key, data)
-                // send() returns only bodies that parse; this reads the reply and counts the usage.
-                return .reply((try? parse(data, counters: counters)) ?? "")
+            case .success(let answer):
+                writeCache(key, answer.body)
+                return .reply(answer.reply)
             case .failure(let failure):
                 last = failure.message
                 guard failure.retryable, attempt < settings.maxRetries else {
@@ -126,9 +125,11 @@ final class ChatClient: @unchecked Sendable {
         var retryable: Bool
     }
 
-    /// One HTTP exchange within the deadline: the body of a 2xx answer that
-    /// parses as a chat completion, or why not (counted in `counters`).
-    private func send(_ payload: Data, counters: ReportCounters) -> (Result<Data, AttemptFailure>, Double?) {
+    /// One HTTP exchange within the deadline: the body and reply text of a
+    /// 2xx answer that parses as a chat completion (its usage counted), or
+    /// why not (counted in `counters`).
+    private func send(_ payload: Data, counters: ReportCounters)
+        -> (Result<(body: Data, reply: String), AttemptFailure>, Double?) {
         var request = URLRequest(url: settings.endpoint, timeoutInterval: settings.timeout)
         request.httpMethod = "POST"
         request.httpBody = payload
@@ -178,12 +179,11 @@ final class ChatClient: @unchecked Sendable {
                                             retryable: retryable)), retryAfter)
         }
         do {
-            _ = try parse(body, counters: nil)
+            return (.success((body, try parse(body, counters: counters))), nil)
         } catch {
             counters.count(.http)
             return (.failure(AttemptFailure(message: "\(error)", retryable: true)), nil)
         }
-        return (.success(body), nil)
     }
 
     /// The reply text of a chat completion body; counts its usage.

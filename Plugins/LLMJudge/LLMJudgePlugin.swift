@@ -120,7 +120,7 @@ private func assess(
         let counters = ReportCounters()
         defer {
             // A host before ABI 1.4 has no report field (its struct is shorter).
-            if g.struct_size >= UInt32(MemoryLayout<prism_feedback_group>.offset(of: \.report)! + MemoryLayout<UnsafeMutableRawPointer>.size) {
+            if hasReport(g) {
                 let report = g.report
                 report.pointee.prompt_tokens += UInt64(counters.promptTokens)
                 report.pointee.completion_tokens += UInt64(counters.completionTokens)
@@ -149,7 +149,7 @@ private func assess(
             throw PluginFailure(status: status, message: "\(failures.count) of \(verdicts.compactMap { $0 }.count) verdicts failed; "
                 + failures.prefix(3).joined(separator: "; ") + (failures.count > 3 ? "; …" : ""))
         }
-        let spans = PRISM_FEEDBACK_GROUP_HAS_SPANS_SWIFT(g) ? g.first_error_spans : nil
+        let spans = hasSpans(g) ? g.first_error_spans : nil
         for (i, verdict) in verdicts.enumerated() {
             switch verdict {
             case nil, .none?:  // not asked (a correct answer), or every step right
@@ -165,11 +165,6 @@ private func assess(
         }
         return PRISM_OK
     }
-}
-
-/// PRISM_FEEDBACK_GROUP_HAS_SPANS for Swift (the macro does not import).
-private func PRISM_FEEDBACK_GROUP_HAS_SPANS_SWIFT(_ g: prism_feedback_group) -> Bool {
-    g.struct_size >= UInt32(MemoryLayout<prism_feedback_group>.offset(of: \.first_error_spans)! + MemoryLayout<UnsafeMutableRawPointer>.size)
 }
 
 private nonisolated(unsafe) let feedbackTable = immortal(prism_feedback_v1(

@@ -35,3 +35,10 @@ public func hasSpans(_ group: prism_feedback_group) -> Bool {
     Int(group.struct_size) >= MemoryLayout<prism_feedback_group>.offset(of: \.first_error_spans)!
         + MemoryLayout<UnsafeMutablePointer<prism_byte_span>>.size
 }
+
+/// Whether a group handed to a judge has `report` (a host of ABI 1.4 or
+/// later; the C macro PRISM_FEEDBACK_GROUP_HAS_REPORT).
+public func hasReport(_ group: prism_feedback_group) -> Bool {
+    Int(group.struct_size) >= MemoryLayout<prism_feedback_group>.offset(of: \.report)!
+        + MemoryLayout<UnsafeMutablePointer<prism_feedback_report>>.size
+}
