@@ -165,6 +165,37 @@ struct RunTests {
         #expect(yaml.policyLoss.klBeta == 0.04)
     }
 
+    /// What the fuzz target checks, on the inputs that once broke it: a
+    /// config that loads renders to YAML that loads to the same values.
+    @Test func theResolvedConfigReadsBackAsTheSameValues() throws {
+        let inputs = [
+            #"data: {train: 'a"b\c', eval: "line\nbreak\ttab"}"#,
+            "data: {train: '[x', eval: '- y'}\nreward: {plugin: '*z'}\njudge: {plugin: '&a !b |c >d %e @f `g'}",
+            "data: {train: ' padded ', eval: \"nel\\x85 ls\\u2028 bom\\ufeff nul\\0\"}",
+            #"model: {config: {name: "123", flag: "true", n: 123, text: "\x85\u2028", "k\u0001": null}}"#,
+            #"model: {config: '{"d_model": 16, "name": "x"}'}"#,
+            "strategy: {name: grpo, beta: 3}",
+        ]
+        for input in inputs {
+            let config = try ConfigFile(yaml: input, source: "in.yaml")
+            let again = try ConfigFile(yaml: config.yaml, source: "rendered")
+            for key in ConfigKey.all {
+                #expect(again.value(key.path) == config.value(key.path), "\(input): \(key.path)")
+                #expect(again.pluginConfig(key.path) == config.pluginConfig(key.path), "\(input): \(key.path)")
+            }
+        }
+        // A quoted value in a plugin config is text; JSON object text is a config; other text is not.
+        let typed = try ConfigFile(yaml: #"model: {config: {name: "123", n: 123}}"#, source: "in.yaml")
+        #expect(typed.pluginConfig("model.config") == #"{"n":123,"name":"123"}"#)
+        #expect { _ = try ConfigFile(yaml: #"model: {config: "{a"}"#, source: "in.yaml") } throws: { error in
+            "\(error)" == "in.yaml: model.config: expected a mapping or a JSON object, got '{a'"
+        }
+        // A parameter of another strategy stays in the rendered config, so it still fails there.
+        let other = try ConfigFile(yaml: "strategy: {name: grpo, beta: 3}", source: "in.yaml")
+        #expect(other.yaml.contains("  beta: 3"))
+        #expect(throws: ConfigError.self) { try ConfigFile(yaml: other.yaml, source: "rendered").strategy() }
+    }
+
     @Test func everyBuiltInStrategyResolvesFromTheConfig() throws {
         let expected: [String: Strategy] = [
             "grpo": Strategy(), "sgpo": Strategy(diversification: Diversification()),

@@ -156,12 +156,14 @@ public struct ConfigFile: Sendable, Equatable {
         var out = "# Resolved Prism config: every key with its effective value.\n"
         var section = ""
         for key in ConfigKey.all {
-            // Only the selected strategy's parameters.
-            if key.isStrategyParameter, strategyDescriptor.parameter(String(key.path.dropFirst("strategy.".count))) == nil {
+            // The selected strategy's parameters, and any other one set (so
+            // the rendered config still says what was asked for, and fails as it would).
+            if key.isStrategyParameter, values[key.path] == nil,
+               strategyDescriptor.parameter(String(key.path.dropFirst("strategy.".count))) == nil {
                 continue
             }
             let parts = key.path.split(separator: ".", maxSplits: 1).map(String.init)
-            let rendered = key.kind == .pluginConfig ? pluginConfig(key.path) : Self.render(value(key.path), key.kind)
+            let rendered = key.kind == .pluginConfig ? Self.yamlSafeJSON(pluginConfig(key.path)) : Self.render(value(key.path), key.kind)
             if parts.count == 1 {
                 out += "\(parts[0]): \(rendered)  # \(key.help)\n"
                 continue
@@ -200,7 +202,8 @@ public struct ConfigFile: Sendable, Equatable {
     static func json(_ node: Node, source: String, path: String) throws -> String {
         func convert(_ node: Node) -> Any {
             switch node {
-            case .scalar(let scalar): return yamlScalar(scalar.string)
+            // A quoted or block scalar is a string, as its author wrote it ("123" stays text).
+            case .scalar(let scalar): return scalar.style == .plain ? yamlScalar(scalar.string) : scalar.string
             case .mapping(let mapping):
                 var object: [String: Any] = [:]
                 for (k, v) in mapping { object[k.string ?? ""] = convert(v) }
@@ -209,8 +212,14 @@ public struct ConfigFile: Sendable, Equatable {
             case .alias: return NSNull()
             }
         }
-        let value = convert(node)
-        if let text = value as? String, text.hasPrefix("{") { return text }
+        var value = convert(node)
+        // A plugin config may also be given as JSON object text.
+        if let text = value as? String, text.hasPrefix("{") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)), object is [String: Any] else {
+                throw ConfigError("\(source): \(path): expected a mapping or a JSON object, got '\(text)'")
+            }
+            value = object
+        }
         guard value is [String: Any] else { throw ConfigError("\(source): \(path): expected a mapping") }
         let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)
@@ -226,12 +235,53 @@ public struct ConfigFile: Sendable, Equatable {
         return text
     }
 
+    /// A value as YAML that reads back as the same text: numbers and booleans
+    /// (already checked) as they are, a text plain when it only holds
+    /// characters YAML never reads specially, otherwise double-quoted.
     static func render(_ value: String, _ kind: ConfigKey.Kind) -> String {
         switch kind {
-        case .string, .choice:
-            value.isEmpty || value.contains(":") || value.contains("#") ? "\"\(value)\"" : value
+        case .string, .choice: isPlainSafe(value) ? value : quoted(value)
         default: value
         }
+    }
+
+    /// Letters, digits and `_ . / + = , @ -`, starting with neither `-` nor
+    /// another mark YAML reads specially.
+    static func isPlainSafe(_ text: String) -> Bool {
+        guard let first = text.unicodeScalars.first, first.isASCII,
+              first.properties.isAlphabetic || ("0"..."9").contains(first) || first == "_" || first == "." || first == "/" else {
+            return false
+        }
+        return text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_./+=,@-".unicodeScalars.contains($0)) }
+    }
+
+    /// `text` as a YAML double-quoted scalar: `"` and `\` escaped, and every
+    /// character a YAML reader refuses or folds (controls, line breaks, C1,
+    /// U+2028/9, U+FEFF, non-characters) as a `\u` escape.
+    static func quoted(_ text: String) -> String {
+        "\"" + escapedForYAML(text, quotes: true) + "\""
+    }
+
+    /// JSON text (a plugin config) made safe to read as a YAML flow mapping:
+    /// inside its strings, characters YAML refuses or folds become `\u` escapes, which
+    /// JSON and YAML read alike.
+    static func yamlSafeJSON(_ json: String) -> String {
+        escapedForYAML(json, quotes: false)
+    }
+
+    private static func escapedForYAML(_ text: String, quotes: Bool) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x22 where quotes: out += "\\\""
+            case 0x5C where quotes: out += "\\\\"
+            case 0x20...0x7E, 0xA0...0x2027, 0x202A...0xD7FF, 0xE000...0xFDCF, 0xFDF0...0xFEFE, 0xFF00...0xFFFD, 0x10000...:
+                out.unicodeScalars.append(scalar)
+            default:
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            }
+        }
+        return out
     }
 }
 
