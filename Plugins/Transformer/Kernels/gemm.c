@@ -181,23 +181,31 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
 #define AT(i, k) (ta ? A[(size_t)(k) * lda + (i)] : A[(size_t)(i) * lda + (k)])
 #define BT(k, j) (tb ? B[(size_t)(j) * ldb + (k)] : B[(size_t)(k) * ldb + (j)])
 
-/* op(A)[i0:i0+mc][k0:k0+kc] as MR-row panels: [panel][k][MR], zero-padded. */
-static void pack_a(int ta, const float *A, int lda, int i0, int mc, int k0,
-                   int kc, float *out) {
-  for (int p = 0; p < mc; p += MR) {
-    int rows = mc - p < MR ? mc - p : MR;
+/* op(A)[i0:i0+rows][k0:k0+kc] as one MR-row panel [k][MR], zero-padded. */
+static void pack_a_panel(int ta, const float *A, int lda, int i0, int rows, int k0,
+                         int kc, float *out) {
+  if (rows == MR && ta) {
+    for (int k = 0; k < kc; ++k, out += MR) memcpy(out, A + (size_t)(k0 + k) * lda + i0, MR * sizeof(float));
+    return;
+  }
+  if (rows == MR) {
+    const float *r0 = A + (size_t)i0 * lda + k0;
     for (int k = 0; k < kc; ++k) {
-      for (int r = 0; r < MR; ++r) {
-        *out++ = r < rows ? AT(i0 + p + r, k0 + k) : 0.0f;
-      }
+      for (int r = 0; r < MR; ++r) *out++ = r0[(size_t)r * lda + k];
     }
+    return;
+  }
+  for (int k = 0; k < kc; ++k) {
+    for (int r = 0; r < MR; ++r) *out++ = r < rows ? AT(i0 + r, k0 + k) : 0.0f;
   }
 }
 
-/* op(B)[k0:k0+kc][0:N] as NR-column panels: [panel][k][NR], zero-padded. */
+/* NR-column panels p0..p1-1 of op(B)[k0:k0+kc][0:N]: [panel][k][NR],
+ * zero-padded. */
 static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
-                   float *out) {
-  for (int j = 0; j < N; j += NR) {
+                   int p0, int p1, float *out) {
+  out += (size_t)p0 * kc * NR;
+  for (int j = p0 * NR; j < p1 * NR && j < N; j += NR) {
     int cols = N - j < NR ? N - j : NR;
     if (!tb && cols == NR) {
       for (int k = 0; k < kc; ++k) {
@@ -214,35 +222,66 @@ static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
 
 /* ------------------------------------------------------- micro-kernels */
 
-/* C[0:mr][0:nr] += a (panel [kc][MR]) · b (panel [kc][NR]). */
+/* The MR x NR tile C[0:mr][0:nr] from a (element (r, k) at a[r*rsa + k*csa])
+ * and b (row k at b + k*ldbk, NR floats) into acc, then C = bias + acc
+ * (store) or C = (C + bias) + acc (accumulate), bias optional: the order
+ * of a separate "fill with bias, then accumulate" pass, so fusing the bias
+ * changes no bit. Edges come zero-padded. */
+typedef void (*micro_kernel)(int kc, const float *a, long rsa, long csa,
+                             const float *b, long ldbk, float *C, int ldc,
+                             int mr, int nr, int accumulate, const float *bias);
+
 __attribute__((target("avx2,fma"))) static void kernel_avx2(
-    int kc, const float *a, const float *b, float *C, int ldc, int mr, int nr) {
+    int kc, const float *a, long rsa, long csa, const float *b, long ldbk,
+    float *C, int ldc, int mr, int nr, int accumulate, const float *bias) {
+  for (int r = 0; r < mr; ++r) {
+    _mm_prefetch((const char *)(C + (size_t)r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(C + (size_t)r * ldc + NR - 1), _MM_HINT_T0);
+  }
+  const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa;
+  const float *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  long ka = 0;
   for (int k = 0; k < kc; ++k) {
     __m256 b0 = _mm256_loadu_ps(b);
     __m256 b1 = _mm256_loadu_ps(b + 8);
     __m256 x;
-    x = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-    x = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-    x = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-    x = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-    x = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
-    x = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
-    a += MR;
-    b += NR;
+    x = _mm256_broadcast_ss(a0 + ka); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+    x = _mm256_broadcast_ss(a1 + ka); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+    x = _mm256_broadcast_ss(a2 + ka); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+    x = _mm256_broadcast_ss(a3 + ka); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+    x = _mm256_broadcast_ss(a4 + ka); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+    x = _mm256_broadcast_ss(a5 + ka); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+    ka += csa;
+    b += ldbk;
   }
   __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
                        {c30, c31}, {c40, c41}, {c50, c51}};
   if (mr == MR && nr == NR) {
+    __m256 bias0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    __m256 bias1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
     for (int r = 0; r < MR; ++r) {
       float *row = C + (size_t)r * ldc;
-      _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), acc[r][0]));
-      _mm256_storeu_ps(row + 8, _mm256_add_ps(_mm256_loadu_ps(row + 8), acc[r][1]));
+      __m256 v0 = acc[r][0], v1 = acc[r][1];
+      if (accumulate) {
+        __m256 c0 = _mm256_loadu_ps(row), c1 = _mm256_loadu_ps(row + 8);
+        if (bias) {
+          c0 = _mm256_add_ps(c0, bias0);
+          c1 = _mm256_add_ps(c1, bias1);
+        }
+        v0 = _mm256_add_ps(c0, v0);
+        v1 = _mm256_add_ps(c1, v1);
+      } else if (bias) {
+        v0 = _mm256_add_ps(v0, bias0);
+        v1 = _mm256_add_ps(v1, bias1);
+      }
+      _mm256_storeu_ps(row, v0);
+      _mm256_storeu_ps(row + 8, v1);
     }
     return;
   }
@@ -252,38 +291,37 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(
     _mm256_storeu_ps(tile[r] + 8, acc[r][1]);
   }
   for (int r = 0; r < mr; ++r) {
-    for (int c = 0; c < nr; ++c) C[(size_t)r * ldc + c] += tile[r][c];
+    float *row = C + (size_t)r * ldc;
+    for (int c = 0; c < nr; ++c) {
+      float base = accumulate ? row[c] : 0.0f;
+      if (bias) base = accumulate ? base + bias[c] : bias[c];
+      row[c] = accumulate || bias ? base + tile[r][c] : tile[r][c];
+    }
   }
 }
 
-static void kernel_portable(int kc, const float *a, const float *b, float *C,
-                            int ldc, int mr, int nr) {
+static void kernel_portable(int kc, const float *a, long rsa, long csa, const float *b,
+                            long ldbk, float *C, int ldc, int mr, int nr, int accumulate,
+                            const float *bias) {
   float acc[MR][NR] = {{0}};
   for (int k = 0; k < kc; ++k) {
     for (int r = 0; r < MR; ++r) {
-      float x = a[r];
+      float x = a[r * rsa + k * csa];
       for (int c = 0; c < NR; ++c) acc[r][c] += x * b[c];
     }
-    a += MR;
-    b += NR;
+    b += ldbk;
   }
   for (int r = 0; r < mr; ++r) {
-    for (int c = 0; c < nr; ++c) C[(size_t)r * ldc + c] += acc[r][c];
+    float *row = C + (size_t)r * ldc;
+    for (int c = 0; c < nr; ++c) {
+      float base = accumulate ? row[c] : 0.0f;
+      if (bias) base = accumulate ? base + bias[c] : bias[c];
+      row[c] = accumulate || bias ? base + acc[r][c] : acc[r][c];
+    }
   }
 }
 
 /* ---------------------------------------------------------------- gemm */
-
-typedef struct gemm_job {
-  int ta, tb, M, N, K, lda, ldb, ldc;
-  const float *A, *B;
-  float *C;
-  const float *packed_b; /* the current KC block of op(B), all panels */
-  int k0, kc;
-  int rows_per_task;     /* tasks split rows ... */
-  int panels_per_task;   /* ... or, for short matrices, NR-column panels */
-  int avx2;              /* the caller's kernel choice */
-} gemm_job;
 
 /* A thread-local growable buffer (packing); NULL on allocation failure. */
 typedef struct scratch {
@@ -302,72 +340,133 @@ static float *reserve(scratch *s, size_t floats) {
 
 static _Thread_local scratch a_scratch, b_scratch;
 
+typedef struct gemm_job {
+  int ta, tb, M, N, K, lda, ldb, ldc;
+  const float *A, *B;
+  float *C;
+  float beta;
+  const float *bias;
+  float *packed_b;  /* the current KC block of op(B), all panels; NULL = B read in place */
+  int k0, kc;
+  int row_groups, panels;       /* MR-row groups and NR-column panels of C */
+  int row_tasks, col_tasks;     /* the grid of tasks over them */
+  int pack_phase;               /* 1: the tasks pack B's panels, 0: they compute */
+  int avx2;                     /* the caller's kernel choice */
+} gemm_job;
+
+/* The share [*begin, *end) of `count` units for part `part` of `parts`. */
+static void share(int count, int parts, int part, int *begin, int *end) {
+  *begin = (int)((long)count * part / parts);
+  *end = (int)((long)count * (part + 1) / parts);
+}
+
+/* A task owns a block of C (rows x panels) for the current KC block: it
+ * applies beta there on the first block, then computes its tiles, MC rows
+ * at a time so those rows of A stay in L2 while every panel of B passes. */
 static void gemm_task(void *ctx, int task) {
   gemm_job *j = ctx;
-  int row_begin = 0, row_end = j->M, col_begin = 0, col_end = j->N;
-  if (j->panels_per_task > 0) {
-    col_begin = task * j->panels_per_task * NR;
-    col_end = col_begin + j->panels_per_task * NR < j->N ? col_begin + j->panels_per_task * NR : j->N;
-  } else {
-    row_begin = task * j->rows_per_task;
-    row_end = row_begin + j->rows_per_task < j->M ? row_begin + j->rows_per_task : j->M;
+  int g0, g1, p0, p1;
+  share(j->row_groups, j->row_tasks, task / j->col_tasks, &g0, &g1);
+  share(j->panels, j->col_tasks, task % j->col_tasks, &p0, &p1);
+  if (j->pack_phase) {
+    /* Panels split over all tasks, so packing runs in parallel too. */
+    int q0, q1;
+    share(j->panels, j->row_tasks * j->col_tasks, task, &q0, &q1);
+    pack_b(j->tb, j->B, j->ldb, j->k0, j->kc, j->N, q0, q1, j->packed_b);
+    return;
   }
-  void (*kernel)(int, const float *, const float *, float *, int, int, int) =
-      j->avx2 ? kernel_avx2 : kernel_portable;
-  float *pa = reserve(&a_scratch, (size_t)(MC + MR) * KC);
+  micro_kernel kernel = j->avx2 ? kernel_avx2 : kernel_portable;
+  int first = j->k0 == 0;
+  int accumulate = !first || j->beta != 0.0f;
+  if (first && j->beta != 0.0f && j->beta != 1.0f) {
+    for (int i = g0 * MR; i < g1 * MR && i < j->M; ++i) {
+      float *row = j->C + (size_t)i * j->ldc;
+      for (int c = p0 * NR; c < p1 * NR && c < j->N; ++c) row[c] *= j->beta;
+    }
+  }
+  const float *bias = first ? j->bias : NULL;
+  const int groups_per_block = MC / MR;
+  float *pa = reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
   if (!pa) return;
-  for (int i0 = row_begin; i0 < row_end; i0 += MC) {
-    int mc = row_end - i0 < MC ? row_end - i0 : MC;
-    pack_a(j->ta, j->A, j->lda, i0, mc, j->k0, j->kc, pa);
-    for (int jp = col_begin; jp < col_end; jp += NR) {
-      int nr = j->N - jp < NR ? j->N - jp : NR;
-      const float *pb = j->packed_b + (size_t)(jp / NR) * j->kc * NR;
-      for (int ip = 0; ip < mc; ip += MR) {
-        int mr = mc - ip < MR ? mc - ip : MR;
-        kernel(j->kc, pa + (size_t)(ip / MR) * j->kc * MR, pb,
-               j->C + (size_t)(i0 + ip) * j->ldc + jp, j->ldc, mr, nr);
+  for (int gb = g0; gb < g1; gb += groups_per_block) {
+    int ge = gb + groups_per_block < g1 ? gb + groups_per_block : g1;
+    for (int g = gb; g < ge; ++g) {
+      int row = g * MR;
+      int mr = j->M - row < MR ? j->M - row : MR;
+      pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
+    }
+    for (int p = p0; p < p1; ++p) {
+      int col = p * NR;
+      int nr = j->N - col < NR ? j->N - col : NR;
+      const float *b;
+      long ldbk;
+      if (j->packed_b) {
+        b = j->packed_b + (size_t)p * j->kc * NR;
+        ldbk = NR;
+      } else {
+        b = j->B + (size_t)j->k0 * j->ldb + col;
+        ldbk = j->ldb;
+      }
+      for (int g = gb; g < ge; ++g) {
+        int row = g * MR;
+        int mr = j->M - row < MR ? j->M - row : MR;
+        kernel(j->kc, pa + (size_t)(g - gb) * MR * j->kc, 1, MR, b, ldbk, j->C + (size_t)row * j->ldc + col,
+               j->ldc, mr, nr, accumulate, bias ? bias + col : NULL);
       }
     }
   }
 }
 
-void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
-             const float *B, int ldb, float beta, float *C, int ldc) {
+void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc,
+                  const float *bias) {
   if (M <= 0 || N <= 0) return;
-  for (int i = 0; i < M; ++i) {
-    float *row = C + (size_t)i * ldc;
-    if (beta == 0.0f) {
-      memset(row, 0, (size_t)N * sizeof(float));
-    } else if (beta != 1.0f) {
-      for (int c = 0; c < N; ++c) row[c] *= beta;
+  if (K <= 0) {
+    for (int i = 0; i < M; ++i) {
+      float *row = C + (size_t)i * ldc;
+      for (int c = 0; c < N; ++c) row[c] = (beta == 0.0f ? 0.0f : beta * row[c]) + (bias ? bias[c] : 0.0f);
     }
+    return;
   }
-  if (K <= 0) return;
-  int panels = (N + NR - 1) / NR;
-  float *packed_b = reserve(&b_scratch, (size_t)panels * NR * KC);
-  if (!packed_b) return;
+  gemm_job job = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
+                  .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .avx2 = pk_has_avx2_fma()};
+  job.row_groups = (M + MR - 1) / MR;
+  job.panels = (N + NR - 1) / NR;
+  /* B is read in place when its rows hold NR-column panels whole. */
+  int pack = tb || N % NR != 0;
+  if (pack) {
+    job.packed_b = reserve(&b_scratch, (size_t)job.panels * NR * KC);
+    if (!job.packed_b) return;
+  }
+  /* One task per thread, split the way that balances best: rows for tall
+   * matrices, columns for short ones (decoding), where B is then shared. */
   int threads = pk_threads();
-  gemm_job job = {ta, tb, M, N, K, lda, ldb, ldc, A, B, C, packed_b, 0, 0, M, 0, pk_has_avx2_fma()};
-  int tasks = 1;
-  if ((double)M * N * K >= 200000.0 && threads > 1) {
-    if (M >= 4 * MC || panels < threads) {
-      /* Tall: split rows in multiples of MR. */
-      int per_task = (M + threads - 1) / threads;
-      per_task = (per_task + MR - 1) / MR * MR;
-      job.rows_per_task = per_task;
-      tasks = (M + per_task - 1) / per_task;
-    } else {
-      /* Short (decoding): split columns, so B is packed once and shared. */
-      job.panels_per_task = (panels + threads - 1) / threads;
-      tasks = (panels + job.panels_per_task - 1) / job.panels_per_task;
-    }
+  job.row_tasks = job.col_tasks = 1;
+  if ((double)M * N * K >= 100000.0 && threads > 1) {
+    int by_rows = job.row_groups >= threads ? threads : job.row_groups;
+    int by_cols = job.panels >= threads ? threads : job.panels;
+    /* Largest share in units of tiles, for each split. */
+    long rows_cost = (long)((job.row_groups + by_rows - 1) / by_rows) * job.panels;
+    long cols_cost = (long)((job.panels + by_cols - 1) / by_cols) * job.row_groups;
+    if (rows_cost <= cols_cost) job.row_tasks = by_rows;
+    else job.col_tasks = by_cols;
   }
+  int tasks = job.row_tasks * job.col_tasks;
   for (int k0 = 0; k0 < K; k0 += KC) {
     job.k0 = k0;
     job.kc = K - k0 < KC ? K - k0 : KC;
-    pack_b(tb, B, ldb, k0, job.kc, N, packed_b);
+    if (pack) {
+      job.pack_phase = 1;
+      pk_parallel_for(tasks, gemm_task, &job);
+      job.pack_phase = 0;
+    }
     pk_parallel_for(tasks, gemm_task, &job);
   }
+}
+
+void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc) {
+  pk_gemm_bias(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
 /* ------------------------------------------------------------ FMA peak */
@@ -378,12 +477,19 @@ static double seconds_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* 10 independent chains of 8 lanes hide the FMA latency; returns flops. */
+/* 10 independent chains of 8 lanes hide the FMA latency; returns flops.
+ * Each chain starts from its own value and passes an empty asm barrier
+ * every iteration: chains starting equal were merged into one by GCC (so an
+ * earlier version counted 10 FMAs where the CPU ran 1, latency-bound, and
+ * reported 1.25x the real peak). */
 __attribute__((target("avx2,fma"))) static double fma_loop_avx2(long iterations, float *sink) {
-  __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0;
-  __m256 a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+  __m256 a0 = _mm256_set1_ps(1.0f), a1 = _mm256_set1_ps(1.1f), a2 = _mm256_set1_ps(1.2f);
+  __m256 a3 = _mm256_set1_ps(1.3f), a4 = _mm256_set1_ps(1.4f), a5 = _mm256_set1_ps(1.5f);
+  __m256 a6 = _mm256_set1_ps(1.6f), a7 = _mm256_set1_ps(1.7f), a8 = _mm256_set1_ps(1.8f);
+  __m256 a9 = _mm256_set1_ps(1.9f);
   const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
   for (long i = 0; i < iterations; ++i) {
+    __asm__("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7), "+x"(a8), "+x"(a9));
     a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y);
     a2 = _mm256_fmadd_ps(a2, x, y); a3 = _mm256_fmadd_ps(a3, x, y);
     a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
@@ -400,7 +506,7 @@ __attribute__((target("avx2,fma"))) static double fma_loop_avx2(long iterations,
 
 static double fma_loop_portable(long iterations, float *sink) {
   float a[40];
-  for (int i = 0; i < 40; ++i) a[i] = 1.0f;
+  for (int i = 0; i < 40; ++i) a[i] = 1.0f + 0.01f * (float)i;
   for (long i = 0; i < iterations; ++i) {
     for (int k = 0; k < 40; ++k) a[k] = a[k] * 0.999999f + 1e-7f;
   }

@@ -12,8 +12,24 @@
 #include "prism_kernels.h"
 
 #include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__)
+/* The AVX2+FMA forms of the loops below are chosen per call (the caller's
+ * pk_has_avx2_fma(), carried into pool tasks in their job). */
+#define PK_AVX2 __attribute__((target("avx2,fma")))
+
+PK_AVX2 static inline float hsum8(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+#endif
 
 /* ---------------------------------------------------------------- layout */
 
@@ -203,7 +219,7 @@ static int make_acts(pk_model *m, int B, int T, acts *a) {
 
 /* ----------------------------------------------------------- primitives */
 
-PK_MULTIVERSION static void layernorm(const float *x, const float *w, const float *b,
+PK_MULTIVERSION static void layernorm_portable(const float *x, const float *w, const float *b,
                       float *y, float *mu, float *rs, size_t N, int D) {
   for (size_t n = 0; n < N; ++n) {
     const float *xn = x + n * D;
@@ -218,6 +234,48 @@ PK_MULTIVERSION static void layernorm(const float *x, const float *w, const floa
     if (mu) mu[n] = mean;
     if (rs) rs[n] = r;
   }
+}
+
+#if defined(__x86_64__)
+
+/* The same two-pass LayerNorm on 8 lanes, for D a multiple of 8. */
+PK_AVX2 static void layernorm_avx2(const float *x, const float *w, const float *b,
+                                                              float *y, float *mu, float *rs, size_t N, int D) {
+  for (size_t n = 0; n < N; ++n) {
+    const float *xn = x + n * D;
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < D; i += 8) s = _mm256_add_ps(s, _mm256_loadu_ps(xn + i));
+    float mean = hsum8(s) / D;
+    __m256 m = _mm256_set1_ps(mean), v = _mm256_setzero_ps();
+    for (int i = 0; i < D; i += 8) {
+      __m256 c = _mm256_sub_ps(_mm256_loadu_ps(xn + i), m);
+      v = _mm256_fmadd_ps(c, c, v);
+    }
+    float r = 1.0f / sqrtf(hsum8(v) / D + 1e-5f);
+    __m256 rv = _mm256_set1_ps(r);
+    float *yn = y + n * D;
+    for (int i = 0; i < D; i += 8) {
+      __m256 c = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xn + i), m), rv);
+      _mm256_storeu_ps(yn + i, _mm256_fmadd_ps(c, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+    if (mu) mu[n] = mean;
+    if (rs) rs[n] = r;
+  }
+}
+#endif
+
+/* y = LayerNorm(x) row by row (eps 1e-5), keeping each row's mean and
+ * 1/std when mu / rs are given; the kernels `avx2` chooses. */
+static void layernorm(const float *x, const float *w, const float *b, float *y, float *mu, float *rs,
+                      size_t N, int D, int avx2) {
+#if defined(__x86_64__)
+  if (avx2 && D % 8 == 0) {
+    layernorm_avx2(x, w, b, y, mu, rs, N, D);
+    return;
+  }
+#endif
+  (void)avx2;
+  layernorm_portable(x, w, b, y, mu, rs, N, D);
 }
 
 /* dx += LN backward; dw, db accumulate. */
@@ -247,7 +305,7 @@ PK_MULTIVERSION static void layernorm_backward(const float *dy, const float *x, 
 
 #define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
 
-PK_MULTIVERSION static void gelu(const float *x, float *y, size_t n) {
+static void gelu_portable(const float *x, float *y, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     float v = x[i];
     y[i] = 0.5f * v * (1.0f + pk_tanhf(GELU_C * (v + 0.044715f * v * v * v)));
@@ -255,7 +313,7 @@ PK_MULTIVERSION static void gelu(const float *x, float *y, size_t n) {
 }
 
 /* dx = dy · gelu'(x), in place on dy. */
-PK_MULTIVERSION static void gelu_backward(const float *x, float *d, size_t n) {
+static void gelu_backward_portable(const float *x, float *d, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     float v = x[i];
     float th = pk_tanhf(GELU_C * (v + 0.044715f * v * v * v));
@@ -264,9 +322,81 @@ PK_MULTIVERSION static void gelu_backward(const float *x, float *d, size_t n) {
   }
 }
 
-/* Rows of y set to the bias (before a gemm with beta = 1). */
-static void fill_bias(float *y, const float *bias, size_t N, int width) {
-  for (size_t n = 0; n < N; ++n) memcpy(y + n * width, bias, (size_t)width * sizeof(float));
+#if defined(__x86_64__)
+/* e^x on 8 lanes, the same method as pk_expf (round to nearest instead of
+ * half away from zero: the same accuracy). */
+PK_AVX2 static inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145752f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.42860677e-6f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+}
+
+/* tanh(c (v + 0.044715 v³)) on 8 lanes, as 1 - 2 / (e^(2u) + 1). */
+PK_AVX2 static inline __m256 gelu_tanh8(__m256 v) {
+  __m256 u = _mm256_mul_ps(_mm256_set1_ps(GELU_C),
+                           _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v), _mm256_mul_ps(v, v), v));
+  __m256 e = exp8(_mm256_add_ps(u, u));
+  return _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+}
+
+PK_AVX2 static void gelu_avx2(const float *x, float *y, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256 t = gelu_tanh8(v);
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(_mm256_set1_ps(1.0f), t)));
+  }
+  gelu_portable(x + i, y + i, n - i);
+}
+
+PK_AVX2 static void gelu_backward_avx2(const float *x, float *d, size_t n) {
+  size_t i = 0;
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256 t = gelu_tanh8(v);
+    __m256 slope = _mm256_mul_ps(_mm256_set1_ps(GELU_C),
+                                 _mm256_fmadd_ps(_mm256_set1_ps(3.0f * 0.044715f), _mm256_mul_ps(v, v), one));
+    __m256 dth = _mm256_mul_ps(_mm256_fnmadd_ps(t, t, one), slope);
+    __m256 g = _mm256_fmadd_ps(_mm256_mul_ps(half, v), dth, _mm256_mul_ps(half, _mm256_add_ps(one, t)));
+    _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(d + i), g));
+  }
+  gelu_backward_portable(x + i, d + i, n - i);
+}
+#endif
+
+/* y = gelu(x) (tanh form) with the kernels `avx2` chooses. */
+static void gelu(const float *x, float *y, size_t n, int avx2) {
+#if defined(__x86_64__)
+  if (avx2) {
+    gelu_avx2(x, y, n);
+    return;
+  }
+#endif
+  (void)avx2;
+  gelu_portable(x, y, n);
+}
+
+static void gelu_backward(const float *x, float *d, size_t n, int avx2) {
+#if defined(__x86_64__)
+  if (avx2) {
+    gelu_backward_avx2(x, d, n);
+    return;
+  }
+#endif
+  (void)avx2;
+  gelu_backward_portable(x, d, n);
 }
 
 static void column_sums(const float *d, float *out, size_t N, int width) {
@@ -283,21 +413,22 @@ typedef struct rows_job {
   size_t N;
   int D;
   int chunk;
+  int avx2; /* the caller's kernel choice */
 } rows_job;
 
 static void layernorm_chunk(void *ctx, int task) {
   rows_job *j = ctx;
   size_t begin = (size_t)task * j->chunk, end = begin + j->chunk < j->N ? begin + j->chunk : j->N;
   layernorm(j->x + begin * j->D, j->w, j->b, j->y + begin * j->D, j->mu ? j->mu + begin : NULL,
-            j->rs ? j->rs + begin : NULL, end - begin, j->D);
+            j->rs ? j->rs + begin : NULL, end - begin, j->D, j->avx2);
 }
 
 static void parallel_layernorm(const float *x, const float *w, const float *b, float *y, float *mu,
                                float *rs, size_t N, int D) {
-  rows_job job = {.x = x, .w = w, .b = b, .y = y, .mu = mu, .rs = rs, .N = N, .D = D};
+  rows_job job = {.x = x, .w = w, .b = b, .y = y, .mu = mu, .rs = rs, .N = N, .D = D, .avx2 = pk_has_avx2_fma()};
   job.chunk = (int)((N + 7) / 8);
   if (N < 256) {
-    layernorm(x, w, b, y, mu, rs, N, D);
+    layernorm(x, w, b, y, mu, rs, N, D, job.avx2);
     return;
   }
   pk_parallel_for((int)((N + job.chunk - 1) / job.chunk), layernorm_chunk, &job);
@@ -307,17 +438,18 @@ static void gelu_chunk(void *ctx, int task) {
   rows_job *j = ctx;
   size_t begin = (size_t)task * j->chunk, end = begin + j->chunk < j->N ? begin + j->chunk : j->N;
   if (j->dx) {
-    gelu_backward(j->x + begin, j->dx + begin, end - begin);
+    gelu_backward(j->x + begin, j->dx + begin, end - begin, j->avx2);
   } else {
-    gelu(j->x + begin, j->y + begin, end - begin);
+    gelu(j->x + begin, j->y + begin, end - begin, j->avx2);
   }
 }
 
 /* y = gelu(x), or with dx: dx *= gelu'(x); over n elements. */
 static void parallel_gelu(const float *x, float *y, float *dx, size_t n) {
-  rows_job job = {.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)((n + 7) / 8)};
+  int avx2 = pk_has_avx2_fma();
+  rows_job job = {.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = avx2};
   if (n < 65536) {
-    gelu_chunk(&(rows_job){.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)n}, 0);
+    gelu_chunk(&(rows_job){.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)n, .avx2 = avx2}, 0);
     return;
   }
   pk_parallel_for((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
@@ -331,11 +463,107 @@ typedef struct att_job {
   float *dqkv;
   const float *dao;
   int B, T, H, D;
+  int avx2; /* the caller's kernel choice */
 } att_job;
+
+#if defined(__x86_64__)
+/* Vector forms of the attention loops for head sizes that are multiples of
+ * 8: dot products as 8-lane FMAs (the scalar ones are a chain of dependent
+ * adds), the softmax with exp8. */
+
+
+PK_AVX2 static inline float dot8(const float *a, const float *b, int n) {
+  __m256 acc0 = _mm256_mul_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b));
+  __m256 acc1 = _mm256_setzero_ps();
+  int e = 8;
+  for (; e + 16 <= n; e += 16) {
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + e), _mm256_loadu_ps(b + e), acc1);
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + e + 8), _mm256_loadu_ps(b + e + 8), acc0);
+  }
+  if (e < n) acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + e), _mm256_loadu_ps(b + e), acc1);
+  return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+/* y[0:n] += alpha · x[0:n] */
+PK_AVX2 static inline void axpy8(float alpha, const float *x, float *y, int n) {
+  __m256 a = _mm256_set1_ps(alpha);
+  for (int e = 0; e < n; e += 8) _mm256_storeu_ps(y + e, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + e), _mm256_loadu_ps(y + e)));
+}
+
+/* p[0:n] = exp(p - max p); returns the sum. */
+PK_AVX2 static float softmax_unnormalised8(float *p, int n) {
+  float maxv = -INFINITY;
+  for (int s = 0; s < n; ++s) maxv = p[s] > maxv ? p[s] : maxv;
+  __m256 m = _mm256_set1_ps(maxv), sum = _mm256_setzero_ps();
+  int s = 0;
+  for (; s + 8 <= n; s += 8) {
+    __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + s), m));
+    _mm256_storeu_ps(p + s, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float total = hsum8(sum);
+  for (; s < n; ++s) {
+    p[s] = pk_expf(p[s] - maxv);
+    total += p[s];
+  }
+  return total;
+}
+
+PK_AVX2 __attribute__((noinline)) static void attention_task_avx2(att_job *j, int task) {
+  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  float scale = 1.0f / sqrtf((float)E);
+  const float *base = j->qkv + (size_t)b * T * 3 * D + h * E;
+  for (int t = 0; t < T; ++t) {
+    const float *q = base + (size_t)t * 3 * D;
+    float *p = j->att + (((size_t)b * j->H + h) * T + t) * T;
+    for (int s = 0; s <= t; ++s) p[s] = dot8(q, base + (size_t)s * 3 * D + D, E) * scale;
+    float inv = 1.0f / softmax_unnormalised8(p, t + 1);
+    float *o = j->ao + ((size_t)b * T + t) * D + h * E;
+    memset(o, 0, (size_t)E * sizeof(float));
+    for (int s = 0; s <= t; ++s) {
+      p[s] *= inv;
+      axpy8(p[s], base + (size_t)s * 3 * D + 2 * D, o, E);
+    }
+    for (int s = t + 1; s < T; ++s) p[s] = 0;
+  }
+}
+
+PK_AVX2 __attribute__((noinline)) static void attention_backward_task_avx2(att_job *j, int task) {
+  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  float scale = 1.0f / sqrtf((float)E);
+  float dp[1024];
+  const float *base = j->qkv + (size_t)b * T * 3 * D + h * E;
+  float *dbase = j->dqkv + (size_t)b * T * 3 * D + h * E;
+  for (int t = 0; t < T; ++t) {
+    const float *p = j->att + (((size_t)b * j->H + h) * T + t) * T;
+    const float *dout = j->dao + ((size_t)b * T + t) * D + h * E;
+    const float *q = base + (size_t)t * 3 * D;
+    float *dq = dbase + (size_t)t * 3 * D;
+    float dot_pd = 0;
+    for (int s = 0; s <= t; ++s) {
+      float d = dot8(dout, base + (size_t)s * 3 * D + 2 * D, E);
+      axpy8(p[s], dout, dbase + (size_t)s * 3 * D + 2 * D, E);
+      dp[s] = d;
+      dot_pd += p[s] * d;
+    }
+    for (int s = 0; s <= t; ++s) {
+      float ds = p[s] * (dp[s] - dot_pd) * scale;
+      axpy8(ds, base + (size_t)s * 3 * D + D, dq, E);
+      axpy8(ds, q, dbase + (size_t)s * 3 * D + D, E);
+    }
+  }
+}
+#endif
 
 /* One (b, h): causal softmax(q kᵀ / sqrt(E)) v. */
 PK_MULTIVERSION static void attention_task(void *ctx, int task) {
   att_job *j = ctx;
+#if defined(__x86_64__)
+  if (j->avx2 && (j->D / j->H) % 8 == 0) {
+    attention_task_avx2(j, task);
+    return;
+  }
+#endif
   int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
   float scale = 1.0f / sqrtf((float)E);
   for (int t = 0; t < T; ++t) {
@@ -368,6 +596,12 @@ PK_MULTIVERSION static void attention_task(void *ctx, int task) {
 
 PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
   att_job *j = ctx;
+#if defined(__x86_64__)
+  if (j->avx2 && (j->D / j->H) % 8 == 0) {
+    attention_backward_task_avx2(j, task);
+    return;
+  }
+#endif
   int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
   float scale = 1.0f / sqrtf((float)E);
   float dp[1024];
@@ -426,23 +660,17 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     const pk_layer_offsets *o = &m->lay.layer[l];
     layer_acts *la = &a->layer[l];
     parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
-    fill_bias(la->qkv, w + o->qkv_b, N, 3 * D);
-    pk_gemm(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 1.0f, la->qkv, 3 * D);
-    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, B, T, d.heads, D};
+    pk_gemm_bias(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 0.0f, la->qkv, 3 * D, w + o->qkv_b);
+    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, B, T, d.heads, D, pk_has_avx2_fma()};
     pk_parallel_for(B * d.heads, attention_task, &job);
-    for (size_t n = 0; n < N; ++n) {
-      for (int i = 0; i < D; ++i) la->xm[n * D + i] = la->x[n * D + i] + w[o->proj_b + i];
-    }
-    pk_gemm(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D);
+    memcpy(la->xm, la->x, N * D * sizeof(float));
+    pk_gemm_bias(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D, w + o->proj_b);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
-    fill_bias(la->fc, w + o->fc_b, N, F);
-    pk_gemm(0, 0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, 1.0f, la->fc, F);
+    pk_gemm_bias(0, 0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, 0.0f, la->fc, F, w + o->fc_b);
     parallel_gelu(la->fc, la->ge, NULL, N * F);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
-    for (size_t n = 0; n < N; ++n) {
-      for (int i = 0; i < D; ++i) next[n * D + i] = la->xm[n * D + i] + w[o->fcp_b + i];
-    }
-    pk_gemm(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, 1.0f, next, D);
+    memcpy(next, la->xm, N * D * sizeof(float));
+    pk_gemm_bias(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, 1.0f, next, D, w + o->fcp_b);
   }
   parallel_layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
   pk_gemm(0, 0, (int)N, V, D, a->lnf, D, w + m->lay.head_w, V, 0.0f, a->logits, V);
@@ -550,7 +778,7 @@ static int backward_pass(pk_model *m, const int32_t *tokens, const uint32_t *len
     pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
     float *dqkv = dbig;
     memset(dqkv, 0, N * 3 * D * sizeof(float));
-    att_job job = {la->qkv, la->att, NULL, dqkv, dao, rows, T, d.heads, D};
+    att_job job = {la->qkv, la->att, NULL, dqkv, dao, rows, T, d.heads, D, pk_has_avx2_fma()};
     pk_parallel_for(rows * d.heads, attention_backward_task, &job);
     pk_gemm(1, 0, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D);
     column_sums(dqkv, g + o->qkv_b, N, 3 * D);
@@ -591,6 +819,7 @@ typedef struct decode_job {
   int layer;
   const float *qkv; /* [B][3D] of the new tokens */
   float *ao;        /* [B][D] */
+  int avx2;         /* the caller's kernel choice */
 } decode_job;
 
 static float *cache_at(pk_model *m, float *cache, int l, int b, int t) {
@@ -598,9 +827,31 @@ static float *cache_at(pk_model *m, float *cache, int l, int b, int t) {
   return cache + (((size_t)l * m->dec_rows + b) * m->d.max_len + t) * D;
 }
 
+#if defined(__x86_64__)
+PK_AVX2 __attribute__((noinline)) static void decode_attention_task_avx2(decode_job *j, int task) {
+  pk_model *m = j->m;
+  int H = m->d.heads, D = m->d.d_model, E = D / H;
+  int b = task / H, h = task % H, pos = m->positions[b];
+  float scale = 1.0f / sqrtf((float)E);
+  float p[1024];
+  const float *q = j->qkv + (size_t)b * 3 * D + h * E;
+  for (int s = 0; s <= pos; ++s) p[s] = dot8(q, cache_at(m, m->kcache, j->layer, b, s) + h * E, E) * scale;
+  float inv = 1.0f / softmax_unnormalised8(p, pos + 1);
+  float *o = j->ao + (size_t)b * D + h * E;
+  memset(o, 0, (size_t)E * sizeof(float));
+  for (int s = 0; s <= pos; ++s) axpy8(p[s] * inv, cache_at(m, m->vcache, j->layer, b, s) + h * E, o, E);
+}
+#endif
+
 PK_MULTIVERSION static void decode_attention_task(void *ctx, int task) {
   decode_job *j = ctx;
   pk_model *m = j->m;
+#if defined(__x86_64__)
+  if (j->avx2 && (m->d.d_model / m->d.heads) % 8 == 0) {
+    decode_attention_task_avx2(j, task);
+    return;
+  }
+#endif
   int H = m->d.heads, D = m->d.d_model, E = D / H;
   int b = task / H, h = task % H, pos = m->positions[b];
   float scale = 1.0f / sqrtf((float)E);
@@ -679,6 +930,7 @@ static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
     if (m->positions[b] >= d.max_len) return -3;
   }
   const float *w = m->params;
+  int avx2 = pk_has_avx2_fma();
   size_t need = (size_t)B * (4 * D + 3 * D + 2 * F);
   float *buf = malloc(need * sizeof(float));
   if (!buf) return -1;
@@ -693,29 +945,23 @@ static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
   }
   for (int l = 0; l < d.layers; ++l) {
     const pk_layer_offsets *o = &m->lay.layer[l];
-    layernorm(x, w + o->ln1_w, w + o->ln1_b, ln, NULL, NULL, B, D);
-    fill_bias(qkv, w + o->qkv_b, B, 3 * D);
-    pk_gemm(0, 0, B, 3 * D, D, ln, D, w + o->qkv_w, 3 * D, 1.0f, qkv, 3 * D);
+    layernorm(x, w + o->ln1_w, w + o->ln1_b, ln, NULL, NULL, B, D, avx2);
+    pk_gemm_bias(0, 0, B, 3 * D, D, ln, D, w + o->qkv_w, 3 * D, 0.0f, qkv, 3 * D, w + o->qkv_b);
     for (int b = 0; b < B; ++b) {
       memcpy(cache_at(m, m->kcache, l, b, m->positions[b]), qkv + (size_t)b * 3 * D + D, D * sizeof(float));
       memcpy(cache_at(m, m->vcache, l, b, m->positions[b]), qkv + (size_t)b * 3 * D + 2 * D, D * sizeof(float));
     }
-    decode_job job = {m, l, qkv, ao};
+    decode_job job = {m, l, qkv, ao, avx2};
     pk_parallel_for(B * d.heads, decode_attention_task, &job);
-    for (int n = 0; n < B; ++n) {
-      for (int i = 0; i < D; ++i) xm[(size_t)n * D + i] = x[(size_t)n * D + i] + w[o->proj_b + i];
-    }
-    pk_gemm(0, 0, B, D, D, ao, D, w + o->proj_w, D, 1.0f, xm, D);
-    layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, B, D);
-    fill_bias(fc, w + o->fc_b, B, F);
-    pk_gemm(0, 0, B, F, D, ln, D, w + o->fc_w, F, 1.0f, fc, F);
-    gelu(fc, ge, (size_t)B * F);
-    for (int n = 0; n < B; ++n) {
-      for (int i = 0; i < D; ++i) x[(size_t)n * D + i] = xm[(size_t)n * D + i] + w[o->fcp_b + i];
-    }
-    pk_gemm(0, 0, B, D, F, ge, F, w + o->fcp_w, D, 1.0f, x, D);
+    memcpy(xm, x, (size_t)B * D * sizeof(float));
+    pk_gemm_bias(0, 0, B, D, D, ao, D, w + o->proj_w, D, 1.0f, xm, D, w + o->proj_b);
+    layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, B, D, avx2);
+    pk_gemm_bias(0, 0, B, F, D, ln, D, w + o->fc_w, F, 0.0f, fc, F, w + o->fc_b);
+    gelu(fc, ge, (size_t)B * F, avx2);
+    memcpy(x, xm, (size_t)B * D * sizeof(float));
+    pk_gemm_bias(0, 0, B, D, F, ge, F, w + o->fcp_w, D, 1.0f, x, D, w + o->fcp_b);
   }
-  layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, B, D);
+  layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, B, D, avx2);
   pk_gemm(0, 0, B, V, D, ln, D, w + m->lay.head_w, V, 0.0f, logits, V);
   for (int b = 0; b < B; ++b) m->positions[b]++;
   free(buf);

@@ -35,6 +35,13 @@ int pk_threads(void);
  * trans_a (then A is stored [K][M]); likewise B. lda/ldb/ldc are row strides. */
 void pk_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A,
              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* pk_gemm plus a row vector: C = op(A)·op(B) + beta·C + bias, bias [N]
+ * (NULL: none) added in the same pass over C. Each element of C is computed
+ * by one thread in a fixed order, so results do not depend on the thread
+ * count. */
+void pk_gemm_bias(int trans_a, int trans_b, int M, int N, int K,
+                  const float *A, int lda, const float *B, int ldb, float beta,
+                  float *C, int ldc, const float *bias);
 
 /* The measured peak of single-precision FMA, in GFLOP/s, with `threads`
  * threads each running independent AVX2 FMA chains (or portable
