@@ -247,7 +247,9 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             return PRISM_OK
         }
     },
-    tokenize_prompt: nil
+    tokenize_prompt: nil,
+    logprobs_keep: nil,
+    backward_kept: nil
 ))
 
 private nonisolated(unsafe) let rewardTable = immortal(prism_reward_v1(

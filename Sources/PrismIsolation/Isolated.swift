@@ -110,6 +110,16 @@ public final class IsolatedBackend: ComputeBackend {
         var reader = try channel.call("tokenize_prompt") { $0.string(text) }
         return try reader.bool() ? try reader.array(Int32.self) : nil
     }
+    public func logprobsKeepingPass(_ batch: TokenBatch, temperature: Float) throws -> [Float]? {
+        var reader = try channel.call("logprobs_keep") {
+            try $0.tokenBatch(batch)
+            $0.double(Double(temperature))
+        }
+        return try reader.bool() ? try reader.array(Float.self) : nil
+    }
+    public func backwardKeptPass(gradLogprobs: [Float]) throws {
+        _ = try channel.call("backward_kept") { try $0.array(gradLogprobs) }
+    }
     public func detokenize(_ tokens: [Int32]) throws -> String {
         var reader = try channel.call("detokenize") { try $0.array(tokens) }
         return try reader.string()

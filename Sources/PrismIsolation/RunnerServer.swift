@@ -143,6 +143,12 @@ public enum RunnerServer {
                         let batch = try reader.tokenBatch()
                         let temperature = Float(try reader.double())
                         try backend.backward(batch, temperature: temperature, gradLogprobs: try reader.array(Float.self))
+                    case "logprobs_keep":
+                        let batch = try reader.tokenBatch()
+                        let out = try backend.logprobsKeepingPass(batch, temperature: Float(try reader.double()))
+                        writer.bool(out != nil)
+                        if let out { try writer.array(out) }
+                    case "backward_kept": try backend.backwardKeptPass(gradLogprobs: try reader.array(Float.self))
                     case "optimizer_step": writer.double(try backend.optimizerStep(try reader.optimizerStep()))
                     case "zero_grad": try backend.zeroGrad()
                     case "snapshot_reference": try backend.snapshotReference()

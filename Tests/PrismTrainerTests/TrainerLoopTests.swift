@@ -196,6 +196,98 @@ struct TrainerLoopTests {
         #expect(four["tokens"] == once["tokens"] && split["tokens"] == once["tokens"])
     }
 
+    /// The backend calls an update makes, by name, around a real backend;
+    /// `keeps: false` hides the kept pass (a backend before ABI 1.5).
+    final class CountingBackend: ComputeBackend {
+        let inner: any ComputeBackend
+        let keeps: Bool
+        var calls: [String: Int] = [:]
+        var logprobRows: [Int] = []
+        init(_ inner: any ComputeBackend, keeps: Bool) {
+            self.inner = inner
+            self.keeps = keeps
+        }
+        private func count(_ name: String) { calls[name, default: 0] += 1 }
+        func info() throws -> BackendInfo { try inner.info() }
+        func tokenize(_ text: String) throws -> [Int32] { try inner.tokenize(text) }
+        func tokenizePrompt(_ text: String) throws -> [Int32]? { try inner.tokenizePrompt(text) }
+        func detokenize(_ tokens: [Int32]) throws -> String { try inner.detokenize(tokens) }
+        func beginDecoding(_ prompts: TokenBatch) throws -> [Float] { try inner.beginDecoding(prompts) }
+        func decodeStep(_ tokens: [Int32]) throws -> [Float] { try inner.decodeStep(tokens) }
+        func logprobs(_ batch: TokenBatch, model: ModelKind, temperature: Float) throws -> [Float] {
+            count(model == .policy ? "logprobs" : "logprobs(reference)")
+            logprobRows.append(batch.rows)
+            return try inner.logprobs(batch, model: model, temperature: temperature)
+        }
+        func backward(_ batch: TokenBatch, temperature: Float, gradLogprobs: [Float]) throws {
+            count("backward")
+            try inner.backward(batch, temperature: temperature, gradLogprobs: gradLogprobs)
+        }
+        func logprobsKeepingPass(_ batch: TokenBatch, temperature: Float) throws -> [Float]? {
+            guard keeps else { return nil }
+            count("logprobs_keep")
+            return try inner.logprobsKeepingPass(batch, temperature: temperature)
+        }
+        func backwardKeptPass(gradLogprobs: [Float]) throws {
+            count("backward_kept")
+            try inner.backwardKeptPass(gradLogprobs: gradLogprobs)
+        }
+        func optimizerStep(_ step: OptimizerStep) throws -> Double {
+            count("optimizer_step")
+            return try inner.optimizerStep(step)
+        }
+        func zeroGrad() throws { try inner.zeroGrad() }
+        func snapshotReference() throws { try inner.snapshotReference() }
+        func save(to path: String) throws { try inner.save(to: path) }
+        func load(from path: String) throws { try inner.load(from: path) }
+    }
+
+    /// No wasted forward: with the kept pass (ABI 1.5) an update at μ = 1 is
+    /// one forward and one backward per minibatch, the old log-probs cost
+    /// nothing (generation's with several minibatches), reference log-probs
+    /// are asked only with KL; the weights end bit for bit where the
+    /// fallback (log-probs, then a backward with its own forward) puts them.
+    @Test func anUpdateSpendsOneForwardPerMinibatch() throws {
+        let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer")).instantiate().rewardFunction()
+        let problems = ArithmeticTask(terms: 3...3, digits: 1...1).examples(count: 16, seed: 9)
+        func step(keeps: Bool, updates: Int = 1, minibatches: Int = 1, kl: Double = 0)
+            throws -> (StepMetrics, CountingBackend, [Float])
+        {
+            let plain = try Self.policy()
+            let backend = CountingBackend(plain.backend, keeps: keeps)
+            let policy = try Policy(backend: backend, sampler: plain.sampler, temperature: 1)
+            var settings = GRPOSettings()
+            settings.groupSize = 4
+            settings.promptsPerStep = 4
+            settings.maxNewTokens = 12
+            settings.strategy = try StrategyRegistry.builtIn.descriptor("nsr")!.strategy()
+            settings.optimizer = OptimizerStep(learningRate: 0.05)
+            settings.updatesPerBatch = updates
+            settings.minibatches = minibatches
+            settings.loss.klBeta = kl
+            let grpo = GRPOStep(policy: policy, reward: reward, judge: nil, settings: settings)
+            let metrics = try Self.run(grpo, problems, seed: 2).0
+            let probe = TokenBatch(sequences: [[1, 4, 5, 6, 7, 8]], pad: 0)
+            return (metrics, backend, try plain.backend.logprobs(probe, model: .policy, temperature: 1))
+        }
+        let (fused, fusedCalls, fusedAfter) = try step(keeps: true)
+        #expect(fusedCalls.calls == ["logprobs_keep": 1, "backward_kept": 1, "optimizer_step": 1], "\(fusedCalls.calls)")
+        #expect(fused["ratio/mean"] == 1 && fused["loss/approx_kl"] == 0)
+        let (fallback, fallbackCalls, fallbackAfter) = try step(keeps: false)
+        #expect(fallbackCalls.calls == ["logprobs": 1, "backward": 1, "optimizer_step": 1], "\(fallbackCalls.calls)")
+        #expect(fusedAfter == fallbackAfter && fused["loss"] == fallback["loss"] && fused["grad_norm"] == fallback["grad_norm"])
+        // Two minibatches: each one forward; the old log-probs from generation, never a forward of the whole batch.
+        let (split, splitCalls, _) = try step(keeps: true, minibatches: 2)
+        #expect(splitCalls.calls == ["logprobs_keep": 2, "backward_kept": 2, "optimizer_step": 2], "\(splitCalls.calls)")
+        #expect(split["ratio/mean"]! > 0.99 && split["ratio/mean"]! < 1.01 && split["loss/approx_kl"]! > 0)
+        // μ = 2: the old log-probs need one forward of the batch, before the first update.
+        let (_, twiceCalls, _) = try step(keeps: true, updates: 2)
+        #expect(twiceCalls.calls == ["logprobs": 1, "logprobs_keep": 2, "backward_kept": 2, "optimizer_step": 2], "\(twiceCalls.calls)")
+        // KL on: the reference's log-probs, once.
+        let (_, klCalls, _) = try step(keeps: true, kl: 0.04)
+        #expect(klCalls.calls["logprobs(reference)"] == 1 && klCalls.calls["logprobs"] == nil, "\(klCalls.calls)")
+    }
+
     /// A strategy plugin that fails is counted and the step goes on: a failed
     /// judge question leaves the group unjudged, a failed disposition drops
     /// the group, failed or non-finite advantages skip the update.

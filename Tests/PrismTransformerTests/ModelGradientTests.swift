@@ -109,6 +109,37 @@ struct ModelGradientTests {
         print("gradient check, largest relative error per tensor:\n  " + report.joined(separator: "\n  "))
     }
 
+    /// The kept pass (ABI 1.5) gives the log-probs and the gradient of a
+    /// separate log-probs call and backward, bit for bit; any other pass
+    /// discards it.
+    @Test func theKeptPassEqualsLogprobsThenBackward() {
+        let dims = pk_dims(vocab: 11, d_model: 16, layers: 2, heads: 2, d_ff: 32, max_len: 12)
+        let model = Self.model(dims, seed: 13)
+        defer { pk_model_free(model) }
+        let rows = 3, stride = 12, count = Int(pk_make_layout(dims).total)
+        var rng = RandomState(seed: 4)
+        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 11) }
+        let lengths: [UInt32] = [12, 7, 9]
+        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
+        var separate = [Float](repeating: 0, count: rows * stride), kept = separate
+        pk_grads(model)!.update(repeating: 0, count: count)
+        #expect(pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.8, &separate) == 0)
+        #expect(pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.8, grad) == 0)
+        let separateGrad = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
+        pk_grads(model)!.update(repeating: 0, count: count)
+        #expect(pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), 0.8, &kept) == 0)
+        #expect(pk_backward_kept(model, grad) == 0)
+        #expect(kept == separate)
+        #expect(Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count)) == separateGrad)
+        #expect(separateGrad.contains { $0 != 0 })
+        // Released after use; discarded by another forward pass.
+        #expect(pk_backward_kept(model, grad) == -2)
+        #expect(pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), 0.8, &kept) == 0)
+        var other = separate
+        #expect(pk_logprobs(model, 1, tokens, lengths, Int32(rows), Int32(stride), 0.8, &other) == 0)
+        #expect(pk_backward_kept(model, grad) == -2)
+    }
+
     /// A tied head: the gradient of the one shared matrix (reported on
     /// `wte`, the head's copy getting none) against finite differences that
     /// move the embedding and the head together; after an AdamW step the

@@ -130,7 +130,9 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
         TorchWorker.call(raw) { w in
             writeTokens(ids(try w.call("tokenize_prompt", ["text": text.string])), to: out, capacity: capacity, count: count)
         }
-    }
+    },
+    logprobs_keep: nil,
+    backward_kept: nil
 ))
 
 private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(

@@ -91,6 +91,14 @@ struct pk_model {
   int dec_rows;
   int portable; /* kernel choice, applied around each pass */
   int tied;     /* LM head = wte transposed (kept as a synced copy) */
+  /* The pass pk_logprobs_keep kept (its activations are `acts`) for
+   * pk_backward_kept: the batch it ran on; kept = 0 once anything else ran
+   * a forward pass or changed the weights. */
+  int kept, kept_rows, kept_stride;
+  float kept_temperature;
+  int32_t *kept_tokens;
+  uint32_t *kept_lengths;
+  size_t kept_cap;
 };
 
 void pk_model_use_portable(pk_model *m, int portable) { m->portable = portable; }
@@ -147,8 +155,12 @@ void pk_model_free(pk_model *m) {
   free(m->kcache);
   free(m->vcache);
   free(m->positions);
+  free(m->kept_tokens);
+  free(m->kept_lengths);
   free(m);
 }
+
+void pk_model_discard_kept(pk_model *m) { m->kept = 0; }
 
 float *pk_params(pk_model *m) { return m->params; }
 float *pk_reference(pk_model *m) { return m->ref; }
@@ -641,6 +653,7 @@ PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
 static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
                    int T, acts *a) {
   const pk_dims d = m->d;
+  m->kept = 0; /* the activations are about to be overwritten */
   if (T > d.max_len || T > 1024) return -1;
   if (make_acts(m, B, T, a)) return -1;
   size_t N = (size_t)B * T;
@@ -693,29 +706,81 @@ static int logits_pass(pk_model *m, const int32_t *tokens, int rows, int stride,
   return 0;
 }
 
-static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
-                const uint32_t *lengths, int rows, int stride,
-                float temperature, float *out) {
-  acts a;
-  if (forward(m, reference ? m->ref : m->params, tokens, rows, stride, &a)) return -1;
+/* out[r][t] from the logits of a forward pass (the ABI's convention). */
+static void logprobs_from(const pk_model *m, const acts *a, const int32_t *tokens, const uint32_t *lengths,
+                          int rows, int stride, float temperature, float *out) {
   int V = m->d.vocab;
   for (int r = 0; r < rows; ++r) {
     for (int t = 0; t < stride; ++t) {
       size_t n = (size_t)r * stride + t;
       out[n] = (t >= 1 && t < (int)lengths[r])
-                   ? log_prob(a.logits + (n - 1) * V, V, temperature, tokens[n])
+                   ? log_prob(a->logits + (n - 1) * V, V, temperature, tokens[n])
                    : 0.0f;
     }
   }
+}
+
+static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
+                const uint32_t *lengths, int rows, int stride,
+                float temperature, float *out) {
+  acts a;
+  if (forward(m, reference ? m->ref : m->params, tokens, rows, stride, &a)) return -1;
+  logprobs_from(m, &a, tokens, lengths, rows, stride, temperature, out);
+  return 0;
+}
+
+/* The policy's log-probs, keeping the pass (activations and batch) for
+ * backward_kept_pass. */
+static int logprobs_keep_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
+                              int rows, int stride, float temperature, float *out) {
+  acts a;
+  if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
+  logprobs_from(m, &a, tokens, lengths, rows, stride, temperature, out);
+  size_t count = (size_t)rows * stride;
+  if (count > m->kept_cap || (size_t)rows > m->kept_cap) {
+    size_t cap = count > (size_t)rows ? count : (size_t)rows;
+    free(m->kept_tokens);
+    free(m->kept_lengths);
+    m->kept_tokens = malloc(cap * sizeof(int32_t));
+    m->kept_lengths = malloc(cap * sizeof(uint32_t));
+    m->kept_cap = m->kept_tokens && m->kept_lengths ? cap : 0;
+    if (!m->kept_cap) return -1;
+  }
+  memcpy(m->kept_tokens, tokens, count * sizeof(int32_t));
+  memcpy(m->kept_lengths, lengths, (size_t)rows * sizeof(uint32_t));
+  m->kept_rows = rows;
+  m->kept_stride = stride;
+  m->kept_temperature = temperature;
+  m->kept = 1;
   return 0;
 }
 
 /* -------------------------------------------------------------- backward */
 
+static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint32_t *lengths,
+                         int rows, int stride, float temperature, const float *grad);
+
 static int backward_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                 int rows, int stride, float temperature, const float *grad) {
   acts a;
   if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
+  return backward_from(m, a, tokens, lengths, rows, stride, temperature, grad);
+}
+
+/* Back-propagation through the kept pass; -2 when none is kept. */
+static int backward_kept_pass(pk_model *m, const float *grad) {
+  if (!m->kept) return -2;
+  m->kept = 0;
+  acts a;
+  /* The same sizes carve the same buffer: the kept activations. */
+  if (make_acts(m, m->kept_rows, m->kept_stride, &a)) return -1;
+  return backward_from(m, a, m->kept_tokens, m->kept_lengths, m->kept_rows, m->kept_stride,
+                       m->kept_temperature, grad);
+}
+
+/* Back-propagation from dL/dlogprob through the forward pass `a` of tokens. */
+static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint32_t *lengths,
+                         int rows, int stride, float temperature, const float *grad) {
   const pk_dims d = m->d;
   size_t N = (size_t)rows * stride;
   int D = d.d_model, F = d.d_ff, V = d.vocab, T = stride;
@@ -981,6 +1046,7 @@ static void sync_head(pk_model *m, float *w) {
 double pk_adamw(pk_model *m, double lr, double beta1, double beta2, double eps,
                 double weight_decay, double max_norm) {
   size_t P = m->lay.total;
+  m->kept = 0; /* the weights change */
   double sq = 0;
   for (size_t i = 0; i < P; ++i) sq += (double)m->grads[i] * m->grads[i];
   double norm = sqrt(sq);
@@ -1037,6 +1103,15 @@ int pk_logprobs(pk_model *m, int reference, const int32_t *tokens, const uint32_
 int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths, int rows, int stride,
                 float temperature, const float *grad) {
   WITH_MODEL_KERNELS(m, backward_pass(m, tokens, lengths, rows, stride, temperature, grad));
+}
+
+int pk_logprobs_keep(pk_model *m, const int32_t *tokens, const uint32_t *lengths, int rows, int stride,
+                     float temperature, float *out) {
+  WITH_MODEL_KERNELS(m, logprobs_keep_pass(m, tokens, lengths, rows, stride, temperature, out));
+}
+
+int pk_backward_kept(pk_model *m, const float *grad) {
+  WITH_MODEL_KERNELS(m, backward_kept_pass(m, grad));
 }
 
 int pk_decode_begin(pk_model *m, const int32_t *tokens, const uint32_t *lengths, int rows,

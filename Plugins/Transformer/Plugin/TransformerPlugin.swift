@@ -125,11 +125,33 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
     },
     load: { raw, path in
         TransformerModel.call(raw) { m in
+            pk_model_discard_kept(m.model)
             do { try m.load(path: path.string) } catch { throw PluginFailure(status: PRISM_E_IO, message: "\(error)") }
             return PRISM_OK
         }
     },
-    tokenize_prompt: nil
+    tokenize_prompt: nil,
+    logprobs_keep: { raw, batch, temperature, out in
+        TransformerModel.call(raw) { m in
+            let (rows, stride) = try batchShape(m, batch, "logprobs_keep")
+            guard temperature > 0 else {
+                throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "logprobs_keep: temperature must be > 0")
+            }
+            try check(pk_logprobs_keep(m.model, batch.pointee.tokens, batch.pointee.lengths, Int32(rows), Int32(stride),
+                                       temperature, out), "logprobs_keep")
+            return PRISM_OK
+        }
+    },
+    backward_kept: { raw, grad in
+        TransformerModel.call(raw) { m in
+            let status = pk_backward_kept(m.model, grad)
+            if status == -2 {
+                throw PluginFailure(status: PRISM_E_STATE, message: "backward_kept: no pass kept (logprobs_keep first; any other pass discards it)")
+            }
+            try check(status, "backward_kept")
+            return PRISM_OK
+        }
+    }
 ))
 
 private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(

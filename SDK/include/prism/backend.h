@@ -152,6 +152,25 @@ typedef struct prism_backend_v1 {
   prism_status (*PRISM_NULLABLE tokenize_prompt)(
       void *PRISM_NULLABLE instance, prism_str text,
       int32_t *PRISM_NULLABLE out_tokens, size_t capacity, size_t *out_count);
+
+  /* Since ABI 1.5, optional, both or neither (the host checks struct_size
+   * and NULL): one forward pass serving both the log-probs and the backward.
+   * logprobs_keep writes the policy's log-probs of `batch` at `temperature`
+   * exactly as logprobs(batch, PRISM_MODEL_POLICY, temperature) would and
+   * keeps what a backward needs (activations, or an autograd graph). Then
+   * backward_kept(grad) accumulates what backward(batch, temperature, grad)
+   * would for that batch, without running the forward again, and releases
+   * the pass. The host calls backward_kept right after logprobs_keep (it
+   * computes `grad` from the log-probs in between); any other call, or a
+   * second logprobs_keep, may discard the kept pass, and backward_kept
+   * without one fails with PRISM_E_STATE. When absent the host calls
+   * logprobs then backward. [any-thread] */
+  prism_status (*PRISM_NULLABLE logprobs_keep)(void *PRISM_NULLABLE instance,
+                                               const prism_token_batch *batch,
+                                               float temperature,
+                                               float *out_logprobs);
+  prism_status (*PRISM_NULLABLE backward_kept)(void *PRISM_NULLABLE instance,
+                                               const float *grad_logprobs);
 } prism_backend_v1;
 
 /* Whether a backend table has tokenize_prompt (a 1.3 plugin that set it). */
@@ -159,6 +178,13 @@ typedef struct prism_backend_v1 {
   ((table)->struct_size >= offsetof(prism_backend_v1, tokenize_prompt) +     \
                                sizeof(void *) &&                             \
    (table)->tokenize_prompt != NULL)
+
+/* Whether a backend table has logprobs_keep and backward_kept (a 1.5
+ * plugin that set both). */
+#define PRISM_BACKEND_HAS_KEPT_PASS(table)                                   \
+  ((table)->struct_size >= offsetof(prism_backend_v1, backward_kept) +       \
+                               sizeof(void *) &&                             \
+   (table)->logprobs_keep != NULL && (table)->backward_kept != NULL)
 
 PRISM_STATIC_ASSERT(sizeof(prism_backend_info) == 32,
                     "prism_backend_info size");
@@ -170,7 +196,7 @@ PRISM_STATIC_ASSERT(sizeof(prism_optimizer_report) == 16,
                     "prism_optimizer_report size");
 PRISM_STATIC_ASSERT(offsetof(prism_backend_v1, get_info) == 8,
                     "prism_backend_v1.get_info offset");
-PRISM_STATIC_ASSERT(sizeof(prism_backend_v1) == 8 + 13 * sizeof(void *),
+PRISM_STATIC_ASSERT(sizeof(prism_backend_v1) == 8 + 15 * sizeof(void *),
                     "prism_backend_v1 size");
 
 PRISM_ASSUME_NONNULL_END

@@ -93,4 +93,24 @@ public protocol ComputeBackend: AnyObject {
     /// chat template, BOS); nil when the backend has none, and the host then
     /// uses `[bos] + tokenize(text)`.
     func tokenizePrompt(_ text: String) throws -> [Int32]?
+    /// One forward pass for both log-probs and backward (ABI 1.5): the
+    /// policy's log-probs of `batch`, as ``logprobs(_:model:temperature:)``
+    /// gives them, keeping the pass for ``backwardKeptPass(gradLogprobs:)``;
+    /// nil when the backend cannot (then use `logprobs` and `backward`).
+    func logprobsKeepingPass(_ batch: TokenBatch, temperature: Float) throws -> [Float]?
+    /// Accumulates the gradient of `sum grad[r][t] * logprob[r][t]` over
+    /// the pass ``logprobsKeepingPass(_:temperature:)`` kept, and releases it.
+    func backwardKeptPass(gradLogprobs: [Float]) throws
+}
+
+extension ComputeBackend {
+    /// A backend without the kept pass (the host falls back to a second forward).
+    public func logprobsKeepingPass(_ batch: TokenBatch, temperature: Float) throws -> [Float]? { nil }
+    public func backwardKeptPass(gradLogprobs: [Float]) throws { throw NoKeptPass() }
+}
+
+/// ``ComputeBackend/backwardKeptPass(gradLogprobs:)`` on a backend that kept no pass.
+public struct NoKeptPass: Error, CustomStringConvertible, Sendable {
+    public var description: String { "backward_kept: the backend kept no pass (logprobsKeepingPass first)" }
+    public init() {}
 }

@@ -63,6 +63,24 @@ struct BackendChecks {
             try expect(logprobs[0] == 0 && logprobs[prompts.stride] == 0, "position 0 is not 0")
             return "ok"
         }
+        record("backend: logprobs_keep + backward_kept (ABI 1.5, optional) match logprobs and release the pass") {
+            let two = TokenBatch(sequences: [[first, first, first], [first, first]], pad: Int32(info.padToken ?? 0))
+            guard let kept = try backend.logprobsKeepingPass(two, temperature: 1) else {
+                return "not provided (the host calls logprobs, then backward)"
+            }
+            let separate = try backend.logprobs(two, model: .policy, temperature: 1)
+            try expect(kept.count == separate.count, "\(kept.count) log-probs for [2][\(two.stride)]")
+            let worst = zip(kept, separate).map { abs($0 - $1) }.max() ?? 0
+            try expect(worst <= 1e-5, "log-probs differ from logprobs' by \(worst)")
+            _ = try backend.logprobsKeepingPass(two, temperature: 1)
+            try backend.backwardKeptPass(gradLogprobs: [Float](repeating: 0, count: kept.count))
+            do {
+                try backend.backwardKeptPass(gradLogprobs: [Float](repeating: 0, count: kept.count))
+                throw CheckFailure("a second backward_kept succeeded: the pass was not released")
+            } catch let error as PluginError where error.code == .callFailed {}
+            try backend.zeroGrad()
+            return "ok"
+        }
         record("backend: \(min(callCount, 200)) log-prob calls") {
             for _ in 0..<min(callCount, 200) { _ = try backend.logprobs(prompts, model: .policy, temperature: 1) }
             return "ok"

@@ -66,6 +66,48 @@ final class BackendAdapter: ComputeBackend {
         return try unsafe tokens(of: text, with: function, "tokenize_prompt")
     }
 
+    /// Whether the table has both kept-pass calls (ABI 1.5).
+    private var hasKeptPass: Bool {
+        unsafe table.struct_size >= UInt32(offset(\prism_backend_v1.backward_kept) + MemoryLayout<UnsafeRawPointer>.size)
+            && table.logprobs_keep != nil && table.backward_kept != nil
+    }
+    /// Rows and stride of the pass logprobs_keep kept, for backward_kept's size check.
+    private var keptShape: (rows: Int, stride: Int)?
+
+    func logprobsKeepingPass(_ batch: TokenBatch, temperature: Float) throws -> [Float]? {
+        guard hasKeptPass, let function = unsafe table.logprobs_keep else { return nil }
+        keptShape = nil
+        var out = [Float](repeating: 0, count: batch.rows * batch.stride)
+        let status = unsafe withBatch(batch) { cBatch in
+            unsafe out.withUnsafeMutableBufferPointer {
+                unsafe function(instance.handle, cBatch, temperature, $0.baseAddress ?? emptyPointer())
+            }
+        }
+        try instance.check(status, "logprobs_keep")
+        keptShape = (batch.rows, batch.stride)
+        return out
+    }
+
+    func backwardKeptPass(gradLogprobs: [Float]) throws {
+        guard hasKeptPass, let function = unsafe table.backward_kept else { throw NoKeptPass() }
+        let shape = keptShape
+        keptShape = nil
+        if let shape, gradLogprobs.count != shape.rows * shape.stride {
+            throw PluginError(
+                .callFailed, plugin: instance.library.id,
+                reason: "backward_kept: \(gradLogprobs.count) gradients for a [\(shape.rows)][\(shape.stride)] batch")
+        }
+        let status = unsafe gradLogprobs.withUnsafeBufferPointer {
+            unsafe function(instance.handle, $0.baseAddress ?? UnsafePointer(emptyPointer()))
+        }
+        // Without a kept pass the plugin must refuse (PRISM_E_STATE).
+        try instance.check(status, "backward_kept")
+        if shape == nil {
+            throw PluginError(.invalidOutput, plugin: instance.library.id,
+                              reason: "backward_kept succeeded with no pass kept (it must fail with PRISM_E_STATE)")
+        }
+    }
+
     /// Calls tokenize or tokenize_prompt, growing the buffer as it asks.
     private func tokens(
         of text: String,

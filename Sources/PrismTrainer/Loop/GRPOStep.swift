@@ -91,8 +91,10 @@ public final class GRPOStep {
             guard !pending.isEmpty else { break }
             let clock = ContinuousClock()
             let started = clock.now
+            // One pass in several minibatches: the old log-probs come from generation.
             let generated = try policy.generate(
-                pending.map(\.prompt), count: settings.groupSize, maxNewTokens: settings.maxNewTokens, rng: &rng)
+                pending.map(\.prompt), count: settings.groupSize, maxNewTokens: settings.maxNewTokens,
+                recordLogprobs: settings.updatesPerBatch == 1 && settings.minibatches > 1, rng: &rng)
             collected.generationTime += clock.now - started
             collected.generatedTokens += generated.joined().map(\.tokens.count).reduce(0, +)
             let resample = try collect(pending, generated, known: nil, round: round, into: &collected)

@@ -8,6 +8,9 @@ struct UpdateRows {
     var advantages: [Double] = []
     /// Per row, its tokens' advantages; nil when the strategy gave none.
     var tokenAdvantages: [[Double]]?
+    /// Per row, its tokens' log-probs recorded at generation; nil unless
+    /// every row has them.
+    var generationLogprobs: [[Double]]?
 
     init(groups: [CollectedGroup], scored: ScoredBatch) {
         var perToken: [[Double]] = []
@@ -22,6 +25,10 @@ struct UpdateRows {
             }
         }
         tokenAdvantages = scored.tokenAdvantages == nil ? nil : perToken
+        let recorded = groups.flatMap { $0.completions.filter { !$0.tokens.isEmpty }.map(\.logprobs) }
+        if recorded.allSatisfy({ $0 != nil }) {
+            generationLogprobs = recorded.map { $0!.map(Double.init) }
+        }
     }
 
     var count: Int { sequences.count }
@@ -143,38 +150,57 @@ extension GRPOStep {
 
     /// The policy-gradient updates: μ passes over the batch, each split into
     /// minibatches, every one the clipped token objective back-propagated
-    /// through the backend and one optimizer step. The old log-probs of the
-    /// ratio are the policy's before the first update; with μ = 1 and one
-    /// minibatch they are the current ones (ratio 1) and no second forward
-    /// pass is made.
+    /// through the backend and one optimizer step. No forward pass is spent
+    /// twice (Decisions #49):
+    /// - a minibatch's log-probs and its backward share one forward when the
+    ///   backend keeps the pass (ABI 1.5); otherwise `logprobs` then `backward`;
+    /// - the old log-probs (the sampling policy's) cost no forward at μ = 1:
+    ///   with one minibatch they are the first pass's own (the ratio is 1),
+    ///   with several they were recorded at generation. Only μ > 1, or
+    ///   offline rows in several minibatches, takes a forward of the batch
+    ///   before the first update;
+    /// - reference log-probs only when the KL term is on.
     /// - Returns: nil when there is nothing to learn (no advantage and no KL).
     private func update(_ rows: UpdateRows) throws -> UpdateSummary? {
         guard rows.count > 0, !rows.teachesNothing || settings.loss.klBeta != 0 else { return nil }
         let pad = Int32(policy.info.padToken ?? 0)
         let temperature = policy.temperature
+        let backend = policy.backend
         let all = TokenBatch(sequences: rows.sequences, pad: pad)
-        let old = completionLogprobs(try policy.backend.logprobs(all, model: .policy, temperature: temperature),
-                                     rows: Array(0..<rows.count), rowsData: rows, stride: all.stride)
-        let reference = settings.loss.klBeta == 0 ? nil
-            : completionLogprobs(try policy.backend.logprobs(all, model: .reference, temperature: temperature),
-                                 rows: Array(0..<rows.count), rowsData: rows, stride: all.stride)
+        let passes = max(1, settings.updatesPerBatch)
         let parts = max(1, min(settings.minibatches, rows.count))
+        let allRows = Array(0..<rows.count)
+        // nil: the first minibatch's own log-probs (μ = 1, one minibatch).
+        var old: [[Double]]? = passes == 1 ? rows.generationLogprobs : nil
+        if old == nil, passes > 1 || parts > 1 {
+            old = completionLogprobs(try backend.logprobs(all, model: .policy, temperature: temperature),
+                                     rows: allRows, rowsData: rows, stride: all.stride)
+        }
+        let reference = settings.loss.klBeta == 0 ? nil
+            : completionLogprobs(try backend.logprobs(all, model: .reference, temperature: temperature),
+                                 rows: allRows, rowsData: rows, stride: all.stride)
         var summary = UpdateSummary()
-        for pass in 0..<max(1, settings.updatesPerBatch) {
+        for pass in 0..<passes {
             for part in 0..<parts {
                 let chosen = Array((part * rows.count / parts)..<((part + 1) * rows.count / parts))
                 let batch = parts == 1 ? all : TokenBatch(sequences: chosen.map { rows.sequences[$0] }, pad: pad)
-                // Before any update the policy is the one that sampled.
-                let current = pass == 0 && part == 0
-                    ? chosen.map { old[$0] }
-                    : completionLogprobs(try policy.backend.logprobs(batch, model: .policy, temperature: temperature),
-                                         rows: chosen, rowsData: rows, stride: batch.stride)
+                let kept = try backend.logprobsKeepingPass(batch, temperature: temperature)
+                let current: [[Double]]
+                if let kept {
+                    current = completionLogprobs(kept, rows: chosen, rowsData: rows, stride: batch.stride)
+                } else if pass == 0 && part == 0, let old {
+                    current = chosen.map { old[$0] }  // before any update the policy is the one that sampled
+                } else {
+                    current = completionLogprobs(try backend.logprobs(batch, model: .policy, temperature: temperature),
+                                                 rows: chosen, rowsData: rows, stride: batch.stride)
+                }
+                let before = old.map { old in chosen.map { old[$0] } } ?? current
                 let width = chosen.map(rows.length).max() ?? 0
                 func flat(_ values: [[Double]]) -> [Double] {
                     values.flatMap { $0 + Array(repeating: 0, count: width - $0.count) }
                 }
                 let input = PolicyLoss.Input(
-                    logprobs: flat(current), oldLogprobs: flat(chosen.map { old[$0] }),
+                    logprobs: flat(current), oldLogprobs: flat(before),
                     refLogprobs: reference.map { ref in flat(chosen.map { ref[$0] }) },
                     lengths: chosen.map(rows.length), advantages: chosen.map { rows.advantages[$0] },
                     tokenAdvantages: rows.tokenAdvantages.map { perToken in flat(chosen.map { perToken[$0] }) },
@@ -186,8 +212,12 @@ extension GRPOStep {
                         grad[local * batch.stride + rows.starts[r] + j] = Float(loss.gradLogprob[local * width + j])
                     }
                 }
-                try policy.backend.backward(batch, temperature: temperature, gradLogprobs: grad)
-                summary.add(loss, gradNorm: try policy.backend.optimizerStep(settings.optimizer))
+                if kept != nil {
+                    try backend.backwardKeptPass(gradLogprobs: grad)
+                } else {
+                    try backend.backward(batch, temperature: temperature, gradLogprobs: grad)
+                }
+                summary.add(loss, gradNorm: try backend.optimizerStep(settings.optimizer))
             }
         }
         summary.tokens = rows.sequences.indices.map(rows.length).reduce(0, +)

@@ -1,3 +1,4 @@
+import Foundation
 import PrismCore
 
 /// The version of the Prism runtime.
@@ -15,12 +16,18 @@ public struct Completion: Sendable, Equatable {
     public var text: String
     /// Whether generation ended with EOS (rather than the length limit).
     public var finished: Bool
+    /// Per generated id, its log-probability under the policy that sampled
+    /// it, at the policy's temperature, from the decoding logits (when
+    /// generation was asked to record them): the old log-probs of an update
+    /// with μ = 1, so no forward pass is spent on them.
+    public var logprobs: [Float]?
 
-    public init(promptTokens: [Int32], tokens: [Int32], text: String, finished: Bool) {
+    public init(promptTokens: [Int32], tokens: [Int32], text: String, finished: Bool, logprobs: [Float]? = nil) {
         self.promptTokens = promptTokens
         self.tokens = tokens
         self.text = text
         self.finished = finished
+        self.logprobs = logprobs
     }
 
     /// The prompt's ids, then the completion's.
@@ -56,9 +63,11 @@ public final class Policy {
 
     /// Samples `count` completions of each prompt (rows grouped by prompt),
     /// at most `maxNewTokens` each and never past the model's maximum length.
+    /// With `recordLogprobs`, each completion carries its ids' log-probs
+    /// (``Completion/logprobs``).
     /// - Returns: `[prompts][count]`.
-    public func generate(_ prompts: [String], count: Int, maxNewTokens: Int, rng: inout RandomState) throws
-        -> [[Completion]]
+    public func generate(_ prompts: [String], count: Int, maxNewTokens: Int, recordLogprobs: Bool = false,
+                         rng: inout RandomState) throws -> [[Completion]]
     {
         guard !prompts.isEmpty, count > 0 else { return prompts.map { _ in [] } }
         let encoded = try prompts.map(promptTokens)
@@ -71,6 +80,7 @@ public final class Policy {
         let eos = info.eosToken.map(Int32.init)
         let pad = Int32(info.padToken ?? 0)
         var generated = Array(repeating: [Int32](), count: rows.count)
+        var logprobs = Array(repeating: [Float](), count: recordLogprobs ? rows.count : 0)
         var done = Array(repeating: false, count: rows.count)
         var logits = try backend.beginDecoding(TokenBatch(sequences: rows, pad: pad))
         for step in 0..<steps {
@@ -78,6 +88,9 @@ public final class Policy {
             let next = try sampler.sample(logits: logits, rows: rows.count, vocab: info.vocabSize, rng: &rng)
             for (r, token) in next.enumerated() where !done[r] {
                 generated[r].append(Int32(token))
+                if recordLogprobs {
+                    logprobs[r].append(Self.logprob(of: token, in: logits, row: r, vocab: info.vocabSize, temperature: temperature))
+                }
                 if Int32(token) == eos { done[r] = true }
             }
             if done.allSatisfy({ $0 }) || step == steps - 1 { break }
@@ -88,10 +101,22 @@ public final class Policy {
             out.append(try (0..<count).map { g in
                 let r = p * count + g
                 return Completion(promptTokens: rows[r], tokens: generated[r],
-                                  text: try backend.detokenize(generated[r]), finished: done[r])
+                                  text: try backend.detokenize(generated[r]), finished: done[r],
+                                  logprobs: recordLogprobs ? logprobs[r] : nil)
             })
         }
         return out
+    }
+
+    /// log softmax(logits[row] / temperature)[token], summed in Double as
+    /// the backends do.
+    static func logprob(of token: Int, in logits: [Float], row: Int, vocab: Int, temperature: Float) -> Float {
+        let z = logits[(row * vocab)..<((row + 1) * vocab)]
+        var top = -Float.infinity
+        for value in z { top = max(top, value / temperature) }
+        var sum = 0.0
+        for value in z { sum += Foundation.exp(Double(value / temperature - top)) }
+        return Float(Double(z[row * vocab + token] / temperature - top) - Foundation.log(sum))
     }
 }
 

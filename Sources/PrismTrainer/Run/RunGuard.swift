@@ -105,6 +105,12 @@ final class GuardedBackend: ComputeBackend {
     func backward(_ batch: TokenBatch, temperature: Float, gradLogprobs: [Float]) throws {
         try locked { try inner.backward(batch, temperature: temperature, gradLogprobs: gradLogprobs) }
     }
+    func logprobsKeepingPass(_ batch: TokenBatch, temperature: Float) throws -> [Float]? {
+        try locked { try inner.logprobsKeepingPass(batch, temperature: temperature) }
+    }
+    func backwardKeptPass(gradLogprobs: [Float]) throws {
+        try locked { try inner.backwardKeptPass(gradLogprobs: gradLogprobs) }
+    }
     func optimizerStep(_ step: OptimizerStep) throws -> Double {
         guardian.markChanging()
         return try locked { try inner.optimizerStep(step) }

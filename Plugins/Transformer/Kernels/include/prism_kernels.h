@@ -109,6 +109,17 @@ int pk_logprobs(pk_model *m, int reference, const int32_t *tokens,
 int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                 int rows, int stride, float temperature, const float *grad);
 
+/* One forward pass for both: pk_logprobs_keep gives the policy's log-probs
+ * (as pk_logprobs with reference = 0) and keeps the pass; pk_backward_kept
+ * then accumulates what pk_backward would for that batch, without the
+ * forward, and releases it. Any other forward pass (log-probs, decoding,
+ * logits), an AdamW step or pk_model_discard_kept discards the kept pass;
+ * pk_backward_kept without one returns -2. */
+int pk_logprobs_keep(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
+                     int rows, int stride, float temperature, float *out);
+int pk_backward_kept(pk_model *m, const float *grad);
+void pk_model_discard_kept(pk_model *m);
+
 /* Full-sequence logits [rows][stride][V] of the policy (for tests). */
 int pk_logits(pk_model *m, const int32_t *tokens, int rows, int stride,
               float *out);
