@@ -101,16 +101,24 @@ def generate():
 generate_time = best(generate)
 
 gemm = {}
-for name, m, n, k in [("qkv 2048x128x384", 2048, 384, 128), ("ffn1 2048x128x512", 2048, 512, 128),
-                      ("ffn2 2048x512x128", 2048, 128, 512), ("decode 64x128x384", 64, 384, 128)]:
-    a, b = torch.randn(m, k), torch.randn(k, n)
+# (name, trans_a, trans_b, M, N, K): the model's GEMMs, forward, backward
+# (dW = Aᵀ·dY, dX = dY·Wᵀ) and decoding; the names match `prism bench transformer`.
+SHAPES = [("qkv", 0, 0, 2048, 384, 128), ("proj", 0, 0, 2048, 128, 128), ("ffn1", 0, 0, 2048, 512, 128),
+          ("ffn2", 0, 0, 2048, 128, 512), ("head", 0, 0, 2048, 32, 128),
+          ("dW qkv", 1, 0, 128, 384, 2048), ("dW ffn1", 1, 0, 128, 512, 2048), ("dW ffn2", 1, 0, 512, 128, 2048),
+          ("dX qkv", 0, 1, 2048, 128, 384), ("dX ffn1", 0, 1, 2048, 128, 512), ("dX ffn2", 0, 1, 2048, 512, 128),
+          ("decode qkv", 0, 0, 64, 384, 128), ("decode proj", 0, 0, 64, 128, 128),
+          ("decode ffn1", 0, 0, 64, 512, 128), ("decode ffn2", 0, 0, 64, 128, 512)]
+for label, ta, tb, m, n, k in SHAPES:
+    a = torch.randn(k, m).t() if ta else torch.randn(m, k)
+    b = torch.randn(n, k).t() if tb else torch.randn(k, n)
     calls = max(1, 200_000_000 // (2 * m * n * k))
 
     def run():
         for _ in range(calls):
             torch.mm(a, b)
 
-    gemm[name] = 2 * m * n * k * calls / best(run) / 1e9
+    gemm[f"{label} {m}x{k}x{n}"] = 2 * m * n * k * calls / best(run) / 1e9
 
 print(json.dumps({
     "threads": THREADS,

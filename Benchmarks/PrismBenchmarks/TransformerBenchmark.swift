@@ -19,7 +19,7 @@ public struct TransformerBenchmark {
 
     public struct Result {
         public var fmaPeak: Double
-        public var gemm: [(name: String, gflops: Double)]
+        public var gemm: [(name: String, gflops: Double, oneThread: Double)]
         public var forwardBackwardTokensPerSecond: Double
         public var generationTokensPerSecond: Double
     }
@@ -43,10 +43,17 @@ public struct TransformerBenchmark {
         var rng = RandomState(seed: 5)
         let batch = TokenBatch(sequences: (0..<64).map { _ in (0..<32).map { _ in Int32(3 + rng.next() % 29) } })
         let grad = [Float](repeating: -1.0 / 2048, count: 64 * 32)
-        try backend.backward(batch, temperature: 1, gradLogprobs: grad)  // warm-up
-        let fwdBwd = try bestTime(repeats: repeats, units: 64 * 32) {
-            try backend.backward(batch, temperature: 1, gradLogprobs: grad)
+        // An update's forward and backward: one forward kept for the backward
+        // (ABI 1.5), as PyTorch keeps its autograd graph.
+        let fwdBwdOnce = {
+            if try backend.logprobsKeepingPass(batch, temperature: 1) != nil {
+                try backend.backwardKeptPass(gradLogprobs: grad)
+            } else {
+                try backend.backward(batch, temperature: 1, gradLogprobs: grad)
+            }
         }
+        try fwdBwdOnce()  // warm-up
+        let fwdBwd = try bestTime(repeats: repeats, units: 64 * 32) { try fwdBwdOnce() }
         try backend.zeroGrad()
 
         let prompts = TokenBatch(sequences: (0..<64).map { _ in (0..<16).map { _ in Int32(3 + rng.next() % 29) } })
@@ -60,20 +67,34 @@ public struct TransformerBenchmark {
         try generate()
         let generation = try bestTime(repeats: repeats, units: 64 * 16) { try generate() }
 
-        let shapes = [("qkv 2048x128x384", 2048, 384, 128), ("ffn1 2048x128x512", 2048, 512, 128),
-                      ("ffn2 2048x512x128", 2048, 128, 512), ("decode 64x128x384", 64, 384, 128)]
-        var gemm: [(String, Double)] = []
-        for (name, m, n, k) in shapes {
+        // (name, trans_a, trans_b, M, N, K): forward, backward (dW = Aᵀ·dY,
+        // dX = dY·Wᵀ) and decoding; Benchmarks/pytorch_reference.py has the same list.
+        let shapes: [(String, Int32, Int32, Int, Int, Int)] = [
+            ("qkv", 0, 0, 2048, 384, 128), ("proj", 0, 0, 2048, 128, 128), ("ffn1", 0, 0, 2048, 512, 128),
+            ("ffn2", 0, 0, 2048, 128, 512), ("head", 0, 0, 2048, 32, 128),
+            ("dW qkv", 1, 0, 128, 384, 2048), ("dW ffn1", 1, 0, 128, 512, 2048), ("dW ffn2", 1, 0, 512, 128, 2048),
+            ("dX qkv", 0, 1, 2048, 128, 384), ("dX ffn1", 0, 1, 2048, 128, 512), ("dX ffn2", 0, 1, 2048, 512, 128),
+            ("decode qkv", 0, 0, 64, 384, 128), ("decode proj", 0, 0, 64, 128, 128),
+            ("decode ffn1", 0, 0, 64, 512, 128), ("decode ffn2", 0, 0, 64, 128, 512),
+        ]
+        var gemm: [(String, Double, Double)] = []
+        for (label, ta, tb, m, n, k) in shapes {
             let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
             var c = [Float](repeating: 0, count: m * n)
             let calls = max(1, 200_000_000 / (2 * m * n * k))
-            let perCall = bestTime(repeats: repeats, units: calls) {
-                for _ in 0..<calls {
-                    pk_gemm(0, 0, Int32(m), Int32(n), Int32(k), a, Int32(k), b, Int32(n), 0, &c, Int32(n))
+            func gflops(_ threads: Int) -> Double {
+                pk_set_threads(Int32(threads))
+                let perCall = bestTime(repeats: repeats, units: calls) {
+                    for _ in 0..<calls {
+                        pk_gemm(ta, tb, Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b, Int32(tb == 1 ? k : n),
+                                0, &c, Int32(n))
+                    }
                 }
+                return 2 * Double(m * n * k) / perCall
             }
-            gemm.append((name, 2 * Double(m * n * k) / perCall))
+            gemm.append(("\(label) \(m)x\(k)x\(n)", gflops(threads), gflops(1)))
         }
+        pk_set_threads(Int32(threads))
         return Result(
             fmaPeak: pk_fma_peak_gflops(Int32(threads), 0.5), gemm: gemm,
             forwardBackwardTokensPerSecond: 1e9 / fwdBwd, generationTokensPerSecond: 1e9 / generation)
@@ -84,9 +105,10 @@ public struct TransformerBenchmark {
         let r = try measure()
         if json {
             let gemm = r.gemm.map { "\"\($0.name)\": \($0.gflops)" }.joined(separator: ", ")
+            let single = r.gemm.map { "\"\($0.name)\": \($0.oneThread)" }.joined(separator: ", ")
             return "{\"threads\": \(threads), \"fma_peak_gflops\": \(r.fmaPeak), \"fwd_bwd_tokens_per_s\": "
                 + "\(r.forwardBackwardTokensPerSecond), \"generation_tokens_per_s\": \(r.generationTokensPerSecond), "
-                + "\"gemm_gflops\": {\(gemm)}, \"avx2_fma\": \(pk_has_avx2_fma() != 0)}"
+                + "\"gemm_gflops\": {\(gemm)}, \"gemm_gflops_1_thread\": {\(single)}, \"avx2_fma\": \(pk_has_avx2_fma() != 0)}"
         }
         func f(_ x: Double) -> String { String(Int((x * 10).rounded())).paddedTo(8, point: true) }
         var lines = [
@@ -95,8 +117,9 @@ public struct TransformerBenchmark {
             "generation        \(f(r.generationTokensPerSecond / 1000)) k new tokens/s (64 prompts of 16, 16 new, sampled)",
             "FMA peak          \(f(r.fmaPeak)) GFLOP/s (measured)",
         ]
-        for (name, gflops) in r.gemm {
-            lines.append("GEMM \(name.padding(20))\(f(gflops)) GFLOP/s = \(f(100 * gflops / r.fmaPeak)) % of peak")
+        lines.append("GEMM (M x K x N)               GFLOP/s   % of peak   1 thread   \(threads)/1 threads")
+        for (name, gflops, one) in r.gemm {
+            lines.append("  \(name.padding(26))\(f(gflops))    \(f(100 * gflops / r.fmaPeak))   \(f(one))   \(String(format: "%5.2fx", gflops / one))")
         }
         return lines.joined(separator: "\n")
     }

@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run benchmarks (build with -c release for meaningful numbers).",
-        subcommands: [ABI.self, Core.self, Transformer.self, Judge.self]
+        subcommands: [ABI.self, Core.self, Transformer.self, GRPO.self, Curves.self, Judge.self]
     )
 }
 
@@ -87,6 +87,72 @@ extension BenchCommand {
             let report = try JudgeBenchmark(judgePath: path, judgeConfig: config, count: count, seed: UInt64(seed), out: out)
                 .run(log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
             print(report)
+        }
+    }
+}
+
+extension BenchCommand {
+    struct GRPO: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "grpo",
+            abstract: "One GRPO step of the transformer backend, by phase, beside its physical floor.",
+            discussion: """
+                The step of Benchmarks/compare-trl.sh: prompts x completions through the real plugins (transformer, \
+                sampler, exact-answer reward), strategy NSR so every group is trained, mu 1, one minibatch, no KL. \
+                The floor is the step's FLOPs (prefill, decoding, forward and backward of the update) at the FMA peak \
+                measured in the same run. Build with -c release.
+                """)
+
+        @Option(help: "Kernel threads.") var threads = 2
+        @Option(help: "Measured steps (after one warm-up); the best is reported.") var steps = 10
+        @Option(help: "Model width (MLP 4x).") var dModel = 128
+        @Option(help: "Layers.") var layers = 2
+        @Option(help: "Attention heads.") var heads = 4
+        @Option(help: "Prompts per step.") var prompts = 8
+        @Option(help: "Completions per prompt (G).") var groupSize = 8
+        @Option(help: "Prompt length in tokens (BOS included).") var promptTokens = 16
+        @Option(help: "Most new tokens per completion.") var newTokens = 16
+        @Flag(help: "Print one JSON object (for Benchmarks/compare-trl.sh).") var json = false
+
+        func validate() throws {
+            guard dModel % heads == 0 else { throw ValidationError("--d-model must be a multiple of --heads") }
+            guard promptTokens >= 2, newTokens >= 1, prompts >= 1, groupSize >= 1, steps >= 1 else {
+                throw ValidationError("--prompt-tokens >= 2, --new-tokens, --prompts, --group-size and --steps >= 1")
+            }
+        }
+
+        func run() throws {
+            var shape = GRPOBenchmark.Shape()
+            shape.dModel = dModel
+            shape.layers = layers
+            shape.heads = heads
+            shape.prompts = prompts
+            shape.groupSize = groupSize
+            shape.promptTokens = promptTokens
+            shape.newTokens = newTokens
+            print(try GRPOBenchmark(shape: shape, threads: threads, steps: steps).run(json: json))
+        }
+    }
+
+    struct Curves: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "curves",
+            abstract: "GRPO step time against group size, completion length, width and depth, as log-log SVG charts.",
+            discussion: """
+                Each sweep varies one dimension of the `prism bench grpo` step, the others at the reference shape, \
+                and draws the measured step time and the physical floor with their log-log slopes. Prints a \
+                Markdown table of every point (the one in Documentation/Performance.md).
+                """)
+
+        @Option(help: "Folder for the SVG files.") var out = "Documentation/figures"
+        @Option(help: "Kernel threads.") var threads = 2
+        @Option(help: "Measured steps per point.") var steps = 5
+
+        func run() throws {
+            let table = try CostCurves(threads: threads, steps: steps).run(directory: out) {
+                FileHandle.standardError.write(Data(($0 + "\n").utf8))
+            }
+            print(table)
         }
     }
 }

@@ -388,12 +388,15 @@ static void gemm_task(void *ctx, int task) {
   const int groups_per_block = MC / MR;
   float *pa = reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
   if (!pa) return;
+  /* A short A split by columns is read in place (every task would pack the
+   * same rows); edge rows come packed. */
+  int in_place = j->col_tasks > 1 && !j->ta;
   for (int gb = g0; gb < g1; gb += groups_per_block) {
     int ge = gb + groups_per_block < g1 ? gb + groups_per_block : g1;
     for (int g = gb; g < ge; ++g) {
       int row = g * MR;
       int mr = j->M - row < MR ? j->M - row : MR;
-      pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
+      if (!in_place || mr < MR) pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
     }
     for (int p = p0; p < p1; ++p) {
       int col = p * NR;
@@ -410,8 +413,14 @@ static void gemm_task(void *ctx, int task) {
       for (int g = gb; g < ge; ++g) {
         int row = g * MR;
         int mr = j->M - row < MR ? j->M - row : MR;
-        kernel(j->kc, pa + (size_t)(g - gb) * MR * j->kc, 1, MR, b, ldbk, j->C + (size_t)row * j->ldc + col,
-               j->ldc, mr, nr, accumulate, bias ? bias + col : NULL);
+        float *c = j->C + (size_t)row * j->ldc + col;
+        if (in_place && mr == MR) {
+          kernel(j->kc, j->A + (size_t)row * j->lda + j->k0, j->lda, 1, b, ldbk, c, j->ldc, mr, nr, accumulate,
+                 bias ? bias + col : NULL);
+        } else {
+          kernel(j->kc, pa + (size_t)(g - gb) * MR * j->kc, 1, MR, b, ldbk, c, j->ldc, mr, nr, accumulate,
+                 bias ? bias + col : NULL);
+        }
       }
     }
   }
@@ -432,8 +441,10 @@ void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
                   .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .avx2 = pk_has_avx2_fma()};
   job.row_groups = (M + MR - 1) / MR;
   job.panels = (N + NR - 1) / NR;
-  /* B is read in place when its rows hold NR-column panels whole. */
-  int pack = tb || N % NR != 0;
+  /* B is read in place when its rows hold NR-column panels whole and A is
+   * short (decoding: packing would cost as much as the product); otherwise
+   * packed, as its strided rows would map a panel onto few L1 sets. */
+  int pack = tb || N % NR != 0 || M > 4 * MC;
   if (pack) {
     job.packed_b = reserve(&b_scratch, (size_t)job.panels * NR * KC);
     if (!job.packed_b) return;
