@@ -228,6 +228,33 @@ struct TorchBackendTests {
         print("1 vs 2 ranks: gradient norms \(norms), log-probs after the step within \(after) (they moved by \(moved))")
     }
 
+    /// The kept pass (ABI 1.5) over 2 ranks: its log-probs are logprobs',
+    /// its backward takes the step a 1-rank backward takes, and any other
+    /// call between the two discards it (PRISM_E_STATE, a clear message).
+    @Test func theKeptPassTakesTheStepBackwardTakes() throws {
+        let plain = try Self.backend()
+        let kept = try Self.backend(Self.tiny.replacingOccurrences(of: #""threads": 1"#, with: #""threads": 1, "world_size": 2"#))
+        let sequences = try ["12+34=46;#46", "7+8=15;#15", "9="].map { [1] + (try plain.tokenize($0)) + [2] }
+        let batch = TokenBatch(sequences: sequences)
+        func largest(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? .infinity }
+        let separate = try plain.logprobs(batch, model: .policy, temperature: 1)
+        let together = try #require(try kept.logprobsKeepingPass(batch, temperature: 1))
+        #expect(largest(separate, together) < 1e-6)
+        let grad = (0..<(batch.rows * batch.stride)).map { Float(($0 * 7919) % 13) / 13 - 0.5 }
+        try plain.backward(batch, temperature: 1, gradLogprobs: grad)
+        try kept.backwardKeptPass(gradLogprobs: grad)
+        let step = OptimizerStep(learningRate: 0.01)
+        let norms = [try plain.optimizerStep(step), try kept.optimizerStep(step)]
+        #expect(abs(norms[0] - norms[1]) / norms[0] < 1e-5, "gradient norms \(norms)")
+        #expect(largest(try plain.logprobs(batch, model: .policy, temperature: 1),
+                        try kept.logprobs(batch, model: .policy, temperature: 1)) < 1e-5)
+        _ = try kept.logprobsKeepingPass(batch, temperature: 1)
+        _ = try kept.tokenize("1+1")
+        #expect { try kept.backwardKeptPass(gradLogprobs: grad) } throws: { error in
+            "\(error)".contains("backward_kept: no pass kept (logprobs_keep first; any other call discards it)")
+        }
+    }
+
     /// LoRA: only the adapters train; the reference is the base model (the
     /// adapters off), so it equals the policy before the first step and
     /// stays put after it; a checkpoint holds the adapters only and restores them.

@@ -131,8 +131,33 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             writeTokens(ids(try w.call("tokenize_prompt", ["text": text.string])), to: out, capacity: capacity, count: count)
         }
     },
-    logprobs_keep: nil,
-    backward_kept: nil
+    logprobs_keep: { raw, b, temperature, out in
+        TorchWorker.call(raw) { w in
+            let (tokens, lengths, rows, stride) = batch(b)
+            guard temperature > 0 else {
+                throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "logprobs_keep: temperature must be > 0")
+            }
+            w.kept = nil
+            let slices = w.slices(rows)
+            try w.rows("logprobs_keep", ["stride": stride, "temperature": Double(temperature)],
+                       slices: slices, width: ["tokens": stride],
+                       ints: ["tokens": tokens, "lengths": lengths], output: ("logprobs", stride, out))
+            w.kept = (slices, stride)
+            return PRISM_OK
+        }
+    },
+    backward_kept: { raw, grad in
+        TorchWorker.call(raw) { w in
+            guard let (slices, stride) = w.kept else {
+                throw PluginFailure(status: PRISM_E_STATE, message: "backward_kept: no pass kept (logprobs_keep first; any other call discards it)")
+            }
+            w.kept = nil
+            let count = (slices.last?.upperBound ?? 0) * stride
+            let gradient = count == 0 ? [] : Array(UnsafeBufferPointer(start: grad, count: count))
+            try w.rows("backward_kept", [:], slices: slices, width: ["grad": stride], floats: ["grad": gradient], output: nil)
+            return PRISM_OK
+        }
+    }
 ))
 
 private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(

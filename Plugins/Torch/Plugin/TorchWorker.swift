@@ -141,6 +141,9 @@ final class TorchWorker: PluginObject {
     private(set) var info: [String: Any] = [:]
     /// The decoding batch's rows, split between the ranks.
     var decodingSlices: [Range<Int>] = []
+    /// The batch logprobs_keep ran on (its slices and stride), until
+    /// backward_kept or any other call (the workers then drop the graph).
+    var kept: (slices: [Range<Int>], stride: Int)?
 
     private let python: String
     private let script: String
@@ -262,12 +265,14 @@ final class TorchWorker: PluginObject {
 
     /// One call on rank 0 only (tokenizer calls, save).
     func call(_ op: String, _ fields: [String: Any] = [:]) throws -> [String: Any] {
+        kept = nil  // the workers discard it on any other call
         try start()
         return try exchange(op, on: [ranks[0]], [fields])[0]
     }
 
     /// The same call on every rank (optimizer step, reference snapshot, load); rank 0's answer.
     func everywhere(_ op: String, _ fields: [String: Any] = [:]) throws -> [String: Any] {
+        kept = nil  // the workers discard it on any other call
         try start()
         return try exchange(op, on: ranks, Array(repeating: fields, count: ranks.count))[0]
     }
@@ -283,6 +288,7 @@ final class TorchWorker: PluginObject {
     func rows(_ op: String, _ fields: [String: Any], slices: [Range<Int>], width: [String: Int],
               floats: [String: [Float]] = [:], ints: [String: [Int32]] = [:],
               output: (name: String, width: Int, into: UnsafeMutablePointer<Float>)?) throws {
+        if op != "backward_kept" { kept = nil }  // the workers discard it on any other call
         try start()
         func part<T>(_ values: [T], _ name: String, _ rows: Range<Int>) -> [T] {
             let w = width[name] ?? 1

@@ -170,6 +170,8 @@ class Backend:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": 0.0}, {"params": rest, "weight_decay": 0.0}], lr=1e-4)
         self.past: Any = None
+        # The log-probs logprobs_keep computed, with their autograd graph (for backward_kept).
+        self.kept: torch.Tensor | None = None
         self.decoding_rows = -1
         self.mask: torch.Tensor | None = None
         self.positions: torch.Tensor | None = None
@@ -275,6 +277,30 @@ class Backend:
             (values * weights).sum().backward()
         finally:
             self.model.eval()
+
+    def logprobs_keep(self, tokens: np.ndarray, lengths: np.ndarray, stride: int, temperature: float) -> np.ndarray:
+        """The policy's log-probs with the autograd graph kept for backward_kept
+        (ABI 1.5): one forward for both. Run as backward runs it (train mode)."""
+        self.kept = None
+        if len(lengths) == 0:
+            self.kept = torch.zeros((0,))
+            return np.zeros((0,), dtype=np.float32)
+        self.model.train()
+        try:
+            values = self._logprobs(self.model, tokens, lengths, stride, temperature)
+        finally:
+            self.model.eval()
+        self.kept = values
+        return values.detach().numpy().reshape(-1)
+
+    def backward_kept(self, grad: np.ndarray) -> None:
+        values, self.kept = self.kept, None
+        if values is None:
+            raise Failure("backward_kept: no pass kept (logprobs_keep first; any other call discards it)")
+        if values.numel() == 0:
+            return
+        weights = torch.from_numpy(grad.reshape(values.shape).astype(np.float32))
+        (values * weights).sum().backward()
 
     def optimizer_step(self, step: dict[str, Any]) -> float:
         parameters = self.trainable
@@ -521,6 +547,8 @@ def serve(channel: Channel) -> None:
             return
         op = request.get("op")
         arrays: dict[str, np.ndarray] = {}
+        if backend is not None and op != "backward_kept":
+            backend.kept = None  # any other call discards the kept pass (and frees its graph)
         try:
             if op == "rendezvous":  # rank 0: the store the other ranks meet at, on a free port
                 import torch.distributed as dist
@@ -556,6 +584,13 @@ def serve(channel: Channel) -> None:
             elif op == "backward":
                 backend.backward(channel.array(request, "tokens"), channel.array(request, "lengths"), int(request["stride"]),
                                  float(request["temperature"]), channel.array(request, "grad"))
+                answer = {}
+            elif op == "logprobs_keep":
+                arrays["logprobs"] = backend.logprobs_keep(channel.array(request, "tokens"), channel.array(request, "lengths"),
+                                                           int(request["stride"]), float(request["temperature"]))
+                answer = {}
+            elif op == "backward_kept":
+                backend.backward_kept(channel.array(request, "grad"))
                 answer = {}
             elif op == "optimizer_step":
                 answer = {"grad_norm": backend.optimizer_step(request)}
