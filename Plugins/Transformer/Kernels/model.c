@@ -89,6 +89,9 @@ struct pk_model {
   size_t cache_cap;
   int *positions;
   int dec_rows;
+  /* Work space of decode_step. */
+  float *decode_buf;
+  size_t decode_cap;
   int portable; /* kernel choice, applied around each pass */
   int tied;     /* LM head = wte transposed (kept as a synced copy) */
   /* The pass pk_logprobs_keep kept (its activations are `acts`) for
@@ -157,6 +160,7 @@ void pk_model_free(pk_model *m) {
   free(m->positions);
   free(m->kept_tokens);
   free(m->kept_lengths);
+  free(m->decode_buf);
   free(m);
 }
 
@@ -997,8 +1001,15 @@ static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
   const float *w = m->params;
   int avx2 = pk_has_avx2_fma();
   size_t need = (size_t)B * (4 * D + 3 * D + 2 * F);
-  float *buf = malloc(need * sizeof(float));
-  if (!buf) return -1;
+  /* Kept between steps: a fresh buffer each step was an mmap, page faults
+   * and zeroing (about half a megabyte at 64 rows). */
+  if (need > m->decode_cap) {
+    free(m->decode_buf);
+    m->decode_buf = malloc(need * sizeof(float));
+    m->decode_cap = m->decode_buf ? need : 0;
+    if (!m->decode_buf) return -1;
+  }
+  float *buf = m->decode_buf;
   float *x = buf, *ln = x + (size_t)B * D, *qkv = ln + (size_t)B * D;
   float *ao = qkv + (size_t)B * 3 * D, *xm = ao + (size_t)B * D;
   float *fc = xm + (size_t)B * D, *ge = fc + (size_t)B * F;
@@ -1029,7 +1040,6 @@ static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
   layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, B, D, avx2);
   pk_gemm(0, 0, B, V, D, ln, D, w + m->lay.head_w, V, 0.0f, logits, V);
   for (int b = 0; b < B; ++b) m->positions[b]++;
-  free(buf);
   return 0;
 }
 
