@@ -164,21 +164,27 @@ struct TrainerLoopTests {
         }
     }
 
+    /// 4 prompts x 4 completions of <= 12 tokens, NSR (every wrong answer
+    /// has advantage -1, so there is always a signal), learning rate 0.05.
+    static func nsrSettings(updates: Int, minibatches: Int) throws -> GRPOSettings {
+        var settings = GRPOSettings()
+        settings.groupSize = 4
+        settings.promptsPerStep = 4
+        settings.maxNewTokens = 12
+        settings.strategy = try StrategyRegistry.builtIn.descriptor("nsr")!.strategy()
+        settings.optimizer = OptimizerStep(learningRate: 0.05)
+        settings.updatesPerBatch = updates
+        settings.minibatches = minibatches
+        return settings
+    }
+
     /// With μ > 1 the later passes see a policy that moved since sampling:
     /// the ratio leaves 1 and the clip engages. With μ = 1 it never does.
     @Test func severalUpdatesPerBatchMakeTheClipEngage() throws {
         let reward = try PluginLibrary.load(TestSupport.plugin("PrismExactAnswer")).instantiate().rewardFunction()
         let problems = ArithmeticTask(terms: 3...3, digits: 1...1).examples(count: 16, seed: 9)
         func step(updates: Int, minibatches: Int) throws -> StepMetrics {
-            var settings = GRPOSettings()
-            settings.groupSize = 4
-            settings.promptsPerStep = 4
-            settings.maxNewTokens = 12
-            // NSR: every wrong answer has advantage -1, so there is always a signal.
-            settings.strategy = try StrategyRegistry.builtIn.descriptor("nsr")!.strategy()
-            settings.optimizer = OptimizerStep(learningRate: 0.05)
-            settings.updatesPerBatch = updates
-            settings.minibatches = minibatches
+            let settings = try Self.nsrSettings(updates: updates, minibatches: minibatches)
             let grpo = GRPOStep(policy: try Self.policy(), reward: reward, judge: nil, settings: settings)
             return try Self.run(grpo, problems, seed: 2).0
         }
@@ -256,14 +262,7 @@ struct TrainerLoopTests {
             let plain = try Self.policy()
             let backend = CountingBackend(plain.backend, keeps: keeps)
             let policy = try Policy(backend: backend, sampler: plain.sampler, temperature: 1)
-            var settings = GRPOSettings()
-            settings.groupSize = 4
-            settings.promptsPerStep = 4
-            settings.maxNewTokens = 12
-            settings.strategy = try StrategyRegistry.builtIn.descriptor("nsr")!.strategy()
-            settings.optimizer = OptimizerStep(learningRate: 0.05)
-            settings.updatesPerBatch = updates
-            settings.minibatches = minibatches
+            var settings = try Self.nsrSettings(updates: updates, minibatches: minibatches)
             settings.loss.klBeta = kl
             let grpo = GRPOStep(policy: policy, reward: reward, judge: nil, settings: settings)
             let metrics = try Self.run(grpo, problems, seed: 2).0
