@@ -78,16 +78,25 @@ public struct TransformerBenchmark {
             ("decode ffn1", 0, 0, 64, 512, 128), ("decode ffn2", 0, 0, 64, 128, 512),
         ]
         var gemm: [(String, Double, Double)] = []
+        // Operands on a cache line, as the model's buffers are (and as
+        // PyTorch's allocator places tensors); a Swift array's elements start
+        // 32 bytes into a 16-byte aligned block.
+        func aligned(_ count: Int, _ value: Float) -> UnsafeMutablePointer<Float> {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.size, alignment: 64)
+            let p = raw.bindMemory(to: Float.self, capacity: count)
+            p.initialize(repeating: value, count: count)
+            return p
+        }
         for (label, ta, tb, m, n, k) in shapes {
-            let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
-            var c = [Float](repeating: 0, count: m * n)
+            let a = aligned(m * k, 0.5), b = aligned(k * n, 0.25), c = aligned(m * n, 0)
+            defer { a.deallocate(); b.deallocate(); c.deallocate() }
             let calls = max(1, 200_000_000 / (2 * m * n * k))
             func gflops(_ threads: Int) -> Double {
                 pk_set_threads(Int32(threads))
                 let perCall = bestTime(repeats: repeats, units: calls) {
                     for _ in 0..<calls {
                         pk_gemm(ta, tb, Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b, Int32(tb == 1 ? k : n),
-                                0, &c, Int32(n))
+                                0, c, Int32(n))
                     }
                 }
                 return 2 * Double(m * n * k) / perCall

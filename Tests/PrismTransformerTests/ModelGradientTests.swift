@@ -69,14 +69,23 @@ struct ModelGradientTests {
         }
     }
 
-    @Test func everyParameterGradientMatchesFiniteDifferences() {
-        let dims = pk_dims(vocab: 7, d_model: 8, layers: 2, heads: 2, d_ff: 16, max_len: 6)
-        let model = Self.model(dims, seed: 5)
+    /// Shapes that reach every attention path: head size 4 (the scalar
+    /// loops), 8 (the AVX2 tiles, one 8-wide column block) and 24 (a 16-wide
+    /// and an 8-wide block), lengths that are not multiples of the 4-row
+    /// tile, and 19 positions (two 16-column score blocks).
+    static let gradientShapes: [(dModel: Int32, heads: Int32, stride: Int, lengths: [UInt32])] = [
+        (8, 2, 6, [6, 4, 5]), (16, 2, 6, [6, 3, 5]), (48, 2, 19, [19, 13, 17]),
+    ]
+
+    @Test(arguments: gradientShapes.indices)
+    func everyParameterGradientMatchesFiniteDifferences(shape: Int) {
+        let (dModel, heads, stride, lengths) = Self.gradientShapes[shape]
+        let dims = pk_dims(vocab: 7, d_model: dModel, layers: 2, heads: heads, d_ff: 2 * dModel, max_len: Int32(stride))
+        let model = Self.model(dims, seed: 5, std: dModel > 16 ? 0.15 : 0.3)
         defer { pk_model_free(model) }
-        let rows = 3, stride = 6
+        let rows = lengths.count
         var rng = RandomState(seed: 9)
         let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 7) }
-        let lengths: [UInt32] = [6, 4, 5]
         let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
         func loss() -> Double {
             var out = [Float](repeating: 0, count: rows * stride)
@@ -104,9 +113,10 @@ struct ModelGradientTests {
             let exact = (0..<size).map { Double(analytic[offset + $0]) * direction[$0] }.reduce(0, +)
             let error = abs(numeric - exact) / max(abs(numeric), abs(exact), 1e-2)
             report.append("\(name) \(error)")
-            #expect(error < 2e-2, "\(name): analytic \(exact) numeric \(numeric)")
+            #expect(error < 2e-2, "d_model \(dModel) heads \(heads) \(name): analytic \(exact) numeric \(numeric)")
         }
-        print("gradient check, largest relative error per tensor:\n  " + report.joined(separator: "\n  "))
+        print("gradient check (d_model \(dModel), heads \(heads)), relative error per tensor:\n  "
+            + report.joined(separator: "\n  "))
     }
 
     /// The kept pass (ABI 1.5) gives the log-probs and the gradient of a
@@ -198,8 +208,12 @@ struct ModelGradientTests {
         #expect(headMatchesEmbedding())
     }
 
-    @Test func kvCacheDecodingMatchesFullForward() {
-        let dims = pk_dims(vocab: 11, d_model: 16, layers: 2, heads: 4, d_ff: 32, max_len: 20)
+    /// Head size 4 (scalar loops) and 8 (the AVX2 forms: eight keys per
+    /// score block, the weighted sum in registers); prompts of 3–5 and 6
+    /// decoded tokens cross the 8-key block.
+    @Test(arguments: [(Int32(16), Int32(4)), (Int32(32), Int32(4))])
+    func kvCacheDecodingMatchesFullForward(dModel: Int32, heads: Int32) {
+        let dims = pk_dims(vocab: 11, d_model: dModel, layers: 2, heads: heads, d_ff: 2 * dModel, max_len: 20)
         let model = Self.model(dims, seed: 6, std: 0.2)
         defer { pk_model_free(model) }
         let rows = 3, full = 12, V = 11

@@ -31,6 +31,20 @@ PK_AVX2 static inline float hsum8(__m256 v) {
 }
 #endif
 
+/* Buffers start on a cache line: with the model's row lengths (multiples
+ * of 16 floats) every GEMM row and 16-column panel then starts on one too.
+ * malloc's 16-byte alignment split every other 32-byte load across two
+ * lines; decoding's GEMMs, which read B in place, were 10% slower so. */
+static float *floats_new(size_t count) {
+  return aligned_alloc(64, ((count * sizeof(float) + 63) / 64) * 64);
+}
+
+static float *floats_zeroed(size_t count) {
+  float *p = floats_new(count);
+  if (p) memset(p, 0, count * sizeof(float));
+  return p;
+}
+
 /* ---------------------------------------------------------------- layout */
 
 pk_layout pk_make_layout(pk_dims d) {
@@ -117,11 +131,11 @@ pk_model *pk_model_new(pk_dims d) {
   m->d = d;
   m->lay = pk_make_layout(d);
   size_t P = m->lay.total;
-  m->params = calloc(P, sizeof(float));
-  m->ref = calloc(P, sizeof(float));
-  m->grads = calloc(P, sizeof(float));
-  m->adam_m = calloc(P, sizeof(float));
-  m->adam_v = calloc(P, sizeof(float));
+  m->params = floats_zeroed(P);
+  m->ref = floats_zeroed(P);
+  m->grads = floats_zeroed(P);
+  m->adam_m = floats_zeroed(P);
+  m->adam_v = floats_zeroed(P);
   if (!m->params || !m->ref || !m->grads || !m->adam_m || !m->adam_v) {
     pk_model_free(m);
     return NULL;
@@ -202,7 +216,7 @@ static int make_acts(pk_model *m, int B, int T, acts *a) {
   size_t need = per_layer * (size_t)m->d.layers + N * (2 * D + V) + 2 * N;
   if (need > m->acts_cap) {
     free(m->acts);
-    m->acts = malloc(need * sizeof(float));
+    m->acts = floats_new(need);
     m->acts_cap = m->acts ? need : 0;
     if (!m->acts) return -1;
   }
@@ -569,6 +583,164 @@ PK_AVX2 __attribute__((noinline)) static void attention_backward_task_avx2(att_j
     }
   }
 }
+
+/* Tiled attention: one (b, h) as small matrix products through a 4-row x
+ * 16-column register tile (8 accumulators; a k step is 2 loads, 4
+ * broadcasts, 8 FMAs), so nothing sums through memory and no dot product
+ * ends in a horizontal add. The row-at-a-time loops above accumulated the
+ * output with a load-FMA-store per key, a chain through the store buffer.
+ * Operands are transposed into a per-thread scratch where a product needs
+ * columns; causal blocks above the diagonal are skipped. */
+
+typedef struct att_scratch {
+  float *data;
+  size_t capacity;
+} att_scratch;
+
+static _Thread_local att_scratch att_tls;
+
+static float *att_reserve(size_t floats) {
+  if (floats > att_tls.capacity) {
+    free(att_tls.data);
+    att_tls.data = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);
+    att_tls.capacity = att_tls.data ? floats : 0;
+  }
+  return att_tls.data;
+}
+
+/* C[r][0:8*NV] (+)= sum over k in [k0, k1) of x_r[k] · y[k*ys + 0:8*NV] for
+ * the `rows` (1..4) rows x_r = x + r*xs; `add`: C += tile, else C = tile. */
+#define ATT_TILE(NAME, NV)                                                                          \
+  PK_AVX2 static inline void NAME(const float *x, long xs, int rows, const float *y, long ys,     \
+                                  int k0, int k1, float *c, long cs, int add) {                   \
+    const float *x0 = x, *x1 = x + (rows > 1 ? xs : 0), *x2 = x + (rows > 2 ? 2 * xs : 0);         \
+    const float *x3 = x + (rows > 3 ? 3 * xs : 0);                                                 \
+    __m256 acc[4][NV];                                                                             \
+    for (int r = 0; r < 4; ++r)                                                                    \
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();                                \
+    for (int k = k0; k < k1; ++k) {                                                                \
+      __m256 yv[NV];                                                                               \
+      for (int v = 0; v < NV; ++v) yv[v] = _mm256_loadu_ps(y + (size_t)k * ys + 8 * v);           \
+      __m256 b0 = _mm256_broadcast_ss(x0 + k), b1 = _mm256_broadcast_ss(x1 + k);                  \
+      __m256 b2 = _mm256_broadcast_ss(x2 + k), b3 = _mm256_broadcast_ss(x3 + k);                  \
+      for (int v = 0; v < NV; ++v) {                                                               \
+        acc[0][v] = _mm256_fmadd_ps(b0, yv[v], acc[0][v]);                                         \
+        acc[1][v] = _mm256_fmadd_ps(b1, yv[v], acc[1][v]);                                         \
+        acc[2][v] = _mm256_fmadd_ps(b2, yv[v], acc[2][v]);                                         \
+        acc[3][v] = _mm256_fmadd_ps(b3, yv[v], acc[3][v]);                                         \
+      }                                                                                            \
+    }                                                                                              \
+    for (int r = 0; r < rows; ++r) {                                                               \
+      float *row = c + (size_t)r * cs;                                                             \
+      for (int v = 0; v < NV; ++v) {                                                               \
+        __m256 out = acc[r][v];                                                                    \
+        if (add) out = _mm256_add_ps(_mm256_loadu_ps(row + 8 * v), out);                           \
+        _mm256_storeu_ps(row + 8 * v, out);                                                        \
+      }                                                                                            \
+    }                                                                                              \
+  }
+ATT_TILE(att_tile16, 2)
+ATT_TILE(att_tile8, 1)
+#undef ATT_TILE
+
+/* C[T][W] (+)= X · Y where the k range of row block t0..t0+3 is
+ * [lo(t0), hi(t0)): X rows at stride xs (k contiguous), Y rows at stride ys
+ * with W (a multiple of 8) columns contiguous, C rows at stride cs. */
+PK_AVX2 static void att_product(int T, int W, const float *x, long xs, const float *y, long ys,
+                                float *c, long cs, int add, int causal_rows, int causal_cols, int K) {
+  for (int t0 = 0; t0 < T; t0 += 4) {
+    int rows = T - t0 < 4 ? T - t0 : 4;
+    /* causal_rows: row t needs k <= t (P·V, dS·K); causal_cols: row s needs
+     * k >= s (Pᵀ·dO, dSᵀ·Q); else the whole [0, K). */
+    int k0 = causal_cols ? t0 : 0;
+    int k1 = causal_rows ? (t0 + rows < K ? t0 + rows : K) : K;
+    int w = 0;
+    for (; w + 16 <= W; w += 16)
+      att_tile16(x + (size_t)t0 * xs, xs, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
+    if (w < W) att_tile8(x + (size_t)t0 * xs, xs, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
+  }
+}
+
+/* Scores S[t][0:Tp] = X[t] · Yᵀ for the columns a causal row needs (blocks of
+ * 16 up to t), from yT [E][Tp] (Y transposed, zero-padded to Tp). */
+PK_AVX2 static void att_scores(int T, int Tp, int E, const float *x, long xs, const float *yT, float *S) {
+  for (int t0 = 0; t0 < T; t0 += 4) {
+    int rows = T - t0 < 4 ? T - t0 : 4;
+    for (int s0 = 0; s0 <= t0 + rows - 1; s0 += 16)
+      att_tile16(x + (size_t)t0 * xs, xs, rows, yT + s0, Tp, 0, E, S + (size_t)t0 * Tp + s0, Tp, 0);
+  }
+}
+
+/* out[e][0:Tp] = in[t][e] for t < T (row stride ins), zero for t >= T. */
+static void att_transpose(int T, int Tp, int E, const float *in, long ins, float *out) {
+  for (int e = 0; e < E; ++e) {
+    float *row = out + (size_t)e * Tp;
+    for (int t = 0; t < T; ++t) row[t] = in[(size_t)t * ins + e];
+    for (int t = T; t < Tp; ++t) row[t] = 0;
+  }
+}
+
+/* Returns 0 when the scratch could not be had (the caller then runs the
+ * row-at-a-time form). */
+PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(att_job *j, int task) {
+  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  int Tp = (T + 15) / 16 * 16;
+  float *kT = att_reserve((size_t)E * Tp + (size_t)T * Tp);
+  if (!kT) return 0;
+  float *S = kT + (size_t)E * Tp;
+  float scale = 1.0f / sqrtf((float)E);
+  const float *base = j->qkv + (size_t)b * T * 3 * D + h * E;
+  long ld = 3L * D;
+  att_transpose(T, Tp, E, base + D, ld, kT);
+  att_scores(T, Tp, E, base, ld, kT, S);
+  float *P = j->att + ((size_t)b * j->H + h) * T * T;
+  for (int t = 0; t < T; ++t) {
+    float *p = P + (size_t)t * T;
+    const float *srow = S + (size_t)t * Tp;
+    for (int s = 0; s <= t; ++s) p[s] = srow[s] * scale;
+    float inv = 1.0f / softmax_unnormalised8(p, t + 1);
+    for (int s = 0; s <= t; ++s) p[s] *= inv;
+    for (int s = t + 1; s < T; ++s) p[s] = 0;
+  }
+  att_product(T, E, P, T, base + 2 * D, ld, j->ao + (size_t)b * T * D + h * E, D, 0, 1, 0, T);
+  return 1;
+}
+
+PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(att_job *j, int task) {
+  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  int Tp = (T + 15) / 16 * 16;
+  float *vT = att_reserve((size_t)E * Tp + 3 * (size_t)T * Tp);
+  if (!vT) return 0;
+  float *dS = vT + (size_t)E * Tp, *dST = dS + (size_t)T * Tp, *PT = dST + (size_t)T * Tp;
+  float scale = 1.0f / sqrtf((float)E);
+  const float *base = j->qkv + (size_t)b * T * 3 * D + h * E;
+  float *dbase = j->dqkv + (size_t)b * T * 3 * D + h * E;
+  const float *dout = j->dao + (size_t)b * T * D + h * E;
+  const float *P = j->att + ((size_t)b * j->H + h) * T * T;
+  long ld = 3L * D;
+  /* dP = dO · Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale. */
+  att_transpose(T, Tp, E, base + 2 * D, ld, vT);
+  att_scores(T, Tp, E, dout, D, vT, dS);
+  for (int t = 0; t < T; ++t) {
+    const float *p = P + (size_t)t * T;
+    float *ds = dS + (size_t)t * Tp;
+    float dot_pd = 0;
+    for (int s = 0; s <= t; ++s) dot_pd += p[s] * ds[s];
+    for (int s = 0; s <= t; ++s) ds[s] = p[s] * (ds[s] - dot_pd) * scale;
+    for (int s = t + 1; s < Tp; ++s) ds[s] = 0;
+  }
+  for (int s = 0; s < T; ++s) {
+    for (int t = 0; t < T; ++t) {
+      dST[(size_t)s * Tp + t] = dS[(size_t)t * Tp + s];
+      PT[(size_t)s * Tp + t] = P[(size_t)t * T + s];
+    }
+  }
+  /* dQ += dS · K; dK += dSᵀ · Q; dV += Pᵀ · dO. */
+  att_product(T, E, dS, Tp, base + D, ld, dbase, ld, 1, 1, 0, T);
+  att_product(T, E, dST, Tp, base, ld, dbase + D, ld, 1, 0, 1, T);
+  att_product(T, E, PT, Tp, dout, D, dbase + 2 * D, ld, 1, 0, 1, T);
+  return 1;
+}
 #endif
 
 /* One (b, h): causal softmax(q kᵀ / sqrt(E)) v. */
@@ -576,7 +748,7 @@ PK_MULTIVERSION static void attention_task(void *ctx, int task) {
   att_job *j = ctx;
 #if defined(__x86_64__)
   if (j->avx2 && (j->D / j->H) % 8 == 0) {
-    attention_task_avx2(j, task);
+    if (!attention_tiled_avx2(j, task)) attention_task_avx2(j, task);
     return;
   }
 #endif
@@ -614,7 +786,7 @@ PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
   att_job *j = ctx;
 #if defined(__x86_64__)
   if (j->avx2 && (j->D / j->H) % 8 == 0) {
-    attention_backward_task_avx2(j, task);
+    if (!attention_backward_tiled_avx2(j, task)) attention_backward_task_avx2(j, task);
     return;
   }
 #endif
@@ -795,7 +967,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint3
   size_t need = N * (2 * (size_t)D + big + V);
   if (need > m->scratch_cap) {
     free(m->scratch);
-    m->scratch = malloc(need * sizeof(float));
+    m->scratch = floats_new(need);
     m->scratch_cap = m->scratch ? need : 0;
     if (!m->scratch) return -1;
   }
@@ -897,6 +1069,38 @@ static float *cache_at(pk_model *m, float *cache, int l, int b, int t) {
 }
 
 #if defined(__x86_64__)
+/* Eight dot products q·k_s at once: one 8-lane partial sum per key, then
+ * the eight reduced together (two rounds of horizontal adds and a lane
+ * swap) instead of eight separate horizontal sums. */
+PK_AVX2 static inline __m256 dot8x8(const float *q, const float *k, long ks, int E) {
+  __m256 a[8];
+  for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
+  for (int e = 0; e < E; e += 8) {
+    __m256 qv = _mm256_loadu_ps(q + e);
+    for (int j = 0; j < 8; ++j) a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (size_t)j * ks + e), a[j]);
+  }
+  __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* o[0:8*NV] = sum over s of w[s] · v_s[0:8*NV], v_s = v + s*vs, kept in
+ * registers (an axpy per key into o was a chain through memory). */
+#define DECODE_WEIGHTED_SUM(NAME, NV)                                                              \
+  PK_AVX2 static inline void NAME(const float *w, int n, const float *v, long vs, float *o) {     \
+    __m256 acc[NV];                                                                                \
+    for (int i = 0; i < NV; ++i) acc[i] = _mm256_setzero_ps();                                     \
+    for (int s = 0; s < n; ++s) {                                                                  \
+      __m256 ws = _mm256_broadcast_ss(w + s);                                                      \
+      for (int i = 0; i < NV; ++i)                                                                 \
+        acc[i] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(v + (size_t)s * vs + 8 * i), acc[i]);        \
+    }                                                                                              \
+    for (int i = 0; i < NV; ++i) _mm256_storeu_ps(o + 8 * i, acc[i]);                              \
+  }
+DECODE_WEIGHTED_SUM(weighted_sum32, 4)
+DECODE_WEIGHTED_SUM(weighted_sum8, 1)
+#undef DECODE_WEIGHTED_SUM
+
 PK_AVX2 __attribute__((noinline)) static void decode_attention_task_avx2(decode_job *j, int task) {
   pk_model *m = j->m;
   int H = m->d.heads, D = m->d.d_model, E = D / H;
@@ -904,11 +1108,18 @@ PK_AVX2 __attribute__((noinline)) static void decode_attention_task_avx2(decode_
   float scale = 1.0f / sqrtf((float)E);
   float p[1024];
   const float *q = j->qkv + (size_t)b * 3 * D + h * E;
-  for (int s = 0; s <= pos; ++s) p[s] = dot8(q, cache_at(m, m->kcache, j->layer, b, s) + h * E, E) * scale;
+  const float *k0 = cache_at(m, m->kcache, j->layer, b, 0) + h * E;
+  const float *v0 = cache_at(m, m->vcache, j->layer, b, 0) + h * E;
+  int s = 0;
+  __m256 sc = _mm256_set1_ps(scale);
+  for (; s + 8 <= pos + 1; s += 8) _mm256_storeu_ps(p + s, _mm256_mul_ps(dot8x8(q, k0 + (size_t)s * D, D, E), sc));
+  for (; s <= pos; ++s) p[s] = dot8(q, k0 + (size_t)s * D, E) * scale;
   float inv = 1.0f / softmax_unnormalised8(p, pos + 1);
+  for (s = 0; s <= pos; ++s) p[s] *= inv;
   float *o = j->ao + (size_t)b * D + h * E;
-  memset(o, 0, (size_t)E * sizeof(float));
-  for (int s = 0; s <= pos; ++s) axpy8(p[s] * inv, cache_at(m, m->vcache, j->layer, b, s) + h * E, o, E);
+  int e = 0;
+  for (; e + 32 <= E; e += 32) weighted_sum32(p, pos + 1, v0 + e, D, o + e);
+  for (; e < E; e += 8) weighted_sum8(p, pos + 1, v0 + e, D, o + e);
 }
 #endif
 
@@ -959,8 +1170,8 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   if (need > m->cache_cap) {
     free(m->kcache);
     free(m->vcache);
-    m->kcache = malloc(need * sizeof(float));
-    m->vcache = malloc(need * sizeof(float));
+    m->kcache = floats_new(need);
+    m->vcache = floats_new(need);
     m->cache_cap = (m->kcache && m->vcache) ? need : 0;
     if (!m->cache_cap) return -1;
   }
@@ -1005,7 +1216,7 @@ static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
    * and zeroing (about half a megabyte at 64 rows). */
   if (need > m->decode_cap) {
     free(m->decode_buf);
-    m->decode_buf = malloc(need * sizeof(float));
+    m->decode_buf = floats_new(need);
     m->decode_cap = m->decode_buf ? need : 0;
     if (!m->decode_buf) return -1;
   }
