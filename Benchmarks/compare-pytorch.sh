@@ -3,17 +3,22 @@
 # by side in one run: forward+backward tokens/s, KV-cache generation new
 # tokens/s, GEMM GFLOP/s on the model's shapes, and the Prism/PyTorch ratios.
 #
-#   Benchmarks/compare-pytorch.sh [THREADS]      (default 2)
+#   Benchmarks/compare-pytorch.sh [THREADS] [REPEATS]   (defaults 2 and 20)
+#
+# Both sides report the best of REPEATS timings of each measurement: on a
+# shared VM whose speed moves by a third between minutes, five were too few
+# to find the quiet moments of either.
 #
 # Not part of CI. PyTorch from scripts/python-env (torch 2.13.0+cpu, pinned).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 threads="${1:-2}"
+repeats="${2:-20}"
 python="$("$root/scripts/python-env")"  # torch 2.13.0+cpu, pinned
 echo "building Prism (release)..." >&2
 swift build -c release --package-path "$root" >/dev/null
-torch_json="$("$python" "$root/Benchmarks/pytorch_reference.py" "$threads" 2>/dev/null)"
-prism_json="$("$root/.build/release/prism" bench transformer --threads "$threads" --json)"
+torch_json="$("$python" "$root/Benchmarks/pytorch_reference.py" "$threads" "$repeats" 2>/dev/null)"
+prism_json="$("$root/.build/release/prism" bench transformer --threads "$threads" --repeats "$repeats" --json)"
 python3 - "$torch_json" "$prism_json" <<'PY'
 import json, sys
 t, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])

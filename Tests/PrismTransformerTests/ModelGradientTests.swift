@@ -45,18 +45,22 @@ struct ModelGradientTests {
         let previous = pk_force_portable(portable ? 1 : 0)
         defer { pk_force_portable(previous) }
         var rng = RandomState(seed: 3)
-        for (m, n, k) in [(1, 1, 1), (7, 19, 5), (64, 40, 130), (13, 33, 300), (300, 17, 9)] {
+        for (m, n, k) in [(1, 1, 1), (7, 19, 5), (64, 40, 130), (13, 33, 300), (300, 17, 9), (70, 45, 20)] {
             for ta in [0, 1] {
                 for tb in [0, 1] {
                     let a = (0..<(m * k)).map { _ in Float(rng.uniform() - 0.5) }
                     let b = (0..<(k * n)).map { _ in Float(rng.uniform() - 0.5) }
+                    // With a bias on the transposed-B cases: the fused bias
+                    // goes through the same edge stores (rows past a 6-row
+                    // group, masked columns past a 16-column panel).
+                    let bias: [Float]? = tb == 1 ? (0..<n).map { _ in Float(rng.uniform() - 0.5) } : nil
                     var c = [Float](repeating: 1, count: m * n)
-                    pk_gemm(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b,
-                            Int32(tb == 1 ? k : n), 0.5, &c, Int32(n))
+                    pk_gemm_bias(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b,
+                                 Int32(tb == 1 ? k : n), 0.5, &c, Int32(n), bias)
                     var worst: Float = 0
                     for i in 0..<m {
                         for j in 0..<n {
-                            var sum: Float = 0.5
+                            var sum: Float = 0.5 + (bias?[j] ?? 0)
                             for p in 0..<k {
                                 sum += (ta == 1 ? a[p * m + i] : a[i * k + p]) * (tb == 1 ? b[j * k + p] : b[p * n + j])
                             }
