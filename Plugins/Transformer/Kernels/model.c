@@ -308,11 +308,15 @@ static void layernorm(const float *x, const float *w, const float *b, float *y, 
   layernorm_portable(x, w, b, y, mu, rs, N, D);
 }
 
-/* dx += LN backward; dw, db accumulate. */
-PK_MULTIVERSION static void layernorm_backward(const float *dy, const float *x, const float *w,
-                               const float *mu, const float *rs, float *dx,
-                               float *dw, float *db, size_t N, int D) {
-  for (size_t n = 0; n < N; ++n) {
+/* LayerNorm backward in two independent parts: dx += ... needs each row's
+ * two reductions (rows [r0, r1)), dw and db sum each column over all rows
+ * (columns [c0, c1)). Split this way both run in parallel and every sum
+ * keeps one order whatever the threads: a column's rows are added first to
+ * last, as the serial loop did. */
+PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float *x, const float *w,
+                                                    const float *mu, const float *rs, float *dx,
+                                                    size_t r0, size_t r1, int D) {
+  for (size_t n = r0; n < r1; ++n) {
     const float *dyn = dy + n * D, *xn = x + n * D;
     float mean_d = 0, mean_dx = 0;
     for (int i = 0; i < D; ++i) {
@@ -320,8 +324,6 @@ PK_MULTIVERSION static void layernorm_backward(const float *dy, const float *x, 
       float d = dyn[i] * w[i];
       mean_d += d;
       mean_dx += d * xhat;
-      dw[i] += dyn[i] * xhat;
-      db[i] += dyn[i];
     }
     mean_d /= D;
     mean_dx /= D;
@@ -331,6 +333,75 @@ PK_MULTIVERSION static void layernorm_backward(const float *dy, const float *x, 
       dxn[i] += rs[n] * (dyn[i] * w[i] - mean_d - xhat * mean_dx);
     }
   }
+}
+
+PK_MULTIVERSION static void layernorm_backward_columns(const float *dy, const float *x, const float *mu,
+                                                       const float *rs, float *dw, float *db, size_t N,
+                                                       int D, int c0, int c1) {
+  for (size_t n = 0; n < N; ++n) {
+    const float *dyn = dy + n * D, *xn = x + n * D;
+    for (int i = c0; i < c1; ++i) {
+      dw[i] += dyn[i] * ((xn[i] - mu[n]) * rs[n]);
+      db[i] += dyn[i];
+    }
+  }
+}
+
+/* out[c0:c1] += the column sums of d [N][width] over those columns. */
+PK_MULTIVERSION static void column_sums_range(const float *d, float *out, size_t N, int width, int c0, int c1) {
+  for (size_t n = 0; n < N; ++n) {
+    const float *row = d + n * width;
+    for (int i = c0; i < c1; ++i) out[i] += row[i];
+  }
+}
+
+/* Columns per task of the column passes (a multiple of 8 lanes), rows per
+ * task of the row pass. */
+#define COLUMN_CHUNK 32
+#define ROW_CHUNK 128
+
+typedef struct lnb_job {
+  const float *dy, *x, *w, *mu, *rs;
+  float *dx, *dw, *db;
+  size_t N;
+  int D, row_tasks;
+} lnb_job;
+
+static void layernorm_backward_task(void *ctx, int task) {
+  lnb_job *j = ctx;
+  if (task < j->row_tasks) {
+    size_t r0 = (size_t)task * ROW_CHUNK, r1 = r0 + ROW_CHUNK < j->N ? r0 + ROW_CHUNK : j->N;
+    layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, r0, r1, j->D);
+  } else {
+    int c0 = (task - j->row_tasks) * COLUMN_CHUNK, c1 = c0 + COLUMN_CHUNK < j->D ? c0 + COLUMN_CHUNK : j->D;
+    layernorm_backward_columns(j->dy, j->x, j->mu, j->rs, j->dw, j->db, j->N, j->D, c0, c1);
+  }
+}
+
+/* dx += LN backward; dw, db accumulate. */
+static void layernorm_backward(const float *dy, const float *x, const float *w, const float *mu,
+                               const float *rs, float *dx, float *dw, float *db, size_t N, int D) {
+  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, (int)((N + ROW_CHUNK - 1) / ROW_CHUNK)};
+  pk_parallel_for(job.row_tasks + (D + COLUMN_CHUNK - 1) / COLUMN_CHUNK, layernorm_backward_task, &job);
+}
+
+typedef struct colsum_job {
+  const float *d;
+  float *out;
+  size_t N;
+  int width;
+} colsum_job;
+
+static void column_sums_task(void *ctx, int task) {
+  colsum_job *j = ctx;
+  int c0 = task * COLUMN_CHUNK, c1 = c0 + COLUMN_CHUNK < j->width ? c0 + COLUMN_CHUNK : j->width;
+  column_sums_range(j->d, j->out, j->N, j->width, c0, c1);
+}
+
+/* out[i] += sum over rows of d[n][i]; columns in parallel, rows in order. */
+static void column_sums(const float *d, float *out, size_t N, int width) {
+  colsum_job job = {d, out, N, width};
+  pk_parallel_for((width + COLUMN_CHUNK - 1) / COLUMN_CHUNK, column_sums_task, &job);
 }
 
 #define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
@@ -427,13 +498,6 @@ static void gelu_backward(const float *x, float *d, size_t n, int avx2) {
 #endif
   (void)avx2;
   gelu_backward_portable(x, d, n);
-}
-
-static void column_sums(const float *d, float *out, size_t N, int width) {
-  for (size_t n = 0; n < N; ++n) {
-    const float *row = d + n * width;
-    for (int i = 0; i < width; ++i) out[i] += row[i];
-  }
 }
 
 /* Row-chunked parallel versions of the element-wise passes. */
@@ -955,6 +1019,44 @@ static int backward_kept_pass(pk_model *m, const float *grad) {
 }
 
 /* Back-propagation from dL/dlogprob through the forward pass `a` of tokens. */
+/* dL/dlogits[n] = g[n+1] (onehot(tok[n+1]) - softmax(z[n]/T)) / T, one
+ * sequence per task. */
+typedef struct dlogits_job {
+  const float *logits;
+  const int32_t *tokens;
+  const uint32_t *lengths;
+  const float *grad;
+  float *dlogits;
+  int T, V;
+  float temperature;
+} dlogits_job;
+
+static void dlogits_task(void *ctx, int r) {
+  const dlogits_job *j = ctx;
+  int T = j->T, V = j->V;
+  for (int t = 0; t + 1 < (int)j->lengths[r] && t + 1 < T; ++t) {
+    size_t n = (size_t)r * T + t;
+    float gn = j->grad[n + 1];
+    if (gn == 0.0f) continue;
+    const float *z = j->logits + n * V;
+    float maxv = -INFINITY;
+    for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / j->temperature);
+    float *dz = j->dlogits + n * V;
+    /* Each exponential once (kept in dz as a float; it was computed twice),
+     * summed in double. */
+    double sum = 0;
+    for (int i = 0; i < V; ++i) {
+      double e = exp((double)(z[i] / j->temperature - maxv));
+      dz[i] = (float)e;
+      sum += e;
+    }
+    for (int i = 0; i < V; ++i) {
+      float p = (float)((double)dz[i] / sum);
+      dz[i] = gn * ((i == j->tokens[n + 1]) - p) / j->temperature;
+    }
+  }
+}
+
 static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint32_t *lengths,
                          int rows, int stride, float temperature, const float *grad) {
   const pk_dims d = m->d;
@@ -975,24 +1077,8 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint3
   memset(dres, 0, N * D * sizeof(float));
   memset(dlogits, 0, N * V * sizeof(float));
 
-  /* dL/dlogits[n] = g[n+1] (onehot(tok[n+1]) - softmax(z[n]/T)) / T */
-  for (int r = 0; r < rows; ++r) {
-    for (int t = 0; t + 1 < (int)lengths[r] && t + 1 < T; ++t) {
-      size_t n = (size_t)r * T + t;
-      float gn = grad[n + 1];
-      if (gn == 0.0f) continue;
-      const float *z = a.logits + n * V;
-      float maxv = -INFINITY;
-      for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / temperature);
-      double sum = 0;
-      for (int i = 0; i < V; ++i) sum += exp((double)(z[i] / temperature - maxv));
-      float *dz = dlogits + n * V;
-      for (int i = 0; i < V; ++i) {
-        float p = (float)(exp((double)(z[i] / temperature - maxv)) / sum);
-        dz[i] = gn * ((i == tokens[n + 1]) - p) / temperature;
-      }
-    }
-  }
+  dlogits_job dj = {a.logits, tokens, lengths, grad, dlogits, T, V, temperature};
+  pk_parallel_for(rows, dlogits_task, &dj);
   pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
   pk_gemm(0, 1, (int)N, D, V, dlogits, V, w + m->lay.head_w, V, 0.0f, dln, D);
   layernorm_backward(dln, a.xf, w + m->lay.lnf_w, a.muf, a.rsf, dres,
