@@ -542,7 +542,7 @@ static void gelu_chunk(void *ctx, int task) {
 static void parallel_gelu(const float *x, float *y, float *dx, size_t n) {
   int avx2 = pk_has_avx2_fma();
   rows_job job = {.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = avx2};
-  if (n < 65536) {
+  if (n < 16384) {
     gelu_chunk(&(rows_job){.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)n, .avx2 = avx2}, 0);
     return;
   }
@@ -1149,9 +1149,21 @@ typedef struct decode_job {
   int avx2;         /* the caller's kernel choice */
 } decode_job;
 
-static float *cache_at(pk_model *m, float *cache, int l, int b, int t) {
-  size_t D = (size_t)m->d.d_model;
-  return cache + (((size_t)l * m->dec_rows + b) * m->d.max_len + t) * D;
+/* The cache holds each head's keys (values) for one row contiguously,
+ * [L][rows][heads][max_len][E]: a decoding step's attention for (b, h) then
+ * streams one block instead of gathering E floats from every D-float row. */
+static float *cache_at(pk_model *m, float *cache, int l, int b, int h, int t) {
+  size_t E = (size_t)(m->d.d_model / m->d.heads);
+  return cache + ((((size_t)l * m->dec_rows + b) * m->d.heads + h) * m->d.max_len + t) * E;
+}
+
+/* Stores a row's new key and value (from its qkv row) at position t. */
+static void cache_store(pk_model *m, int l, int b, int t, const float *qkv) {
+  int D = m->d.d_model, H = m->d.heads, E = D / H;
+  for (int h = 0; h < H; ++h) {
+    memcpy(cache_at(m, m->kcache, l, b, h, t), qkv + D + h * E, (size_t)E * sizeof(float));
+    memcpy(cache_at(m, m->vcache, l, b, h, t), qkv + 2 * D + h * E, (size_t)E * sizeof(float));
+  }
 }
 
 #if defined(__x86_64__)
@@ -1194,23 +1206,22 @@ PK_AVX2 __attribute__((noinline)) static void decode_attention_task_avx2(decode_
   float scale = 1.0f / sqrtf((float)E);
   float p[1024];
   const float *q = j->qkv + (size_t)b * 3 * D + h * E;
-  const float *k0 = cache_at(m, m->kcache, j->layer, b, 0) + h * E;
-  const float *v0 = cache_at(m, m->vcache, j->layer, b, 0) + h * E;
+  const float *k0 = cache_at(m, m->kcache, j->layer, b, h, 0);
+  const float *v0 = cache_at(m, m->vcache, j->layer, b, h, 0);
   int s = 0;
   __m256 sc = _mm256_set1_ps(scale);
-  for (; s + 8 <= pos + 1; s += 8) _mm256_storeu_ps(p + s, _mm256_mul_ps(dot8x8(q, k0 + (size_t)s * D, D, E), sc));
-  for (; s <= pos; ++s) p[s] = dot8(q, k0 + (size_t)s * D, E) * scale;
+  for (; s + 8 <= pos + 1; s += 8) _mm256_storeu_ps(p + s, _mm256_mul_ps(dot8x8(q, k0 + (size_t)s * E, E, E), sc));
+  for (; s <= pos; ++s) p[s] = dot8(q, k0 + (size_t)s * E, E) * scale;
   float inv = 1.0f / softmax_unnormalised8(p, pos + 1);
   for (s = 0; s <= pos; ++s) p[s] *= inv;
   float *o = j->ao + (size_t)b * D + h * E;
   int e = 0;
-  for (; e + 32 <= E; e += 32) weighted_sum32(p, pos + 1, v0 + e, D, o + e);
-  for (; e < E; e += 8) weighted_sum8(p, pos + 1, v0 + e, D, o + e);
+  for (; e + 32 <= E; e += 32) weighted_sum32(p, pos + 1, v0 + e, E, o + e);
+  for (; e < E; e += 8) weighted_sum8(p, pos + 1, v0 + e, E, o + e);
 }
 #endif
 
-PK_MULTIVERSION static void decode_attention_task(void *ctx, int task) {
-  decode_job *j = ctx;
+PK_MULTIVERSION static void decode_attention_pair(decode_job *j, int task) {
   pk_model *m = j->m;
 #if defined(__x86_64__)
   if (j->avx2 && (m->d.d_model / m->d.heads) % 8 == 0) {
@@ -1225,7 +1236,7 @@ PK_MULTIVERSION static void decode_attention_task(void *ctx, int task) {
   const float *q = j->qkv + (size_t)b * 3 * D + h * E;
   float maxv = -INFINITY;
   for (int s = 0; s <= pos; ++s) {
-    const float *k = cache_at(m, m->kcache, j->layer, b, s) + h * E;
+    const float *k = cache_at(m, m->kcache, j->layer, b, h, s);
     float dot = 0;
     for (int e = 0; e < E; ++e) dot += q[e] * k[e];
     p[s] = dot * scale;
@@ -1239,10 +1250,21 @@ PK_MULTIVERSION static void decode_attention_task(void *ctx, int task) {
   float *o = j->ao + (size_t)b * D + h * E;
   for (int e = 0; e < E; ++e) o[e] = 0;
   for (int s = 0; s <= pos; ++s) {
-    const float *v = cache_at(m, m->vcache, j->layer, b, s) + h * E;
+    const float *v = cache_at(m, m->vcache, j->layer, b, h, s);
     float ps = p[s] / sum;
     for (int e = 0; e < E; ++e) o[e] += ps * v[e];
   }
+}
+
+/* (b, h) pairs per pool task: one pair is a few hundred nanoseconds of
+ * work, about what claiming a task costs when both threads contend for the
+ * counter. */
+#define DECODE_PAIRS 8
+
+static void decode_attention_task(void *ctx, int task) {
+  decode_job *j = ctx;
+  int pairs = j->m->dec_rows * j->m->d.heads;
+  for (int i = task * DECODE_PAIRS; i < (task + 1) * DECODE_PAIRS && i < pairs; ++i) decode_attention_pair(j, i);
 }
 
 static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
@@ -1273,9 +1295,7 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   for (int l = 0; l < d.layers; ++l) {
     for (int b = 0; b < rows; ++b) {
       for (int t = 0; t < stride; ++t) {
-        const float *qkv = a.layer[l].qkv + ((size_t)b * stride + t) * 3 * D;
-        memcpy(cache_at(m, m->kcache, l, b, t), qkv + D, D * sizeof(float));
-        memcpy(cache_at(m, m->vcache, l, b, t), qkv + 2 * D, D * sizeof(float));
+        cache_store(m, l, b, t, a.layer[l].qkv + ((size_t)b * stride + t) * 3 * D);
       }
     }
   }
@@ -1320,17 +1340,14 @@ static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
     const pk_layer_offsets *o = &m->lay.layer[l];
     layernorm(x, w + o->ln1_w, w + o->ln1_b, ln, NULL, NULL, B, D, avx2);
     pk_gemm_bias(0, 0, B, 3 * D, D, ln, D, w + o->qkv_w, 3 * D, 0.0f, qkv, 3 * D, w + o->qkv_b);
-    for (int b = 0; b < B; ++b) {
-      memcpy(cache_at(m, m->kcache, l, b, m->positions[b]), qkv + (size_t)b * 3 * D + D, D * sizeof(float));
-      memcpy(cache_at(m, m->vcache, l, b, m->positions[b]), qkv + (size_t)b * 3 * D + 2 * D, D * sizeof(float));
-    }
+    for (int b = 0; b < B; ++b) cache_store(m, l, b, m->positions[b], qkv + (size_t)b * 3 * D);
     decode_job job = {m, l, qkv, ao, avx2};
-    pk_parallel_for(B * d.heads, decode_attention_task, &job);
+    pk_parallel_for((B * d.heads + DECODE_PAIRS - 1) / DECODE_PAIRS, decode_attention_task, &job);
     memcpy(xm, x, (size_t)B * D * sizeof(float));
     pk_gemm_bias(0, 0, B, D, D, ao, D, w + o->proj_w, D, 1.0f, xm, D, w + o->proj_b);
     layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, B, D, avx2);
     pk_gemm_bias(0, 0, B, F, D, ln, D, w + o->fc_w, F, 0.0f, fc, F, w + o->fc_b);
-    gelu(fc, ge, (size_t)B * F, avx2);
+    parallel_gelu(fc, ge, NULL, (size_t)B * F);
     memcpy(x, xm, (size_t)B * D * sizeof(float));
     pk_gemm_bias(0, 0, B, D, F, ge, F, w + o->fcp_w, D, 1.0f, x, D, w + o->fcp_b);
   }
