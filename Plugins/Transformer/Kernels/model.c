@@ -106,6 +106,9 @@ struct pk_model {
   /* Work space of decode_step. */
   float *decode_buf;
   size_t decode_cap;
+  /* First token row of each sequence in the activations (see set_rows). */
+  int *row_off;
+  size_t row_off_cap;
   int portable; /* kernel choice, applied around each pass */
   int tied;     /* LM head = wte transposed (kept as a synced copy) */
   /* The pass pk_logprobs_keep kept (its activations are `acts`) for
@@ -175,6 +178,7 @@ void pk_model_free(pk_model *m) {
   free(m->kept_tokens);
   free(m->kept_lengths);
   free(m->decode_buf);
+  free(m->row_off);
   free(m);
 }
 
@@ -206,7 +210,33 @@ typedef struct acts {
   float *xf;           /* [N][D] final residual */
   float *lnf, *muf, *rsf;
   float *logits;       /* [N][V] */
+  /* Only each sequence's own tokens are rows: sequence b is rows
+   * off[b] .. off[b+1]-1, N = off[B] rows in all. Padding past a sequence's
+   * length is never computed (causal attention: it cannot change the
+   * tokens before it), so a batch of ragged completions costs its tokens,
+   * not rows x stride. */
+  const int *off;
+  size_t N;
 } acts;
+
+/* Fills a->off and a->N for `B` sequences of `lengths` (NULL: all T). */
+static int set_rows(pk_model *m, acts *a, int B, int T, const uint32_t *lengths) {
+  if ((size_t)B + 1 > m->row_off_cap) {
+    free(m->row_off);
+    m->row_off = malloc(((size_t)B + 1) * sizeof(int));
+    m->row_off_cap = m->row_off ? (size_t)B + 1 : 0;
+    if (!m->row_off) return -1;
+  }
+  m->row_off[0] = 0;
+  for (int b = 0; b < B; ++b) {
+    int len = lengths ? (int)lengths[b] : T;
+    len = len < 0 ? 0 : len > T ? T : len;
+    m->row_off[b + 1] = m->row_off[b] + len;
+  }
+  a->off = m->row_off;
+  a->N = (size_t)m->row_off[B];
+  return 0;
+}
 
 /* Carves the activation buffer for B x T tokens; NULL on allocation failure. */
 static int make_acts(pk_model *m, int B, int T, acts *a) {
@@ -556,9 +586,19 @@ typedef struct att_job {
   float *att, *ao;
   float *dqkv;
   const float *dao;
-  int B, T, H, D;
+  int B, T, H, D;  /* T: the batch's stride (the probabilities' block size) */
   int avx2; /* the caller's kernel choice */
+  const int *off;  /* sequence b's tokens are rows off[b] .. off[b+1]-1 */
 } att_job;
+
+/* A task's (b, h): its first token row, its length, its probabilities
+ * (length x length, rows contiguous, in a stride x stride block). */
+#define ATT_TASK                                                                 \
+  int b = task / j->H, h = task % j->H, D = j->D, E = D / j->H;                \
+  int T = j->off[b + 1] - j->off[b];                                           \
+  size_t row0 = (size_t)j->off[b];                                             \
+  float *Pb = j->att + ((size_t)b * j->H + h) * j->T * j->T;                   \
+  (void)Pb
 
 #if defined(__x86_64__)
 /* Vector forms of the attention loops for head sizes that are multiples of
@@ -604,15 +644,15 @@ PK_AVX2 static float softmax_unnormalised8(float *p, int n) {
 }
 
 PK_AVX2 __attribute__((noinline)) static void attention_task_avx2(att_job *j, int task) {
-  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  ATT_TASK;
   float scale = 1.0f / sqrtf((float)E);
-  const float *base = j->qkv + (size_t)b * T * 3 * D + h * E;
+  const float *base = j->qkv + row0 * 3 * D + h * E;
   for (int t = 0; t < T; ++t) {
     const float *q = base + (size_t)t * 3 * D;
-    float *p = j->att + (((size_t)b * j->H + h) * T + t) * T;
+    float *p = Pb + (size_t)t * T;
     for (int s = 0; s <= t; ++s) p[s] = dot8(q, base + (size_t)s * 3 * D + D, E) * scale;
     float inv = 1.0f / softmax_unnormalised8(p, t + 1);
-    float *o = j->ao + ((size_t)b * T + t) * D + h * E;
+    float *o = j->ao + (row0 + t) * D + h * E;
     memset(o, 0, (size_t)E * sizeof(float));
     for (int s = 0; s <= t; ++s) {
       p[s] *= inv;
@@ -623,14 +663,14 @@ PK_AVX2 __attribute__((noinline)) static void attention_task_avx2(att_job *j, in
 }
 
 PK_AVX2 __attribute__((noinline)) static void attention_backward_task_avx2(att_job *j, int task) {
-  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  ATT_TASK;
   float scale = 1.0f / sqrtf((float)E);
   float dp[1024];
-  const float *base = j->qkv + (size_t)b * T * 3 * D + h * E;
-  float *dbase = j->dqkv + (size_t)b * T * 3 * D + h * E;
+  const float *base = j->qkv + row0 * 3 * D + h * E;
+  float *dbase = j->dqkv + row0 * 3 * D + h * E;
   for (int t = 0; t < T; ++t) {
-    const float *p = j->att + (((size_t)b * j->H + h) * T + t) * T;
-    const float *dout = j->dao + ((size_t)b * T + t) * D + h * E;
+    const float *p = Pb + (size_t)t * T;
+    const float *dout = j->dao + (row0 + t) * D + h * E;
     const float *q = base + (size_t)t * 3 * D;
     float *dq = dbase + (size_t)t * 3 * D;
     float dot_pd = 0;
@@ -747,17 +787,18 @@ static void att_transpose(int T, int Tp, int E, const float *in, long ins, float
 /* Returns 0 when the scratch could not be had (the caller then runs the
  * row-at-a-time form). */
 PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(att_job *j, int task) {
-  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  ATT_TASK;
+  if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
   float *kT = att_reserve((size_t)E * Tp + (size_t)T * Tp);
   if (!kT) return 0;
   float *S = kT + (size_t)E * Tp;
   float scale = 1.0f / sqrtf((float)E);
-  const float *base = j->qkv + (size_t)b * T * 3 * D + h * E;
+  const float *base = j->qkv + row0 * 3 * D + h * E;
   long ld = 3L * D;
   att_transpose(T, Tp, E, base + D, ld, kT);
   att_scores(T, Tp, E, base, ld, kT, S);
-  float *P = j->att + ((size_t)b * j->H + h) * T * T;
+  float *P = Pb;
   for (int t = 0; t < T; ++t) {
     float *p = P + (size_t)t * T;
     const float *srow = S + (size_t)t * Tp;
@@ -766,21 +807,22 @@ PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(att_job *j, in
     for (int s = 0; s <= t; ++s) p[s] *= inv;
     for (int s = t + 1; s < T; ++s) p[s] = 0;
   }
-  att_product(T, E, P, T, base + 2 * D, ld, j->ao + (size_t)b * T * D + h * E, D, 0, 1, 0, T);
+  att_product(T, E, P, T, base + 2 * D, ld, j->ao + row0 * D + h * E, D, 0, 1, 0, T);
   return 1;
 }
 
 PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(att_job *j, int task) {
-  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  ATT_TASK;
+  if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
   float *vT = att_reserve((size_t)E * Tp + 3 * (size_t)T * Tp);
   if (!vT) return 0;
   float *dS = vT + (size_t)E * Tp, *dST = dS + (size_t)T * Tp, *PT = dST + (size_t)T * Tp;
   float scale = 1.0f / sqrtf((float)E);
-  const float *base = j->qkv + (size_t)b * T * 3 * D + h * E;
-  float *dbase = j->dqkv + (size_t)b * T * 3 * D + h * E;
-  const float *dout = j->dao + (size_t)b * T * D + h * E;
-  const float *P = j->att + ((size_t)b * j->H + h) * T * T;
+  const float *base = j->qkv + row0 * 3 * D + h * E;
+  float *dbase = j->dqkv + row0 * 3 * D + h * E;
+  const float *dout = j->dao + row0 * D + h * E;
+  const float *P = Pb;
   long ld = 3L * D;
   /* dP = dO · Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale. */
   att_transpose(T, Tp, E, base + 2 * D, ld, vT);
@@ -816,14 +858,14 @@ PK_MULTIVERSION static void attention_task(void *ctx, int task) {
     return;
   }
 #endif
-  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  ATT_TASK;
   float scale = 1.0f / sqrtf((float)E);
   for (int t = 0; t < T; ++t) {
-    const float *q = j->qkv + ((size_t)b * T + t) * 3 * D + h * E;
-    float *p = j->att + (((size_t)b * j->H + h) * T + t) * T;
+    const float *q = j->qkv + (row0 + t) * 3 * D + h * E;
+    float *p = Pb + (size_t)t * T;
     float maxv = -INFINITY;
     for (int s = 0; s <= t; ++s) {
-      const float *k = j->qkv + ((size_t)b * T + s) * 3 * D + D + h * E;
+      const float *k = j->qkv + (row0 + s) * 3 * D + D + h * E;
       float dot = 0;
       for (int e = 0; e < E; ++e) dot += q[e] * k[e];
       p[s] = dot * scale;
@@ -835,11 +877,11 @@ PK_MULTIVERSION static void attention_task(void *ctx, int task) {
       sum += p[s];
     }
     float inv = 1.0f / sum;
-    float *o = j->ao + ((size_t)b * T + t) * D + h * E;
+    float *o = j->ao + (row0 + t) * D + h * E;
     for (int e = 0; e < E; ++e) o[e] = 0;
     for (int s = 0; s <= t; ++s) {
       p[s] *= inv;
-      const float *v = j->qkv + ((size_t)b * T + s) * 3 * D + 2 * D + h * E;
+      const float *v = j->qkv + (row0 + s) * 3 * D + 2 * D + h * E;
       for (int e = 0; e < E; ++e) o[e] += p[s] * v[e];
     }
     for (int s = t + 1; s < T; ++s) p[s] = 0;
@@ -854,18 +896,18 @@ PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
     return;
   }
 #endif
-  int b = task / j->H, h = task % j->H, T = j->T, D = j->D, E = D / j->H;
+  ATT_TASK;
   float scale = 1.0f / sqrtf((float)E);
   float dp[1024];
   for (int t = 0; t < T; ++t) {
-    const float *p = j->att + (((size_t)b * j->H + h) * T + t) * T;
-    const float *dout = j->dao + ((size_t)b * T + t) * D + h * E;
-    const float *q = j->qkv + ((size_t)b * T + t) * 3 * D + h * E;
-    float *dq = j->dqkv + ((size_t)b * T + t) * 3 * D + h * E;
+    const float *p = Pb + (size_t)t * T;
+    const float *dout = j->dao + (row0 + t) * D + h * E;
+    const float *q = j->qkv + (row0 + t) * 3 * D + h * E;
+    float *dq = j->dqkv + (row0 + t) * 3 * D + h * E;
     float dot_pd = 0;
     for (int s = 0; s <= t; ++s) {
-      const float *v = j->qkv + ((size_t)b * T + s) * 3 * D + 2 * D + h * E;
-      float *dv = j->dqkv + ((size_t)b * T + s) * 3 * D + 2 * D + h * E;
+      const float *v = j->qkv + (row0 + s) * 3 * D + 2 * D + h * E;
+      float *dv = j->dqkv + (row0 + s) * 3 * D + 2 * D + h * E;
       float d = 0;
       for (int e = 0; e < E; ++e) {
         d += dout[e] * v[e];
@@ -876,8 +918,8 @@ PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
     }
     for (int s = 0; s <= t; ++s) {
       float ds = p[s] * (dp[s] - dot_pd) * scale;
-      const float *k = j->qkv + ((size_t)b * T + s) * 3 * D + D + h * E;
-      float *dk = j->dqkv + ((size_t)b * T + s) * 3 * D + D + h * E;
+      const float *k = j->qkv + (row0 + s) * 3 * D + D + h * E;
+      float *dk = j->dqkv + (row0 + s) * 3 * D + D + h * E;
       for (int e = 0; e < E; ++e) {
         dq[e] += ds * k[e];
         dk[e] += ds * q[e];
@@ -891,21 +933,21 @@ PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
 /* Runs the model on tokens [B][T] with `w` as weights, keeping every
  * activation in `a`; logits end in a->logits [N][V]. */
 static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
-                   int T, acts *a) {
+                   int T, const uint32_t *lengths, acts *a) {
   const pk_dims d = m->d;
   m->kept = 0; /* the activations are about to be overwritten */
   if (T > d.max_len || T > 1024) return -1;
-  if (make_acts(m, B, T, a)) return -1;
-  size_t N = (size_t)B * T;
+  if (make_acts(m, B, T, a) || set_rows(m, a, B, T, lengths)) return -1;
+  size_t N = a->N;
   int D = d.d_model, F = d.d_ff, V = d.vocab;
   float *x = a->layer[0].x;
   for (int b = 0; b < B; ++b) {
-    for (int t = 0; t < T; ++t) {
+    for (int t = 0; t < a->off[b + 1] - a->off[b]; ++t) {
       int32_t tok = tokens[(size_t)b * T + t];
       if (tok < 0 || tok >= V) tok = 0;
       const float *e = w + m->lay.wte + (size_t)tok * D;
       const float *p = w + m->lay.wpe + (size_t)t * D;
-      float *xn = x + ((size_t)b * T + t) * D;
+      float *xn = x + ((size_t)a->off[b] + t) * D;
       for (int i = 0; i < D; ++i) xn[i] = e[i] + p[i];
     }
   }
@@ -914,7 +956,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     layer_acts *la = &a->layer[l];
     parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
     pk_gemm_bias(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 0.0f, la->qkv, 3 * D, w + o->qkv_b);
-    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, B, T, d.heads, D, pk_has_avx2_fma()};
+    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, B, T, d.heads, D, pk_has_avx2_fma(), a->off};
     pk_parallel_for(B * d.heads, attention_task, &job);
     memcpy(la->xm, la->x, N * D * sizeof(float));
     pk_gemm_bias(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D, w + o->proj_b);
@@ -941,20 +983,20 @@ static float log_prob(const float *z, int V, float temp, int k) {
 
 static int logits_pass(pk_model *m, const int32_t *tokens, int rows, int stride, float *out) {
   acts a;
-  if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
+  if (forward(m, m->params, tokens, rows, stride, NULL, &a)) return -1;
   memcpy(out, a.logits, (size_t)rows * stride * m->d.vocab * sizeof(float));
   return 0;
 }
 
 /* out[r][t] from the logits of a forward pass (the ABI's convention). */
-static void logprobs_from(const pk_model *m, const acts *a, const int32_t *tokens, const uint32_t *lengths,
+static void logprobs_from(const pk_model *m, const acts *a, const int32_t *tokens,
                           int rows, int stride, float temperature, float *out) {
   int V = m->d.vocab;
   for (int r = 0; r < rows; ++r) {
     for (int t = 0; t < stride; ++t) {
       size_t n = (size_t)r * stride + t;
-      out[n] = (t >= 1 && t < (int)lengths[r])
-                   ? log_prob(a->logits + (n - 1) * V, V, temperature, tokens[n])
+      out[n] = (t >= 1 && t < a->off[r + 1] - a->off[r])
+                   ? log_prob(a->logits + ((size_t)a->off[r] + t - 1) * V, V, temperature, tokens[n])
                    : 0.0f;
     }
   }
@@ -964,8 +1006,8 @@ static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
                 const uint32_t *lengths, int rows, int stride,
                 float temperature, float *out) {
   acts a;
-  if (forward(m, reference ? m->ref : m->params, tokens, rows, stride, &a)) return -1;
-  logprobs_from(m, &a, tokens, lengths, rows, stride, temperature, out);
+  if (forward(m, reference ? m->ref : m->params, tokens, rows, stride, lengths, &a)) return -1;
+  logprobs_from(m, &a, tokens, rows, stride, temperature, out);
   return 0;
 }
 
@@ -974,8 +1016,8 @@ static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
 static int logprobs_keep_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                               int rows, int stride, float temperature, float *out) {
   acts a;
-  if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
-  logprobs_from(m, &a, tokens, lengths, rows, stride, temperature, out);
+  if (forward(m, m->params, tokens, rows, stride, lengths, &a)) return -1;
+  logprobs_from(m, &a, tokens, rows, stride, temperature, out);
   size_t count = (size_t)rows * stride;
   if (count > m->kept_cap || (size_t)rows > m->kept_cap) {
     size_t cap = count > (size_t)rows ? count : (size_t)rows;
@@ -997,14 +1039,14 @@ static int logprobs_keep_pass(pk_model *m, const int32_t *tokens, const uint32_t
 
 /* -------------------------------------------------------------- backward */
 
-static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint32_t *lengths,
+static int backward_from(pk_model *m, acts a, const int32_t *tokens,
                          int rows, int stride, float temperature, const float *grad);
 
 static int backward_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                 int rows, int stride, float temperature, const float *grad) {
   acts a;
-  if (forward(m, m->params, tokens, rows, stride, &a)) return -1;
-  return backward_from(m, a, tokens, lengths, rows, stride, temperature, grad);
+  if (forward(m, m->params, tokens, rows, stride, lengths, &a)) return -1;
+  return backward_from(m, a, tokens, rows, stride, temperature, grad);
 }
 
 /* Back-propagation through the kept pass; -2 when none is kept. */
@@ -1013,8 +1055,10 @@ static int backward_kept_pass(pk_model *m, const float *grad) {
   m->kept = 0;
   acts a;
   /* The same sizes carve the same buffer: the kept activations. */
-  if (make_acts(m, m->kept_rows, m->kept_stride, &a)) return -1;
-  return backward_from(m, a, m->kept_tokens, m->kept_lengths, m->kept_rows, m->kept_stride,
+  if (make_acts(m, m->kept_rows, m->kept_stride, &a) ||
+      set_rows(m, &a, m->kept_rows, m->kept_stride, m->kept_lengths))
+    return -1;
+  return backward_from(m, a, m->kept_tokens, m->kept_rows, m->kept_stride,
                        m->kept_temperature, grad);
 }
 
@@ -1024,24 +1068,25 @@ static int backward_kept_pass(pk_model *m, const float *grad) {
 typedef struct dlogits_job {
   const float *logits;
   const int32_t *tokens;
-  const uint32_t *lengths;
   const float *grad;
   float *dlogits;
   int T, V;
   float temperature;
+  const int *off;
 } dlogits_job;
 
 static void dlogits_task(void *ctx, int r) {
   const dlogits_job *j = ctx;
   int T = j->T, V = j->V;
-  for (int t = 0; t + 1 < (int)j->lengths[r] && t + 1 < T; ++t) {
-    size_t n = (size_t)r * T + t;
+  int len = j->off[r + 1] - j->off[r];
+  for (int t = 0; t + 1 < len; ++t) {
+    size_t n = (size_t)r * T + t, row = (size_t)j->off[r] + t;
     float gn = j->grad[n + 1];
     if (gn == 0.0f) continue;
-    const float *z = j->logits + n * V;
+    const float *z = j->logits + row * V;
     float maxv = -INFINITY;
     for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / j->temperature);
-    float *dz = j->dlogits + n * V;
+    float *dz = j->dlogits + row * V;
     /* Each exponential once (kept in dz as a float; it was computed twice),
      * summed in double. */
     double sum = 0;
@@ -1057,10 +1102,10 @@ static void dlogits_task(void *ctx, int r) {
   }
 }
 
-static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint32_t *lengths,
+static int backward_from(pk_model *m, acts a, const int32_t *tokens,
                          int rows, int stride, float temperature, const float *grad) {
   const pk_dims d = m->d;
-  size_t N = (size_t)rows * stride;
+  size_t N = a.N;
   int D = d.d_model, F = d.d_ff, V = d.vocab, T = stride;
   const float *w = m->params;
   float *g = m->grads;
@@ -1077,7 +1122,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint3
   memset(dres, 0, N * D * sizeof(float));
   memset(dlogits, 0, N * V * sizeof(float));
 
-  dlogits_job dj = {a.logits, tokens, lengths, grad, dlogits, T, V, temperature};
+  dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, a.off};
   pk_parallel_for(rows, dlogits_task, &dj);
   pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
   pk_gemm(0, 1, (int)N, D, V, dlogits, V, w + m->lay.head_w, V, 0.0f, dln, D);
@@ -1105,7 +1150,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint3
     pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
     float *dqkv = dbig;
     memset(dqkv, 0, N * 3 * D * sizeof(float));
-    att_job job = {la->qkv, la->att, NULL, dqkv, dao, rows, T, d.heads, D, pk_has_avx2_fma()};
+    att_job job = {la->qkv, la->att, NULL, dqkv, dao, rows, T, d.heads, D, pk_has_avx2_fma(), a.off};
     pk_parallel_for(rows * d.heads, attention_backward_task, &job);
     pk_gemm(1, 0, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D);
     column_sums(dqkv, g + o->qkv_b, N, 3 * D);
@@ -1114,9 +1159,9 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens, const uint3
                        g + o->ln1_w, g + o->ln1_b, N, D);
   }
   for (int r = 0; r < rows; ++r) {
-    for (int t = 0; t < T; ++t) {
-      size_t n = (size_t)r * T + t;
-      int32_t tok = tokens[n];
+    for (int t = 0; t < a.off[r + 1] - a.off[r]; ++t) {
+      size_t n = (size_t)a.off[r] + t;
+      int32_t tok = tokens[(size_t)r * T + t];
       if (tok < 0 || tok >= V) tok = 0;
       float *gw = g + m->lay.wte + (size_t)tok * D;
       float *gp = g + m->lay.wpe + (size_t)t * D;
@@ -1288,21 +1333,21 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   if (!m->positions) return -1;
   m->dec_rows = rows;
   acts a;
-  if (forward(m, m->params, tokens, rows, stride, &a)) {
+  if (forward(m, m->params, tokens, rows, stride, lengths, &a)) {
     m->dec_rows = 0;
     return -1;
   }
   for (int l = 0; l < d.layers; ++l) {
     for (int b = 0; b < rows; ++b) {
-      for (int t = 0; t < stride; ++t) {
-        cache_store(m, l, b, t, a.layer[l].qkv + ((size_t)b * stride + t) * 3 * D);
+      for (int t = 0; t < (int)lengths[b]; ++t) {
+        cache_store(m, l, b, t, a.layer[l].qkv + ((size_t)a.off[b] + t) * 3 * D);
       }
     }
   }
   for (int b = 0; b < rows; ++b) {
     m->positions[b] = (int)lengths[b];
     memcpy(logits + (size_t)b * d.vocab,
-           a.logits + ((size_t)b * stride + lengths[b] - 1) * d.vocab,
+           a.logits + ((size_t)a.off[b] + lengths[b] - 1) * d.vocab,
            (size_t)d.vocab * sizeof(float));
   }
   return 0;
