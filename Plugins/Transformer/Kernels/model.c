@@ -712,27 +712,31 @@ static float *att_reserve(size_t floats) {
   return att_tls.data;
 }
 
-/* C[r][0:8*NV] (+)= sum over k in [k0, k1) of x_r[k] · y[k*ys + 0:8*NV] for
- * the `rows` (1..4) rows x_r = x + r*xs; `add`: C += tile, else C = tile. */
+/* C[r][0:8*NV] (+)= sum over k in [k0, k1) of x(r, k) · y[k*ys + 0:8*NV] for
+ * the `rows` (1..4) rows, x(r, k) = x[r*xs + k*xk] (xk = 1: rows of x; xs = 1:
+ * columns of x, a product with xᵀ needing no transposed copy); `add`:
+ * C += tile, else C = tile. */
 #define ATT_TILE(NAME, NV)                                                                          \
-  PK_AVX2 static inline void NAME(const float *x, long xs, int rows, const float *y, long ys,     \
-                                  int k0, int k1, float *c, long cs, int add) {                   \
-    const float *x0 = x, *x1 = x + (rows > 1 ? xs : 0), *x2 = x + (rows > 2 ? 2 * xs : 0);         \
-    const float *x3 = x + (rows > 3 ? 3 * xs : 0);                                                 \
+  PK_AVX2 static inline void NAME(const float *x, long xs, long xk, int rows, const float *y,      \
+                                  long ys, int k0, int k1, float *c, long cs, int add) {          \
+    const float *x0 = x + (size_t)k0 * xk, *x1 = x0 + (rows > 1 ? xs : 0);                         \
+    const float *x2 = x0 + (rows > 2 ? 2 * xs : 0), *x3 = x0 + (rows > 3 ? 3 * xs : 0);            \
+    const float *yk = y + (size_t)k0 * ys;                                                         \
     __m256 acc[4][NV];                                                                             \
     for (int r = 0; r < 4; ++r)                                                                    \
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();                                \
     for (int k = k0; k < k1; ++k) {                                                                \
       __m256 yv[NV];                                                                               \
-      for (int v = 0; v < NV; ++v) yv[v] = _mm256_loadu_ps(y + (size_t)k * ys + 8 * v);           \
-      __m256 b0 = _mm256_broadcast_ss(x0 + k), b1 = _mm256_broadcast_ss(x1 + k);                  \
-      __m256 b2 = _mm256_broadcast_ss(x2 + k), b3 = _mm256_broadcast_ss(x3 + k);                  \
+      for (int v = 0; v < NV; ++v) yv[v] = _mm256_loadu_ps(yk + 8 * v);                            \
+      __m256 b0 = _mm256_broadcast_ss(x0), b1 = _mm256_broadcast_ss(x1);                           \
+      __m256 b2 = _mm256_broadcast_ss(x2), b3 = _mm256_broadcast_ss(x3);                           \
       for (int v = 0; v < NV; ++v) {                                                               \
         acc[0][v] = _mm256_fmadd_ps(b0, yv[v], acc[0][v]);                                         \
         acc[1][v] = _mm256_fmadd_ps(b1, yv[v], acc[1][v]);                                         \
         acc[2][v] = _mm256_fmadd_ps(b2, yv[v], acc[2][v]);                                         \
         acc[3][v] = _mm256_fmadd_ps(b3, yv[v], acc[3][v]);                                         \
       }                                                                                            \
+      x0 += xk, x1 += xk, x2 += xk, x3 += xk, yk += ys;                                            \
     }                                                                                              \
     for (int r = 0; r < rows; ++r) {                                                               \
       float *row = c + (size_t)r * cs;                                                             \
@@ -747,21 +751,20 @@ ATT_TILE(att_tile16, 2)
 ATT_TILE(att_tile8, 1)
 #undef ATT_TILE
 
-/* C[T][W] (+)= X · Y where the k range of row block t0..t0+3 is
- * [lo(t0), hi(t0)): X rows at stride xs (k contiguous), Y rows at stride ys
- * with W (a multiple of 8) columns contiguous, C rows at stride cs. */
-PK_AVX2 static void att_product(int T, int W, const float *x, long xs, const float *y, long ys,
+/* C[T][W] (+)= X · Y, X(t, k) = x[t*xs + k*xk], Y rows at stride ys with W
+ * (a multiple of 8) columns contiguous, C rows at stride cs. causal_rows:
+ * row t needs k <= t (P·V, dS·K); causal_cols: row s needs k >= s (Pᵀ·dO,
+ * dSᵀ·Q); else the whole [0, K). */
+PK_AVX2 static void att_product(int T, int W, const float *x, long xs, long xk, const float *y, long ys,
                                 float *c, long cs, int add, int causal_rows, int causal_cols, int K) {
   for (int t0 = 0; t0 < T; t0 += 4) {
     int rows = T - t0 < 4 ? T - t0 : 4;
-    /* causal_rows: row t needs k <= t (P·V, dS·K); causal_cols: row s needs
-     * k >= s (Pᵀ·dO, dSᵀ·Q); else the whole [0, K). */
     int k0 = causal_cols ? t0 : 0;
     int k1 = causal_rows ? (t0 + rows < K ? t0 + rows : K) : K;
+    const float *xt = x + (size_t)t0 * xs;
     int w = 0;
-    for (; w + 16 <= W; w += 16)
-      att_tile16(x + (size_t)t0 * xs, xs, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
-    if (w < W) att_tile8(x + (size_t)t0 * xs, xs, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
+    for (; w + 16 <= W; w += 16) att_tile16(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
+    if (w < W) att_tile8(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
   }
 }
 
@@ -771,7 +774,7 @@ PK_AVX2 static void att_scores(int T, int Tp, int E, const float *x, long xs, co
   for (int t0 = 0; t0 < T; t0 += 4) {
     int rows = T - t0 < 4 ? T - t0 : 4;
     for (int s0 = 0; s0 <= t0 + rows - 1; s0 += 16)
-      att_tile16(x + (size_t)t0 * xs, xs, rows, yT + s0, Tp, 0, E, S + (size_t)t0 * Tp + s0, Tp, 0);
+      att_tile16(x + (size_t)t0 * xs, xs, 1, rows, yT + s0, Tp, 0, E, S + (size_t)t0 * Tp + s0, Tp, 0);
   }
 }
 
@@ -782,6 +785,51 @@ static void att_transpose(int T, int Tp, int E, const float *in, long ins, float
     for (int t = 0; t < T; ++t) row[t] = in[(size_t)t * ins + e];
     for (int t = T; t < Tp; ++t) row[t] = 0;
   }
+}
+
+/* Lanes s0 .. s0+7 of a row that are below n. */
+PK_AVX2 static inline __m256 att_lanes_below(int s0, int n) {
+  __m256 index = _mm256_add_ps(_mm256_set1_ps((float)s0), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_cmp_ps(index, _mm256_set1_ps((float)n), _CMP_LT_OQ);
+}
+
+PK_AVX2 static inline float att_hmax8(__m256 v) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_max_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+/* Row t of the probabilities: softmax of scale · srow[0..t] in 8-lane
+ * vectors (lanes past t masked to 0), written to prow[0:T] with zeros
+ * past t. srow has room for ceil(T/8) vectors (Tp >= that). */
+PK_AVX2 static void att_softmax_row(float *srow, int t, int T, float scale, float *prow) {
+  int nv = (T + 7) / 8, live = t / 8 + 1;
+  __m256 sc = _mm256_set1_ps(scale), neg = _mm256_set1_ps(-INFINITY), mx = neg;
+  for (int v = 0; v < live; ++v) {
+    __m256 x = _mm256_blendv_ps(neg, _mm256_mul_ps(_mm256_loadu_ps(srow + 8 * v), sc), att_lanes_below(8 * v, t + 1));
+    _mm256_storeu_ps(srow + 8 * v, x);
+    mx = _mm256_max_ps(mx, x);
+  }
+  __m256 m = _mm256_set1_ps(att_hmax8(mx)), sum = _mm256_setzero_ps();
+  for (int v = 0; v < live; ++v) {
+    __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(srow + 8 * v), m)), att_lanes_below(8 * v, t + 1));
+    _mm256_storeu_ps(srow + 8 * v, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  __m256 inv = _mm256_set1_ps(1.0f / hsum8(sum));
+  for (int v = 0; v < live; ++v) _mm256_storeu_ps(srow + 8 * v, _mm256_mul_ps(_mm256_loadu_ps(srow + 8 * v), inv));
+  for (int v = live; v < nv; ++v) _mm256_storeu_ps(srow + 8 * v, _mm256_setzero_ps());
+  memcpy(prow, srow, (size_t)T * sizeof(float));
+}
+
+/* Requests every line of rows row0 .. row0+T-1, `width` floats from `at`
+ * (row stride ld), before the task touches them: the activations come cold
+ * from the GEMM before, and issued together the misses overlap instead of
+ * arriving one strided row at a time. */
+static void att_prefetch(const float *at, long ld, int T, int width) {
+  for (int t = 0; t < T; ++t)
+    for (int e = 0; e < width; e += 16) _mm_prefetch((const char *)(at + (size_t)t * ld + e), _MM_HINT_T0);
 }
 
 /* Returns 0 when the scratch could not be had (the caller then runs the
@@ -796,18 +844,12 @@ PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(att_job *j, in
   float scale = 1.0f / sqrtf((float)E);
   const float *base = j->qkv + row0 * 3 * D + h * E;
   long ld = 3L * D;
+  for (int part = 0; part < 3; ++part) att_prefetch(base + part * D, ld, T, E);
   att_transpose(T, Tp, E, base + D, ld, kT);
   att_scores(T, Tp, E, base, ld, kT, S);
   float *P = Pb;
-  for (int t = 0; t < T; ++t) {
-    float *p = P + (size_t)t * T;
-    const float *srow = S + (size_t)t * Tp;
-    for (int s = 0; s <= t; ++s) p[s] = srow[s] * scale;
-    float inv = 1.0f / softmax_unnormalised8(p, t + 1);
-    for (int s = 0; s <= t; ++s) p[s] *= inv;
-    for (int s = t + 1; s < T; ++s) p[s] = 0;
-  }
-  att_product(T, E, P, T, base + 2 * D, ld, j->ao + row0 * D + h * E, D, 0, 1, 0, T);
+  for (int t = 0; t < T; ++t) att_softmax_row(S + (size_t)t * Tp, t, T, scale, P + (size_t)t * T);
+  att_product(T, E, P, T, 1, base + 2 * D, ld, j->ao + row0 * D + h * E, D, 0, 1, 0, T);
   return 1;
 }
 
@@ -815,36 +857,51 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(att_j
   ATT_TASK;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
-  float *vT = att_reserve((size_t)E * Tp + 3 * (size_t)T * Tp);
+  float *vT = att_reserve((size_t)E * Tp + (size_t)T * Tp);
   if (!vT) return 0;
-  float *dS = vT + (size_t)E * Tp, *dST = dS + (size_t)T * Tp, *PT = dST + (size_t)T * Tp;
+  float *dS = vT + (size_t)E * Tp;
   float scale = 1.0f / sqrtf((float)E);
   const float *base = j->qkv + row0 * 3 * D + h * E;
   float *dbase = j->dqkv + row0 * 3 * D + h * E;
   const float *dout = j->dao + row0 * D + h * E;
   const float *P = Pb;
   long ld = 3L * D;
-  /* dP = dO · Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale. */
+  for (int part = 0; part < 3; ++part) {
+    att_prefetch(base + part * D, ld, T, E);
+    att_prefetch(dbase + part * D, ld, T, E);
+  }
+  att_prefetch(dout, D, T, E);
+  /* dP = dO · Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale, in 8-lane
+   * vectors with the lanes past t masked (P's row ends at T; dP past the
+   * computed blocks is not set). */
   att_transpose(T, Tp, E, base + 2 * D, ld, vT);
   att_scores(T, Tp, E, dout, D, vT, dS);
+  __m256 sc = _mm256_set1_ps(scale);
   for (int t = 0; t < T; ++t) {
     const float *p = P + (size_t)t * T;
     float *ds = dS + (size_t)t * Tp;
-    float dot_pd = 0;
-    for (int s = 0; s <= t; ++s) dot_pd += p[s] * ds[s];
-    for (int s = 0; s <= t; ++s) ds[s] = p[s] * (ds[s] - dot_pd) * scale;
-    for (int s = t + 1; s < Tp; ++s) ds[s] = 0;
-  }
-  for (int s = 0; s < T; ++s) {
-    for (int t = 0; t < T; ++t) {
-      dST[(size_t)s * Tp + t] = dS[(size_t)t * Tp + s];
-      PT[(size_t)s * Tp + t] = P[(size_t)t * T + s];
+    int live = t / 8 + 1;
+    __m256 dot = _mm256_setzero_ps();
+    for (int v = 0; v < live; ++v) {
+      __m256 mask = att_lanes_below(8 * v, t + 1);
+      __m256 pv = _mm256_maskload_ps(p + 8 * v, _mm256_castps_si256(mask));
+      __m256 dv = _mm256_and_ps(_mm256_loadu_ps(ds + 8 * v), mask);
+      _mm256_storeu_ps(ds + 8 * v, dv);
+      dot = _mm256_fmadd_ps(pv, dv, dot);
     }
+    __m256 d = _mm256_set1_ps(hsum8(dot));
+    for (int v = 0; v < live; ++v) {
+      __m256 mask = att_lanes_below(8 * v, t + 1);
+      __m256 pv = _mm256_maskload_ps(p + 8 * v, _mm256_castps_si256(mask));
+      _mm256_storeu_ps(ds + 8 * v, _mm256_mul_ps(_mm256_mul_ps(pv, _mm256_sub_ps(_mm256_loadu_ps(ds + 8 * v), d)), sc));
+    }
+    for (int s = 8 * live; s < Tp; ++s) ds[s] = 0;
   }
-  /* dQ += dS · K; dK += dSᵀ · Q; dV += Pᵀ · dO. */
-  att_product(T, E, dS, Tp, base + D, ld, dbase, ld, 1, 1, 0, T);
-  att_product(T, E, dST, Tp, base, ld, dbase + D, ld, 1, 0, 1, T);
-  att_product(T, E, PT, Tp, dout, D, dbase + 2 * D, ld, 1, 0, 1, T);
+  /* dQ += dS · K; dK += dSᵀ · Q; dV += Pᵀ · dO (the transposes read as
+   * columns, no copies). */
+  att_product(T, E, dS, Tp, 1, base + D, ld, dbase, ld, 1, 1, 0, T);
+  att_product(T, E, dS, 1, Tp, base, ld, dbase + D, ld, 1, 0, 1, T);
+  att_product(T, E, P, 1, T, dout, D, dbase + 2 * D, ld, 1, 0, 1, T);
   return 1;
 }
 #endif
