@@ -1,3 +1,4 @@
+import CPrismKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,3 +26,11 @@ func bestTime(repeats: Int = 5, units: Int, _ body: () throws -> Void) rethrows 
 /// Keeps the optimizer from deleting benchmarked work.
 @inline(never)
 func blackHole<T>(_ value: T) {}
+
+/// The FMA peak at `threads` threads as the best of two measurements, one
+/// taken before a benchmark's work (`before`) and one after: on a shared VM
+/// a second vCPU can be taken away for a whole half second, and a peak
+/// measured then is one core's (a "% of peak" above 100 gave it away).
+func peakGFLOPS(threads: Int, before: Double) -> Double {
+    max(before, pk_fma_peak_gflops(Int32(threads), 0.5))
+}

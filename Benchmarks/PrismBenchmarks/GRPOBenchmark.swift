@@ -80,6 +80,7 @@ public struct GRPOBenchmark {
         let sampler = try PluginLibrary.load(samplerPath).instantiate().sampler()
         let reward = try PluginLibrary.load(rewardPath).instantiate().rewardFunction()
         pk_set_threads(Int32(threads))
+        let peakBefore = pk_fma_peak_gflops(Int32(threads), 0.5)
         let policy = try Policy(backend: backend, sampler: sampler, temperature: 1)
         var settings = GRPOSettings()
         settings.groupSize = shape.groupSize
@@ -113,7 +114,7 @@ public struct GRPOBenchmark {
             step: best[.timeStepS]!, generation: best[.timeGenerationS]!, scoring: best[.timeScoringS]!,
             update: best[.timeUpdateS]!, medianStep: sorted[sorted.count / 2], generatedTokens: Int(generated),
             trainedTokens: Int(trained), flops: prefill + decode + update,
-            fmaPeak: pk_fma_peak_gflops(Int32(threads), 0.5))
+            fmaPeak: peakGFLOPS(threads: threads, before: peakBefore))
     }
 
     /// A readable report, or one JSON object with `json`.

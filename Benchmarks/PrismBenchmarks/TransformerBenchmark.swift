@@ -37,6 +37,7 @@ public struct TransformerBenchmark {
         let backend = try PluginLibrary.load(backendPath).instantiate(config: config).computeBackend()
         let sampler = try PluginLibrary.load(samplerPath).instantiate().sampler()
         pk_set_threads(Int32(threads))
+        let peakBefore = pk_fma_peak_gflops(Int32(threads), 0.5)
         let vocab = try backend.info().vocabSize
         precondition(vocab == 32)
 
@@ -105,7 +106,7 @@ public struct TransformerBenchmark {
         }
         pk_set_threads(Int32(threads))
         return Result(
-            fmaPeak: pk_fma_peak_gflops(Int32(threads), 0.5), gemm: gemm,
+            fmaPeak: peakGFLOPS(threads: threads, before: peakBefore), gemm: gemm,
             forwardBackwardTokensPerSecond: 1e9 / fwdBwd, generationTokensPerSecond: 1e9 / generation)
     }
 
