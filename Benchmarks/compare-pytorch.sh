@@ -3,29 +3,48 @@
 # by side in one run: forward+backward tokens/s, KV-cache generation new
 # tokens/s, GEMM GFLOP/s on the model's shapes, and the Prism/PyTorch ratios.
 #
-#   Benchmarks/compare-pytorch.sh [THREADS] [REPEATS]   (defaults 2 and 20)
+#   Benchmarks/compare-pytorch.sh [THREADS] [REPEATS] [ROUNDS]   (defaults 2, 20, 3)
 #
-# Both sides report the best of REPEATS timings of each measurement: on a
-# shared VM whose speed moves by a third between minutes, five were too few
-# to find the quiet moments of either.
+# Each side reports the best of REPEATS timings of each measurement, and the
+# two sides alternate ROUNDS times (PyTorch, Prism, PyTorch, Prism, ...);
+# every figure is the best over the rounds. This VM's speed moves by a
+# third between minutes: one block of each side would compare a quiet
+# minute of one with a busy minute of the other.
 #
 # Not part of CI. PyTorch from scripts/python-env (torch 2.13.0+cpu, pinned).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 threads="${1:-2}"
 repeats="${2:-20}"
+rounds="${3:-3}"
 python="$("$root/scripts/python-env")"  # torch 2.13.0+cpu, pinned
 echo "building Prism (release)..." >&2
 swift build -c release --package-path "$root" >/dev/null
-torch_json="$("$python" "$root/Benchmarks/pytorch_reference.py" "$threads" "$repeats" 2>/dev/null)"
-prism_json="$("$root/.build/release/prism" bench transformer --threads "$threads" --repeats "$repeats" --json)"
-python3 - "$torch_json" "$prism_json" <<'PY'
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+for round in $(seq 1 "$rounds"); do
+  echo "round $round of $rounds..." >&2
+  "$python" "$root/Benchmarks/pytorch_reference.py" "$threads" "$repeats" >"$work/torch-$round.json" 2>/dev/null
+  "$root/.build/release/prism" bench transformer --threads "$threads" --repeats "$repeats" --json >"$work/prism-$round.json"
+done
+python3 - "$work" "$rounds" <<'PY'
 import json, sys
-t, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+work, rounds = sys.argv[1], int(sys.argv[2])
+def best(side):
+    """Every figure is a rate (higher is better): the best over the rounds."""
+    runs = [json.load(open(f"{work}/{side}-{r}.json")) for r in range(1, rounds + 1)]
+    merged = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            merged[key] = {k: max(run[key][k] for run in runs) for k in value}
+        elif isinstance(value, float):
+            merged[key] = max(run[key] for run in runs)
+    return merged
+t, p = best("torch"), best("prism")
 peak = p["fma_peak_gflops"]
 print(f"Reference shape: 2 layers, d_model 128, 4 heads, MLP 512, vocab 32; batch 64, prompt 16 + 16 new")
 print(f"threads {p['threads']}, PyTorch {t['torch']}, Prism kernels {'AVX2+FMA' if p['avx2_fma'] else 'portable'}, "
-      f"measured FMA peak {peak:.1f} GFLOP/s")
+      f"measured FMA peak {peak:.1f} GFLOP/s; best of {rounds} alternating rounds")
 print(f"{'':32}{'Prism':>12}{'PyTorch':>12}{'ratio':>9}   target")
 def row(name, a, b, target):
     print(f"{name:32}{a:12.0f}{b:12.0f}{a / b:9.2f}   {target}")
