@@ -197,7 +197,7 @@ typedef struct layer_acts {
   float *x;            /* [N][D] input residual */
   float *ln1, *mu1, *rs1;
   float *qkv;          /* [N][3D] */
-  float *att;          /* [B][H][T][T] probabilities */
+  float *att;          /* [B][H][T][T]: a len x len block of probabilities each */
   float *ao;           /* [N][D] attention output (before proj) */
   float *xm;           /* [N][D] residual after attention */
   float *ln2, *mu2, *rs2;
@@ -693,8 +693,9 @@ PK_AVX2 __attribute__((noinline)) static void attention_backward_task_avx2(att_j
  * broadcasts, 8 FMAs), so nothing sums through memory and no dot product
  * ends in a horizontal add. The row-at-a-time loops above accumulated the
  * output with a load-FMA-store per key, a chain through the store buffer.
- * Operands are transposed into a per-thread scratch where a product needs
- * columns; causal blocks above the diagonal are skipped. */
+ * K (forward) and V (backward) are transposed into a per-thread scratch for
+ * the scores; the other products read a transposed operand by columns.
+ * Causal blocks above the diagonal are skipped. */
 
 typedef struct att_scratch {
   float *data;
@@ -988,7 +989,9 @@ PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
 /* --------------------------------------------------------------- forward */
 
 /* Runs the model on tokens [B][T] with `w` as weights, keeping every
- * activation in `a`; logits end in a->logits [N][V]. */
+ * activation in `a`; only the first lengths[b] tokens of sequence b are
+ * computed (lengths NULL: all T), as rows a->off[b].. (set_rows); logits
+ * end in a->logits [a->N][V]. */
 static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
                    int T, const uint32_t *lengths, acts *a) {
   const pk_dims d = m->d;
