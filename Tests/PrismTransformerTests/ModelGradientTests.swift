@@ -123,6 +123,30 @@ struct ModelGradientTests {
             + report.joined(separator: "\n  "))
     }
 
+    /// Only a sequence's own tokens are computed (Decisions #53): in a ragged
+    /// batch each row's log-probs are those of the sequence run alone, bit for
+    /// bit (causal attention; padding past a length is never a row), and
+    /// positions past the length are 0. Head size 24 takes the AVX2 tiles,
+    /// 19 positions two score blocks.
+    @Test func raggedRowsGiveEachSequenceItsOwnLogprobs() {
+        let dims = pk_dims(vocab: 7, d_model: 48, layers: 2, heads: 2, d_ff: 96, max_len: 19)
+        let model = Self.model(dims, seed: 5, std: 0.15)
+        defer { pk_model_free(model) }
+        let stride = 19
+        let lengths: [UInt32] = [19, 13, 17, 1]
+        var rng = RandomState(seed: 4)
+        let tokens = (0..<(lengths.count * stride)).map { _ in Int32(rng.next() % 7) }
+        var batch = [Float](repeating: 1, count: tokens.count)
+        #expect(pk_logprobs(model, 0, tokens, lengths, Int32(lengths.count), Int32(stride), 0.9, &batch) == 0)
+        for (r, length) in lengths.enumerated() {
+            let own = Array(tokens[(r * stride)..<(r * stride + Int(length))])
+            var alone = [Float](repeating: 1, count: own.count)
+            #expect(pk_logprobs(model, 0, own, [length], 1, Int32(length), 0.9, &alone) == 0)
+            #expect(Array(batch[(r * stride)..<(r * stride + Int(length))]) == alone, "row \(r)")
+            #expect(batch[(r * stride + Int(length))..<((r + 1) * stride)].allSatisfy { $0 == 0 }, "row \(r) past its length")
+        }
+    }
+
     /// The kept pass (ABI 1.5) gives the log-probs and the gradient of a
     /// separate log-probs call and backward, bit for bit; any other pass
     /// discards it.

@@ -238,8 +238,9 @@ static int set_rows(pk_model *m, acts *a, int B, int T, const uint32_t *lengths)
   return 0;
 }
 
-/* Carves the activation buffer for B x T tokens; NULL on allocation failure. */
-static int make_acts(pk_model *m, int B, int T, acts *a) {
+/* Carves the activation buffer for B x T tokens and sets the rows of
+ * sequences of `lengths` (set_rows); -1 on allocation failure. */
+static int make_acts(pk_model *m, int B, int T, const uint32_t *lengths, acts *a) {
   size_t N = (size_t)B * T, D = (size_t)m->d.d_model, F = (size_t)m->d.d_ff;
   size_t H = (size_t)m->d.heads, V = (size_t)m->d.vocab;
   size_t per_layer = N * D * 5 + N * 3 * D + N * 2 * F + 4 * N + (size_t)B * H * T * T;
@@ -274,7 +275,7 @@ static int make_acts(pk_model *m, int B, int T, acts *a) {
   CARVE(a->rsf, N);
   CARVE(a->logits, N * V);
 #undef CARVE
-  return 0;
+  return set_rows(m, a, B, T, lengths);
 }
 
 /* ----------------------------------------------------------- primitives */
@@ -586,7 +587,7 @@ typedef struct att_job {
   float *att, *ao;
   float *dqkv;
   const float *dao;
-  int B, T, H, D;  /* T: the batch's stride (the probabilities' block size) */
+  int T, H, D;  /* T: the batch's stride (the probabilities' block size) */
   int avx2; /* the caller's kernel choice */
   const int *off;  /* sequence b's tokens are rows off[b] .. off[b+1]-1 */
 } att_job;
@@ -605,7 +606,6 @@ typedef struct att_job {
  * 8: dot products as 8-lane FMAs (the scalar ones are a chain of dependent
  * adds), the softmax with exp8. */
 
-
 PK_AVX2 static inline float dot8(const float *a, const float *b, int n) {
   __m256 acc0 = _mm256_mul_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b));
   __m256 acc1 = _mm256_setzero_ps();
@@ -616,12 +616,6 @@ PK_AVX2 static inline float dot8(const float *a, const float *b, int n) {
   }
   if (e < n) acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + e), _mm256_loadu_ps(b + e), acc1);
   return hsum8(_mm256_add_ps(acc0, acc1));
-}
-
-/* y[0:n] += alpha · x[0:n] */
-PK_AVX2 static inline void axpy8(float alpha, const float *x, float *y, int n) {
-  __m256 a = _mm256_set1_ps(alpha);
-  for (int e = 0; e < n; e += 8) _mm256_storeu_ps(y + e, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + e), _mm256_loadu_ps(y + e)));
 }
 
 /* p[0:n] = exp(p - max p); returns the sum. */
@@ -643,56 +637,11 @@ PK_AVX2 static float softmax_unnormalised8(float *p, int n) {
   return total;
 }
 
-PK_AVX2 __attribute__((noinline)) static void attention_task_avx2(att_job *j, int task) {
-  ATT_TASK;
-  float scale = 1.0f / sqrtf((float)E);
-  const float *base = j->qkv + row0 * 3 * D + h * E;
-  for (int t = 0; t < T; ++t) {
-    const float *q = base + (size_t)t * 3 * D;
-    float *p = Pb + (size_t)t * T;
-    for (int s = 0; s <= t; ++s) p[s] = dot8(q, base + (size_t)s * 3 * D + D, E) * scale;
-    float inv = 1.0f / softmax_unnormalised8(p, t + 1);
-    float *o = j->ao + (row0 + t) * D + h * E;
-    memset(o, 0, (size_t)E * sizeof(float));
-    for (int s = 0; s <= t; ++s) {
-      p[s] *= inv;
-      axpy8(p[s], base + (size_t)s * 3 * D + 2 * D, o, E);
-    }
-    for (int s = t + 1; s < T; ++s) p[s] = 0;
-  }
-}
-
-PK_AVX2 __attribute__((noinline)) static void attention_backward_task_avx2(att_job *j, int task) {
-  ATT_TASK;
-  float scale = 1.0f / sqrtf((float)E);
-  float dp[1024];
-  const float *base = j->qkv + row0 * 3 * D + h * E;
-  float *dbase = j->dqkv + row0 * 3 * D + h * E;
-  for (int t = 0; t < T; ++t) {
-    const float *p = Pb + (size_t)t * T;
-    const float *dout = j->dao + (row0 + t) * D + h * E;
-    const float *q = base + (size_t)t * 3 * D;
-    float *dq = dbase + (size_t)t * 3 * D;
-    float dot_pd = 0;
-    for (int s = 0; s <= t; ++s) {
-      float d = dot8(dout, base + (size_t)s * 3 * D + 2 * D, E);
-      axpy8(p[s], dout, dbase + (size_t)s * 3 * D + 2 * D, E);
-      dp[s] = d;
-      dot_pd += p[s] * d;
-    }
-    for (int s = 0; s <= t; ++s) {
-      float ds = p[s] * (dp[s] - dot_pd) * scale;
-      axpy8(ds, base + (size_t)s * 3 * D + D, dq, E);
-      axpy8(ds, q, dbase + (size_t)s * 3 * D + D, E);
-    }
-  }
-}
-
 /* Tiled attention: one (b, h) as small matrix products through a 4-row x
  * 16-column register tile (8 accumulators; a k step is 2 loads, 4
  * broadcasts, 8 FMAs), so nothing sums through memory and no dot product
- * ends in a horizontal add. The row-at-a-time loops above accumulated the
- * output with a load-FMA-store per key, a chain through the store buffer.
+ * ends in a horizontal add (a row-at-a-time form accumulated the output
+ * with a load-FMA-store per key, a chain through the store buffer).
  * K (forward) and V (backward) are transposed into a per-thread scratch for
  * the scores; the other products read a transposed operand by columns.
  * Causal blocks above the diagonal are skipped. */
@@ -834,7 +783,7 @@ static void att_prefetch(const float *at, long ld, int T, int width) {
 }
 
 /* Returns 0 when the scratch could not be had (the caller then runs the
- * row-at-a-time form). */
+ * portable loops). */
 PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(att_job *j, int task) {
   ATT_TASK;
   if (T == 0) return 1;
@@ -911,10 +860,7 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(att_j
 PK_MULTIVERSION static void attention_task(void *ctx, int task) {
   att_job *j = ctx;
 #if defined(__x86_64__)
-  if (j->avx2 && (j->D / j->H) % 8 == 0) {
-    if (!attention_tiled_avx2(j, task)) attention_task_avx2(j, task);
-    return;
-  }
+  if (j->avx2 && (j->D / j->H) % 8 == 0 && attention_tiled_avx2(j, task)) return;
 #endif
   ATT_TASK;
   float scale = 1.0f / sqrtf((float)E);
@@ -949,10 +895,7 @@ PK_MULTIVERSION static void attention_task(void *ctx, int task) {
 PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
   att_job *j = ctx;
 #if defined(__x86_64__)
-  if (j->avx2 && (j->D / j->H) % 8 == 0) {
-    if (!attention_backward_tiled_avx2(j, task)) attention_backward_task_avx2(j, task);
-    return;
-  }
+  if (j->avx2 && (j->D / j->H) % 8 == 0 && attention_backward_tiled_avx2(j, task)) return;
 #endif
   ATT_TASK;
   float scale = 1.0f / sqrtf((float)E);
@@ -997,7 +940,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
   const pk_dims d = m->d;
   m->kept = 0; /* the activations are about to be overwritten */
   if (T > d.max_len || T > 1024) return -1;
-  if (make_acts(m, B, T, a) || set_rows(m, a, B, T, lengths)) return -1;
+  if (make_acts(m, B, T, lengths, a)) return -1;
   size_t N = a->N;
   int D = d.d_model, F = d.d_ff, V = d.vocab;
   float *x = a->layer[0].x;
@@ -1016,7 +959,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     layer_acts *la = &a->layer[l];
     parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
     pk_gemm_bias(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 0.0f, la->qkv, 3 * D, w + o->qkv_b);
-    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, B, T, d.heads, D, pk_has_avx2_fma(), a->off};
+    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, pk_has_avx2_fma(), a->off};
     pk_parallel_for(B * d.heads, attention_task, &job);
     memcpy(la->xm, la->x, N * D * sizeof(float));
     pk_gemm_bias(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D, w + o->proj_b);
@@ -1115,9 +1058,7 @@ static int backward_kept_pass(pk_model *m, const float *grad) {
   m->kept = 0;
   acts a;
   /* The same sizes carve the same buffer: the kept activations. */
-  if (make_acts(m, m->kept_rows, m->kept_stride, &a) ||
-      set_rows(m, &a, m->kept_rows, m->kept_stride, m->kept_lengths))
-    return -1;
+  if (make_acts(m, m->kept_rows, m->kept_stride, m->kept_lengths, &a)) return -1;
   return backward_from(m, a, m->kept_tokens, m->kept_rows, m->kept_stride,
                        m->kept_temperature, grad);
 }
@@ -1210,7 +1151,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
     float *dqkv = dbig;
     memset(dqkv, 0, N * 3 * D * sizeof(float));
-    att_job job = {la->qkv, la->att, NULL, dqkv, dao, rows, T, d.heads, D, pk_has_avx2_fma(), a.off};
+    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, pk_has_avx2_fma(), a.off};
     pk_parallel_for(rows * d.heads, attention_backward_task, &job);
     pk_gemm(1, 0, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D);
     column_sums(dqkv, g + o->qkv_b, N, 3 * D);
