@@ -249,7 +249,8 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
     },
     tokenize_prompt: nil,
     logprobs_keep: nil,
-    backward_kept: nil
+    backward_kept: nil,
+    decode_step_rows: nil
 ))
 
 private nonisolated(unsafe) let rewardTable = immortal(prism_reward_v1(

@@ -132,6 +132,17 @@ public final class IsolatedBackend: ComputeBackend {
         var reader = try channel.call("decode_step") { try $0.array(tokens) }
         return try reader.array(Float.self)
     }
+    /// Whether the runner's backend has decode_step_rows; nil until asked.
+    private var decodesRows: Bool?
+    public func decodeStep(rows: [Int], tokens: [Int32]) throws -> [Float]? {
+        if decodesRows == false { return nil }
+        var reader = try channel.call("decode_step_rows") {
+            try $0.array(rows.map { Int32(clamping: $0) })
+            try $0.array(tokens)
+        }
+        decodesRows = try reader.bool()
+        return decodesRows == true ? try reader.array(Float.self) : nil
+    }
     public func logprobs(_ batch: TokenBatch, model: ModelKind, temperature: Float) throws -> [Float] {
         var reader = try channel.call("logprobs") { writer in
             try writer.tokenBatch(batch)

@@ -133,6 +133,11 @@ public enum RunnerServer {
                     case "detokenize": writer.string(try backend.detokenize(try reader.array(Int32.self)))
                     case "begin_decoding": try writer.array(try backend.beginDecoding(try reader.tokenBatch()))
                     case "decode_step": try writer.array(try backend.decodeStep(try reader.array(Int32.self)))
+                    case "decode_step_rows":
+                        let rows = try reader.array(Int32.self).map(Int.init)
+                        let out = try backend.decodeStep(rows: rows, tokens: try reader.array(Int32.self))
+                        writer.bool(out != nil)
+                        if let out { try writer.array(out) }
                     case "logprobs":
                         let batch = try reader.tokenBatch()
                         guard let model = ModelKind(rawValue: Int32(truncatingIfNeeded: try reader.int())) else {

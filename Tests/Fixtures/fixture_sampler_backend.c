@@ -194,7 +194,7 @@ static prism_status load(void *inst, prism_str path) {
 static const prism_backend_v1 backend = {
     sizeof(prism_backend_v1), 0, get_info, tokenize, detokenize,
     decode_begin, decode_step, logprobs, backward, optimizer_step, zero_grad,
-    snapshot, save, load, NULL, NULL, NULL};
+    snapshot, save, load, NULL, NULL, NULL, NULL};
 
 static prism_status create(const prism_host *host, prism_str config,
                            void **out) {

@@ -11,15 +11,15 @@ struct PluginsCommandTests {
         let result = try TestSupport.run(prism, ["plugins", "inspect", TestSupport.plugin("PrismExactAnswer")])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("id:          org.prism.exact-answer\n"))
-        #expect(result.stdout.contains("abi:         1.5\n"))
+        #expect(result.stdout.contains("abi:         1.6\n"))
         #expect(result.stdout.contains("interfaces:  prism.reward/1\n"))
     }
 
     @Test func listFindsTheShippedPlugins() throws {
         let result = try TestSupport.run(prism, ["plugins", "list", TestSupport.productsDirectory.path])
         #expect(result.status == 0)
-        #expect(result.stdout.contains("org.prism.exact-answer\t1.0.0\tABI 1.5\t"))
-        #expect(result.stdout.contains("org.prism.step-judge\t1.0.0\tABI 1.5\t"))
+        #expect(result.stdout.contains("org.prism.exact-answer\t1.0.0\tABI 1.6\t"))
+        #expect(result.stdout.contains("org.prism.step-judge\t1.0.0\tABI 1.6\t"))
     }
 
     @Test func checkPassesOnEveryShippedPlugin() throws {

@@ -100,7 +100,7 @@ struct PluginLoadErrorTests {
         let path = try broken("ABI_MAJOR_2")
         let error = try required(error(loading: path))
         #expect(error.code == .abiMismatch)
-        #expect(error.description == "\(path): plugin ABI is 2.5 but this host speaks ABI 1.5 (majors must match)")  // the fixture keeps the header's minor
+        #expect(error.description == "\(path): plugin ABI is 2.6 but this host speaks ABI 1.6 (majors must match)")  // the fixture keeps the header's minor
         try hostStillWorks()
     }
 

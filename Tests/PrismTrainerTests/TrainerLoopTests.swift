@@ -203,15 +203,21 @@ struct TrainerLoopTests {
     }
 
     /// The backend calls an update makes, by name, around a real backend;
-    /// `keeps: false` hides the kept pass (a backend before ABI 1.5).
+    /// `keeps: false` hides the kept pass (a backend before ABI 1.5),
+    /// `decodesRows: false` decode_step_rows (before 1.6).
     final class CountingBackend: ComputeBackend {
         let inner: any ComputeBackend
         let keeps: Bool
+        let decodesRows: Bool
         var calls: [String: Int] = [:]
         var logprobRows: [Int] = []
-        init(_ inner: any ComputeBackend, keeps: Bool) {
+        /// Decoding steps through decode_step_rows, and the rows computed by
+        /// all decoding steps after the prompt's.
+        var rowSteps = 0, decodedRows = 0
+        init(_ inner: any ComputeBackend, keeps: Bool, decodesRows: Bool = true) {
             self.inner = inner
             self.keeps = keeps
+            self.decodesRows = decodesRows
         }
         private func count(_ name: String) { calls[name, default: 0] += 1 }
         func info() throws -> BackendInfo { try inner.info() }
@@ -219,7 +225,16 @@ struct TrainerLoopTests {
         func tokenizePrompt(_ text: String) throws -> [Int32]? { try inner.tokenizePrompt(text) }
         func detokenize(_ tokens: [Int32]) throws -> String { try inner.detokenize(tokens) }
         func beginDecoding(_ prompts: TokenBatch) throws -> [Float] { try inner.beginDecoding(prompts) }
-        func decodeStep(_ tokens: [Int32]) throws -> [Float] { try inner.decodeStep(tokens) }
+        func decodeStep(_ tokens: [Int32]) throws -> [Float] {
+            decodedRows += tokens.count
+            return try inner.decodeStep(tokens)
+        }
+        func decodeStep(rows: [Int], tokens: [Int32]) throws -> [Float]? {
+            guard decodesRows else { return nil }
+            rowSteps += 1
+            decodedRows += rows.count
+            return try inner.decodeStep(rows: rows, tokens: tokens)
+        }
         func logprobs(_ batch: TokenBatch, model: ModelKind, temperature: Float) throws -> [Float] {
             count(model == .policy ? "logprobs" : "logprobs(reference)")
             logprobRows.append(batch.rows)
@@ -285,6 +300,32 @@ struct TrainerLoopTests {
         // KL on: the reference's log-probs, once.
         let (_, klCalls, _) = try step(keeps: true, kl: 0.04)
         #expect(klCalls.calls["logprobs(reference)"] == 1 && klCalls.calls["logprobs"] == nil, "\(klCalls.calls)")
+    }
+
+    /// Finished completions are decoded no more (ABI 1.6 decode_step_rows),
+    /// and generation is bit for bit what it is when the backend decodes
+    /// every row: the same tokens, log-probs and random stream.
+    @Test func finishedCompletionsAreDecodedNoMore() throws {
+        let prompts = ArithmeticTask(terms: 2...2, digits: 1...1).examples(count: 6, seed: 5).map(\.prompt)
+        func generate(decodesRows: Bool) throws -> ([[Completion]], CountingBackend, UInt64) {
+            let plain = try Self.policy()
+            let backend = CountingBackend(plain.backend, keeps: true, decodesRows: decodesRows)
+            let policy = try Policy(backend: backend, sampler: plain.sampler, temperature: 1)
+            var rng = RandomState(seed: 11)
+            let out = try policy.generate(prompts, count: 8, maxNewTokens: 24, recordLogprobs: true, rng: &rng)
+            return (out, backend, rng.next())
+        }
+        let (rows, rowsBackend, rowsAfter) = try generate(decodesRows: true)
+        let (every, everyBackend, everyAfter) = try generate(decodesRows: false)
+        let all = rows.flatMap { $0 }
+        let finishedEarly = all.filter { $0.finished && $0.tokens.count < 24 }.count
+        #expect(finishedEarly > 0 && finishedEarly < all.count, "\(finishedEarly) of \(all.count) finished early")
+        #expect(rows == every && rowsAfter == everyAfter)
+        #expect(rowsBackend.rowSteps > 0 && everyBackend.rowSteps == 0)
+        // Each completion is decoded once per token after its first, bar the last step.
+        let needed = all.map { $0.finished ? $0.tokens.count - 1 : min($0.tokens.count, 23) }.reduce(0, +)
+        #expect(rowsBackend.decodedRows == needed && everyBackend.decodedRows > needed,
+                "\(rowsBackend.decodedRows) and \(everyBackend.decodedRows) rows decoded, \(needed) needed")
     }
 
     /// A strategy plugin that fails is counted and the step goes on: a failed

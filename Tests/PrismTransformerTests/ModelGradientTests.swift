@@ -267,4 +267,50 @@ struct ModelGradientTests {
         print("KV-cache decoding vs full forward: max abs logit difference \(worst)")
         #expect(worst < 1e-4)
     }
+
+    /// pk_decode_step_rows computes only the rows listed and gives them, bit
+    /// for bit, the logits decoding every row gives; a row left out is
+    /// finished (listing it again, out of order or out of range is refused
+    /// and changes nothing; pk_decode_step then writes it as 0). Head size 8.
+    @Test func decodingOnlyTheRowsGoingMatchesDecodingEveryRow() {
+        let dims = pk_dims(vocab: 11, d_model: 32, layers: 2, heads: 4, d_ff: 64, max_len: 20)
+        let model = Self.model(dims, seed: 8, std: 0.2)
+        defer { pk_model_free(model) }
+        let rows = 7, stride = 4, V = 11
+        var rng = RandomState(seed: 3)
+        let prompts = (0..<(rows * stride)).map { _ in Int32(rng.next() % 11) }
+        let lengths: [UInt32] = [4, 2, 3, 1, 4, 2, 3]
+        let tokens = (0..<(6 * rows)).map { _ in Int32(rng.next() % 11) }  // [step][row]
+        // Which rows are still going at each step.
+        let going: [[Int]] = [[0, 1, 2, 3, 4, 5, 6], [0, 2, 3, 5, 6], [0, 3, 5, 6], [3, 5, 6], [3], [3]]
+        var every = [Float](repeating: 0, count: rows * V)
+        var some = [Float](repeating: 0, count: rows * V)
+        var full: [[Float]] = []
+        #expect(pk_decode_begin(model, prompts, lengths, Int32(rows), Int32(stride), &every) == 0)
+        for k in 0..<7 {
+            let step = k < 6 ? Array(tokens[(k * rows)..<((k + 1) * rows)]) : [Int32](repeating: 5, count: rows)
+            #expect(pk_decode_step(model, step, &every) == 0)
+            full.append(every)
+        }
+        #expect(pk_decode_begin(model, prompts, lengths, Int32(rows), Int32(stride), &some) == 0)
+        for (k, list) in going.enumerated() {
+            let listed = list.map(UInt32.init), listedTokens = list.map { tokens[k * rows + $0] }
+            #expect(pk_decode_step_rows(model, listed, Int32(list.count), listedTokens, &some) == 0)
+            for (i, r) in list.enumerated() {
+                #expect(Array(some[(i * V)..<((i + 1) * V)]) == Array(full[k][(r * V)..<((r + 1) * V)]), "step \(k), row \(r)")
+            }
+            if k == 4 {
+                // Refused, and nothing changes: a finished row, rows out of order, out of range; a bad token.
+                #expect(pk_decode_step_rows(model, [1, 3], 2, [0, 0], &some) == -4)
+                #expect(pk_decode_step_rows(model, [3, 3], 2, [0, 0], &some) == -4)
+                #expect(pk_decode_step_rows(model, [7], 1, [0], &some) == -4)
+                #expect(pk_decode_step_rows(model, [3], 1, [11], &some) == -5)
+            }
+        }
+        // pk_decode_step after rows finished: row 3 goes on, the others are 0.
+        var after = [Float](repeating: .nan, count: rows * V)
+        #expect(pk_decode_step(model, [Int32](repeating: 5, count: rows), &after) == 0)
+        for r in 0..<rows where r != 3 { #expect(after[(r * V)..<((r + 1) * V)].allSatisfy { $0 == 0 }) }
+        #expect(Array(after[(3 * V)..<(4 * V)]) == Array(full[6][(3 * V)..<(4 * V)]))
+    }
 }

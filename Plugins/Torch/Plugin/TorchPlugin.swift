@@ -157,7 +157,8 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             try w.rows("backward_kept", [:], slices: slices, width: ["grad": stride], floats: ["grad": gradient], output: nil)
             return PRISM_OK
         }
-    }
+    },
+    decode_step_rows: nil
 ))
 
 private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(

@@ -103,6 +103,10 @@ struct pk_model {
   size_t cache_cap;
   int *positions;
   int dec_rows;
+  /* Which rows of the decoding still take tokens (a row left out of a
+   * pk_decode_step_rows call is finished), and the step's going rows. */
+  unsigned char *dec_going;
+  int *dec_index;
   /* Work space of decode_step. */
   float *decode_buf;
   size_t decode_cap;
@@ -175,6 +179,8 @@ void pk_model_free(pk_model *m) {
   free(m->kcache);
   free(m->vcache);
   free(m->positions);
+  free(m->dec_going);
+  free(m->dec_index);
   free(m->kept_tokens);
   free(m->kept_lengths);
   free(m->decode_buf);
@@ -1190,8 +1196,10 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
 typedef struct decode_job {
   pk_model *m;
   int layer;
-  const float *qkv; /* [B][3D] of the new tokens */
-  float *ao;        /* [B][D] */
+  int n;            /* rows taking a token this step */
+  const int *row;   /* [n]: their rows of the decoding (of the cache) */
+  const float *qkv; /* [n][3D] of the new tokens */
+  float *ao;        /* [n][D] */
   int avx2;         /* the caller's kernel choice */
 } decode_job;
 
@@ -1248,10 +1256,10 @@ DECODE_WEIGHTED_SUM(weighted_sum8, 1)
 PK_AVX2 __attribute__((noinline)) static void decode_attention_task_avx2(decode_job *j, int task) {
   pk_model *m = j->m;
   int H = m->d.heads, D = m->d.d_model, E = D / H;
-  int b = task / H, h = task % H, pos = m->positions[b];
+  int i = task / H, h = task % H, b = j->row[i], pos = m->positions[b];
   float scale = 1.0f / sqrtf((float)E);
   float p[1024];
-  const float *q = j->qkv + (size_t)b * 3 * D + h * E;
+  const float *q = j->qkv + (size_t)i * 3 * D + h * E;
   const float *k0 = cache_at(m, m->kcache, j->layer, b, h, 0);
   const float *v0 = cache_at(m, m->vcache, j->layer, b, h, 0);
   int s = 0;
@@ -1260,7 +1268,7 @@ PK_AVX2 __attribute__((noinline)) static void decode_attention_task_avx2(decode_
   for (; s <= pos; ++s) p[s] = dot8(q, k0 + (size_t)s * E, E) * scale;
   float inv = 1.0f / softmax_unnormalised8(p, pos + 1);
   for (s = 0; s <= pos; ++s) p[s] *= inv;
-  float *o = j->ao + (size_t)b * D + h * E;
+  float *o = j->ao + (size_t)i * D + h * E;
   int e = 0;
   for (; e + 32 <= E; e += 32) weighted_sum32(p, pos + 1, v0 + e, E, o + e);
   for (; e < E; e += 8) weighted_sum8(p, pos + 1, v0 + e, E, o + e);
@@ -1276,10 +1284,10 @@ PK_MULTIVERSION static void decode_attention_pair(decode_job *j, int task) {
   }
 #endif
   int H = m->d.heads, D = m->d.d_model, E = D / H;
-  int b = task / H, h = task % H, pos = m->positions[b];
+  int i = task / H, h = task % H, b = j->row[i], pos = m->positions[b];
   float scale = 1.0f / sqrtf((float)E);
   float p[1024];
-  const float *q = j->qkv + (size_t)b * 3 * D + h * E;
+  const float *q = j->qkv + (size_t)i * 3 * D + h * E;
   float maxv = -INFINITY;
   for (int s = 0; s <= pos; ++s) {
     const float *k = cache_at(m, m->kcache, j->layer, b, h, s);
@@ -1293,7 +1301,7 @@ PK_MULTIVERSION static void decode_attention_pair(decode_job *j, int task) {
     p[s] = pk_expf(p[s] - maxv);
     sum += p[s];
   }
-  float *o = j->ao + (size_t)b * D + h * E;
+  float *o = j->ao + (size_t)i * D + h * E;
   for (int e = 0; e < E; ++e) o[e] = 0;
   for (int s = 0; s <= pos; ++s) {
     const float *v = cache_at(m, m->vcache, j->layer, b, h, s);
@@ -1309,7 +1317,7 @@ PK_MULTIVERSION static void decode_attention_pair(decode_job *j, int task) {
 
 static void decode_attention_task(void *ctx, int task) {
   decode_job *j = ctx;
-  int pairs = j->m->dec_rows * j->m->d.heads;
+  int pairs = j->n * j->m->d.heads;
   for (int i = task * DECODE_PAIRS; i < (task + 1) * DECODE_PAIRS && i < pairs; ++i) decode_attention_pair(j, i);
 }
 
@@ -1330,8 +1338,14 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
     if (!m->cache_cap) return -1;
   }
   free(m->positions);
+  free(m->dec_going);
+  free(m->dec_index);
+  m->dec_rows = 0;
   m->positions = malloc((size_t)rows * sizeof(int));
-  if (!m->positions) return -1;
+  m->dec_going = malloc((size_t)rows);
+  m->dec_index = malloc((size_t)rows * sizeof(int));
+  if (!m->positions || !m->dec_going || !m->dec_index) return -1;
+  memset(m->dec_going, 1, (size_t)rows);
   m->dec_rows = rows;
   acts a;
   if (forward(m, m->params, tokens, rows, stride, lengths, &a)) {
@@ -1354,16 +1368,19 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   return 0;
 }
 
-static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
+/* Appends tokens[i] to row row[i] of the decoding (i < n, rows going) and
+ * writes their next logits [n][V]: only those rows are computed. */
+static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *tokens, float *logits) {
   const pk_dims d = m->d;
-  int B = m->dec_rows, D = d.d_model, F = d.d_ff, V = d.vocab;
-  if (B <= 0) return -2;
-  for (int b = 0; b < B; ++b) {
-    if (m->positions[b] >= d.max_len) return -3;
+  int D = d.d_model, F = d.d_ff, V = d.vocab;
+  for (int i = 0; i < n; ++i) {
+    if (m->positions[row[i]] >= d.max_len) return -3;
+    if (tokens[i] < 0 || tokens[i] >= V) return -5;
   }
+  if (n == 0) return 0;
   const float *w = m->params;
   int avx2 = pk_has_avx2_fma();
-  size_t need = (size_t)B * (4 * D + 3 * D + 2 * F);
+  size_t need = (size_t)n * (4 * D + 3 * D + 2 * F);
   /* Kept between steps: a fresh buffer each step was an mmap, page faults
    * and zeroing (about half a megabyte at 64 rows). */
   if (need > m->decode_cap) {
@@ -1373,33 +1390,75 @@ static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
     if (!m->decode_buf) return -1;
   }
   float *buf = m->decode_buf;
-  float *x = buf, *ln = x + (size_t)B * D, *qkv = ln + (size_t)B * D;
-  float *ao = qkv + (size_t)B * 3 * D, *xm = ao + (size_t)B * D;
-  float *fc = xm + (size_t)B * D, *ge = fc + (size_t)B * F;
-  for (int b = 0; b < B; ++b) {
-    int32_t tok = tokens[b] < 0 || tokens[b] >= V ? 0 : tokens[b];
-    const float *e = w + m->lay.wte + (size_t)tok * D;
-    const float *p = w + m->lay.wpe + (size_t)m->positions[b] * D;
-    for (int i = 0; i < D; ++i) x[(size_t)b * D + i] = e[i] + p[i];
+  float *x = buf, *ln = x + (size_t)n * D, *qkv = ln + (size_t)n * D;
+  float *ao = qkv + (size_t)n * 3 * D, *xm = ao + (size_t)n * D;
+  float *fc = xm + (size_t)n * D, *ge = fc + (size_t)n * F;
+  for (int i = 0; i < n; ++i) {
+    const float *e = w + m->lay.wte + (size_t)tokens[i] * D;
+    const float *p = w + m->lay.wpe + (size_t)m->positions[row[i]] * D;
+    for (int c = 0; c < D; ++c) x[(size_t)i * D + c] = e[c] + p[c];
   }
   for (int l = 0; l < d.layers; ++l) {
     const pk_layer_offsets *o = &m->lay.layer[l];
-    layernorm(x, w + o->ln1_w, w + o->ln1_b, ln, NULL, NULL, B, D, avx2);
-    pk_gemm_bias(0, 0, B, 3 * D, D, ln, D, w + o->qkv_w, 3 * D, 0.0f, qkv, 3 * D, w + o->qkv_b);
-    for (int b = 0; b < B; ++b) cache_store(m, l, b, m->positions[b], qkv + (size_t)b * 3 * D);
-    decode_job job = {m, l, qkv, ao, avx2};
-    pk_parallel_for((B * d.heads + DECODE_PAIRS - 1) / DECODE_PAIRS, decode_attention_task, &job);
-    memcpy(xm, x, (size_t)B * D * sizeof(float));
-    pk_gemm_bias(0, 0, B, D, D, ao, D, w + o->proj_w, D, 1.0f, xm, D, w + o->proj_b);
-    layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, B, D, avx2);
-    pk_gemm_bias(0, 0, B, F, D, ln, D, w + o->fc_w, F, 0.0f, fc, F, w + o->fc_b);
-    parallel_gelu(fc, ge, NULL, (size_t)B * F);
-    memcpy(x, xm, (size_t)B * D * sizeof(float));
-    pk_gemm_bias(0, 0, B, D, F, ge, F, w + o->fcp_w, D, 1.0f, x, D, w + o->fcp_b);
+    layernorm(x, w + o->ln1_w, w + o->ln1_b, ln, NULL, NULL, n, D, avx2);
+    pk_gemm_bias(0, 0, n, 3 * D, D, ln, D, w + o->qkv_w, 3 * D, 0.0f, qkv, 3 * D, w + o->qkv_b);
+    for (int i = 0; i < n; ++i) cache_store(m, l, row[i], m->positions[row[i]], qkv + (size_t)i * 3 * D);
+    decode_job job = {m, l, n, row, qkv, ao, avx2};
+    pk_parallel_for((n * d.heads + DECODE_PAIRS - 1) / DECODE_PAIRS, decode_attention_task, &job);
+    memcpy(xm, x, (size_t)n * D * sizeof(float));
+    pk_gemm_bias(0, 0, n, D, D, ao, D, w + o->proj_w, D, 1.0f, xm, D, w + o->proj_b);
+    layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, n, D, avx2);
+    pk_gemm_bias(0, 0, n, F, D, ln, D, w + o->fc_w, F, 0.0f, fc, F, w + o->fc_b);
+    parallel_gelu(fc, ge, NULL, (size_t)n * F);
+    memcpy(x, xm, (size_t)n * D * sizeof(float));
+    pk_gemm_bias(0, 0, n, D, F, ge, F, w + o->fcp_w, D, 1.0f, x, D, w + o->fcp_b);
   }
-  layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, B, D, avx2);
-  pk_gemm(0, 0, B, V, D, ln, D, w + m->lay.head_w, V, 0.0f, logits, V);
-  for (int b = 0; b < B; ++b) m->positions[b]++;
+  layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, n, D, avx2);
+  pk_gemm(0, 0, n, V, D, ln, D, w + m->lay.head_w, V, 0.0f, logits, V);
+  for (int i = 0; i < n; ++i) m->positions[row[i]]++;
+  return 0;
+}
+
+/* Every going row takes its token; finished rows' tokens are ignored and
+ * their logits written as 0. */
+static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
+  int B = m->dec_rows, V = m->d.vocab, n = 0;
+  if (B <= 0) return -2;
+  int32_t *going_tokens = (int32_t *)malloc((size_t)B * sizeof(int32_t));
+  if (!going_tokens) return -1;
+  for (int b = 0; b < B; ++b) {
+    if (!m->dec_going[b]) continue;
+    m->dec_index[n] = b;
+    going_tokens[n++] = tokens[b];
+  }
+  int status = decode_rows_pass(m, m->dec_index, n, going_tokens, logits);
+  free(going_tokens);
+  if (status || n == B) return status;
+  /* Spread the n computed rows to their places (row[i] >= i: from the
+   * last), finished rows zero. */
+  for (int i = n - 1; i >= 0; --i) {
+    memmove(logits + (size_t)m->dec_index[i] * V, logits + (size_t)i * V, (size_t)V * sizeof(float));
+  }
+  for (int b = 0, i = 0; b < B; ++b) {
+    if (i < n && m->dec_index[i] == b) ++i;
+    else memset(logits + (size_t)b * V, 0, (size_t)V * sizeof(float));
+  }
+  return 0;
+}
+
+/* The listed rows take their tokens; every other row finishes. */
+static int decode_step_rows_pass(pk_model *m, const uint32_t *rows, int count, const int32_t *tokens,
+                                 float *logits) {
+  int B = m->dec_rows;
+  if (B <= 0) return -2;
+  for (int i = 0; i < count; ++i) {
+    if (rows[i] >= (uint32_t)B || !m->dec_going[rows[i]] || (i > 0 && rows[i] <= rows[i - 1])) return -4;
+  }
+  for (int i = 0; i < count; ++i) m->dec_index[i] = (int)rows[i];
+  int status = decode_rows_pass(m, m->dec_index, count, tokens, logits);
+  if (status) return status;
+  memset(m->dec_going, 0, (size_t)B);
+  for (int i = 0; i < count; ++i) m->dec_going[rows[i]] = 1;
   return 0;
 }
 
@@ -1491,4 +1550,8 @@ int pk_decode_begin(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
 
 int pk_decode_step(pk_model *m, const int32_t *tokens, float *logits) {
   WITH_MODEL_KERNELS(m, decode_step_pass(m, tokens, logits));
+}
+
+int pk_decode_step_rows(pk_model *m, const uint32_t *rows, int count, const int32_t *tokens, float *logits) {
+  WITH_MODEL_KERNELS(m, decode_step_rows_pass(m, rows, count, tokens, logits));
 }

@@ -26,6 +26,9 @@ private func check(_ result: Int32, _ call: String) throws {
     case 0: return
     case -2: throw PluginFailure(status: PRISM_E_STATE, message: "\(call): no decoding in progress (call decode_begin first)")
     case -3: throw PluginFailure(status: PRISM_E_STATE, message: "\(call): a row would exceed max_len")
+    case -4: throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT,
+                                 message: "\(call): rows must be increasing indices of rows still going (a row left out has finished)")
+    case -5: throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "\(call): a token outside the vocabulary")
     default: throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT, message: "\(call): out of memory or a sequence longer than max_len")
     }
 }
@@ -149,6 +152,12 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
                 throw PluginFailure(status: PRISM_E_STATE, message: "backward_kept: no pass kept (logprobs_keep first; any other pass discards it)")
             }
             try check(status, "backward_kept")
+            return PRISM_OK
+        }
+    },
+    decode_step_rows: { raw, rows, count, tokens, logits in
+        TransformerModel.call(raw) { m in
+            try check(pk_decode_step_rows(m.model, rows, Int32(clamping: count), tokens, logits), "decode_step_rows")
             return PRISM_OK
         }
     }

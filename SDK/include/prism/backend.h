@@ -171,6 +171,24 @@ typedef struct prism_backend_v1 {
                                                float *out_logprobs);
   prism_status (*PRISM_NULLABLE backward_kept)(void *PRISM_NULLABLE instance,
                                                const float *grad_logprobs);
+
+  /* Since ABI 1.6, optional (the host checks struct_size and NULL):
+   * decode_step for the rows still going. rows[count] lists rows of the
+   * current decoding in strictly increasing order; tokens[count] are their
+   * tokens and out_logits [count][vocab] (host-owned) receives their next
+   * logits, in the order of `rows`. Every row not listed is finished: it
+   * takes no token, the backend need not compute it again, and listing it
+   * in a later call fails with PRISM_E_INVALID_ARGUMENT (as does a row out
+   * of range or out of order); a later decode_step ignores its token and
+   * writes any logits for it. count may be 0 (every row finishes). Fails
+   * with PRISM_E_STATE without decode_begin, or when a listed row would
+   * exceed max_seq_len. When absent the host calls decode_step, with
+   * padding for the finished rows. [any-thread] */
+  prism_status (*PRISM_NULLABLE decode_step_rows)(void *PRISM_NULLABLE instance,
+                                                  const uint32_t *rows,
+                                                  uint32_t count,
+                                                  const int32_t *tokens,
+                                                  float *out_logits);
 } prism_backend_v1;
 
 /* Whether a backend table has tokenize_prompt (a 1.3 plugin that set it). */
@@ -186,6 +204,12 @@ typedef struct prism_backend_v1 {
                                sizeof(void *) &&                             \
    (table)->logprobs_keep != NULL && (table)->backward_kept != NULL)
 
+/* Whether a backend table has decode_step_rows (a 1.6 plugin that set it). */
+#define PRISM_BACKEND_HAS_DECODE_STEP_ROWS(table)                            \
+  ((table)->struct_size >= offsetof(prism_backend_v1, decode_step_rows) +    \
+                               sizeof(void *) &&                             \
+   (table)->decode_step_rows != NULL)
+
 PRISM_STATIC_ASSERT(sizeof(prism_backend_info) == 32,
                     "prism_backend_info size");
 PRISM_STATIC_ASSERT(offsetof(prism_token_batch, rows) == 2 * sizeof(void *),
@@ -196,7 +220,7 @@ PRISM_STATIC_ASSERT(sizeof(prism_optimizer_report) == 16,
                     "prism_optimizer_report size");
 PRISM_STATIC_ASSERT(offsetof(prism_backend_v1, get_info) == 8,
                     "prism_backend_v1.get_info offset");
-PRISM_STATIC_ASSERT(sizeof(prism_backend_v1) == 8 + 15 * sizeof(void *),
+PRISM_STATIC_ASSERT(sizeof(prism_backend_v1) == 8 + 16 * sizeof(void *),
                     "prism_backend_v1 size");
 
 PRISM_ASSUME_NONNULL_END

@@ -74,11 +74,13 @@ PRISM_ASSUME_NONNULL_BEGIN
 
 /* The ABI this header describes. */
 #define PRISM_ABI_MAJOR 1
-#define PRISM_ABI_MINOR 5 /* 1.1: prism.strategy/1; 1.2: where the first error is;
+#define PRISM_ABI_MINOR 6 /* 1.1: prism.strategy/1; 1.2: where the first error is;
                            1.3: backend tokenize_prompt (chat templates);
                            1.4: the judge's report (tokens used, failures by cause);
                            1.5: backend logprobs_keep + backward_kept (one
-                                forward pass for log-probs and backward) */
+                                forward pass for log-probs and backward);
+                           1.6: backend decode_step_rows (finished rows
+                                are decoded no more) */
 
 /* ---------------------------------------------------------------- status */
 

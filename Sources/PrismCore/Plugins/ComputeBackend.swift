@@ -101,12 +101,20 @@ public protocol ComputeBackend: AnyObject {
     /// Accumulates the gradient of `sum grad[r][t] * logprob[r][t]` over
     /// the pass ``logprobsKeepingPass(_:temperature:)`` kept, and releases it.
     func backwardKeptPass(gradLogprobs: [Float]) throws
+    /// Decoding for the rows still going (ABI 1.6): appends `tokens[i]` to
+    /// row `rows[i]` (strictly increasing) and returns their next logits
+    /// `[rows.count][vocab]`. Every row not listed has finished: it is not
+    /// computed again and may not be listed later. nil when the backend
+    /// cannot (then use ``decodeStep(_:)``, padding the finished rows).
+    func decodeStep(rows: [Int], tokens: [Int32]) throws -> [Float]?
 }
 
 extension ComputeBackend {
     /// A backend without the kept pass (the host falls back to a second forward).
     public func logprobsKeepingPass(_ batch: TokenBatch, temperature: Float) throws -> [Float]? { nil }
     public func backwardKeptPass(gradLogprobs: [Float]) throws { throw NoKeptPass() }
+    /// A backend that decodes every row (the host pads the finished ones).
+    public func decodeStep(rows: [Int], tokens: [Int32]) throws -> [Float]? { nil }
 }
 
 /// ``ComputeBackend/backwardKeptPass(gradLogprobs:)`` on a backend that kept no pass.

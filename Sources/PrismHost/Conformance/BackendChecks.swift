@@ -81,6 +81,25 @@ struct BackendChecks {
             try backend.zeroGrad()
             return "ok"
         }
+        record("backend: decode_step_rows (ABI 1.6, optional) gives decode_step's logits for the rows going") {
+            let three = TokenBatch(sequences: [[first], [first, first], [first]], pad: Int32(info.padToken ?? 0))
+            let vocab = info.vocabSize
+            _ = try backend.beginDecoding(three)
+            let all1 = try backend.decodeStep([first, first, first])
+            let all2 = try backend.decodeStep([first, first, first])
+            _ = try backend.beginDecoding(three)
+            guard let some1 = try backend.decodeStep(rows: [0, 2], tokens: [first, first]) else {
+                return "not provided (the host decodes finished rows with padding)"
+            }
+            let rows1 = [Float](all1[0..<vocab]) + [Float](all1[(2 * vocab)..<(3 * vocab)])
+            let some2 = try backend.decodeStep(rows: [2], tokens: [first]) ?? []
+            for (got, want, what) in [(some1, rows1, "rows 0 and 2"), (some2, [Float](all2[(2 * vocab)..<(3 * vocab)]), "row 2, a step later")] {
+                try expect(got.count == want.count, "\(got.count) logits for \(what), expected \(want.count)")
+                let worst = zip(got, want).map { abs($0 - $1) }.max() ?? 0
+                try expect(worst <= 1e-4, "logits for \(what) differ from decode_step's by \(worst)")
+            }
+            return "ok"
+        }
         record("backend: \(min(callCount, 200)) log-prob calls") {
             for _ in 0..<min(callCount, 200) { _ = try backend.logprobs(prompts, model: .policy, temperature: 1) }
             return "ok"

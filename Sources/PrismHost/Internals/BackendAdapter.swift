@@ -66,6 +66,37 @@ final class BackendAdapter: ComputeBackend {
         return try unsafe tokens(of: text, with: function, "tokenize_prompt")
     }
 
+    /// Rows of the decoding in progress not yet finished by decodeStep(rows:tokens:).
+    private var going: [Bool] = []
+
+    func decodeStep(rows: [Int], tokens: [Int32]) throws -> [Float]? {
+        guard unsafe table.struct_size >= UInt32(offset(\prism_backend_v1.decode_step_rows) + MemoryLayout<UnsafeRawPointer>.size),
+              let function = unsafe table.decode_step_rows
+        else { return nil }
+        let fail = { (reason: String) in PluginError(.callFailed, plugin: self.instance.library.id, reason: "decode_step_rows: " + reason) }
+        guard rows.count == tokens.count else { throw fail("\(tokens.count) tokens for \(rows.count) rows") }
+        for (i, row) in rows.enumerated() {
+            guard row >= 0, row < decodingRows else { throw fail("row \(row) of a decoding of \(decodingRows) rows") }
+            guard i == 0 || row > rows[i - 1] else { throw fail("rows must be strictly increasing (\(rows[i - 1]), then \(row))") }
+            guard going[row] else { throw fail("row \(row) has finished (it was left out of an earlier step)") }
+        }
+        var logits = [Float](repeating: .nan, count: rows.count * cachedInfo.vocabSize)
+        let cRows = rows.map { UInt32($0) }
+        let status = unsafe cRows.withUnsafeBufferPointer { rowBuffer in
+            unsafe tokens.withUnsafeBufferPointer { tokenBuffer in
+                unsafe logits.withUnsafeMutableBufferPointer {
+                    unsafe function(
+                        instance.handle, rowBuffer.baseAddress ?? UnsafePointer(emptyPointer()), UInt32(rows.count),
+                        tokenBuffer.baseAddress ?? UnsafePointer(emptyPointer()), $0.baseAddress ?? emptyPointer())
+                }
+            }
+        }
+        try instance.check(status, "decode_step_rows")
+        going = Array(repeating: false, count: decodingRows)
+        for row in rows { going[row] = true }
+        return logits
+    }
+
     /// Whether the table has both kept-pass calls (ABI 1.5).
     private var hasKeptPass: Bool {
         unsafe table.struct_size >= UInt32(offset(\prism_backend_v1.backward_kept) + MemoryLayout<UnsafeRawPointer>.size)
@@ -165,6 +196,7 @@ final class BackendAdapter: ComputeBackend {
         }
         try instance.check(status, "decode_begin")
         decodingRows = prompts.rows
+        going = Array(repeating: true, count: prompts.rows)
         return logits
     }
 

@@ -94,7 +94,24 @@ public final class Policy {
                 if Int32(token) == eos { done[r] = true }
             }
             if done.allSatisfy({ $0 }) || step == steps - 1 { break }
-            logits = try backend.decodeStep(next.enumerated().map { done[$0.offset] ? pad : Int32($0.element) })
+            // Rows that finished are decoded no more where the backend can
+            // leave them out (ABI 1.6); they keep their last logits, so the
+            // sampler still draws for every row and the random stream is
+            // the same either way (Decisions #56).
+            let going = rows.indices.filter { !done[$0] }
+            if going.count < rows.count,
+               let part = try backend.decodeStep(rows: going, tokens: going.map { Int32(next[$0]) })
+            {
+                let vocab = info.vocabSize
+                guard part.count == going.count * vocab else {
+                    throw TrainerError("decode_step_rows returned \(part.count) logits for \(going.count) rows of \(vocab)")
+                }
+                for (i, r) in going.enumerated() {
+                    logits.replaceSubrange((r * vocab)..<((r + 1) * vocab), with: part[(i * vocab)..<((i + 1) * vocab)])
+                }
+            } else {
+                logits = try backend.decodeStep(next.enumerated().map { done[$0.offset] ? pad : Int32($0.element) })
+            }
         }
         var out: [[Completion]] = []
         for p in prompts.indices {

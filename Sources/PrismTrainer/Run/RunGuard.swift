@@ -99,6 +99,9 @@ final class GuardedBackend: ComputeBackend {
     func detokenize(_ tokens: [Int32]) throws -> String { try locked { try inner.detokenize(tokens) } }
     func beginDecoding(_ prompts: TokenBatch) throws -> [Float] { try locked { try inner.beginDecoding(prompts) } }
     func decodeStep(_ tokens: [Int32]) throws -> [Float] { try locked { try inner.decodeStep(tokens) } }
+    func decodeStep(rows: [Int], tokens: [Int32]) throws -> [Float]? {
+        try locked { try inner.decodeStep(rows: rows, tokens: tokens) }
+    }
     func logprobs(_ batch: TokenBatch, model: ModelKind, temperature: Float) throws -> [Float] {
         try locked { try inner.logprobs(batch, model: model, temperature: temperature) }
     }

@@ -131,6 +131,15 @@ int pk_decode_begin(pk_model *m, const int32_t *tokens,
                     const uint32_t *lengths, int rows, int stride,
                     float *logits);
 int pk_decode_step(pk_model *m, const int32_t *tokens, float *logits);
+/* Only some rows: rows[count] strictly increasing, each still going, take
+ * tokens[count] and get their logits [count][V]; every row not listed
+ * finishes (computed no more; pk_decode_step then writes its logits as 0
+ * and ignores its token). Returns 0; -2 without a decoding; -3 when a row
+ * would pass max_len; -4 for a row out of range, out of order or finished;
+ * -5 for a token outside the vocabulary (pk_decode_step too); -1 when out
+ * of memory. */
+int pk_decode_step_rows(pk_model *m, const uint32_t *rows, int count,
+                        const int32_t *tokens, float *logits);
 
 /* AdamW on the accumulated gradient after clipping its global norm to
  * max_norm (<= 0: no clipping); weight decay only on matrices. Zeroes the
