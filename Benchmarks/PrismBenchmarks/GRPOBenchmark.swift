@@ -105,9 +105,10 @@ public struct GRPOBenchmark {
         let rows = Double(shape.prompts * shape.groupSize)
         let generated = best[.tokensGenerated] ?? 0, trained = best[.tokens] ?? 0
         let p = Double(shape.promptTokens)
-        // Prefill of every prompt, one decoding step per generated token, and
-        // forward + backward (2x) over the update's rows (prompt + completion).
-        let prefill = rows * p * forwardFlops(context: p / 2)
+        // Prefill of each distinct prompt (a group's rows share theirs), one
+        // decoding step per generated token, and forward + backward (2x)
+        // over the update's rows (prompt + completion).
+        let prefill = Double(shape.prompts) * p * forwardFlops(context: p / 2)
         let decode = generated * forwardFlops(context: p + Double(shape.newTokens) / 2)
         let update = 3 * (rows * p + trained) * forwardFlops(context: (p + Double(shape.newTokens)) / 2)
         return Result(

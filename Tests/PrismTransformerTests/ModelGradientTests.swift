@@ -268,6 +268,42 @@ struct ModelGradientTests {
         #expect(worst < 1e-4)
     }
 
+    /// Rows with the same prompt (a GRPO group) share one prefill; each row
+    /// still decodes exactly as it would alone, bit for bit, including a
+    /// prompt that is another's prefix and one equal to another but for its
+    /// last token.
+    @Test func repeatedPromptsDecodeAsEachAlone() {
+        let dims = pk_dims(vocab: 11, d_model: 32, layers: 2, heads: 4, d_ff: 64, max_len: 20)
+        let model = Self.model(dims, seed: 9, std: 0.2)
+        defer { pk_model_free(model) }
+        let V = 11, stride = 5
+        let a: [Int32] = [1, 4, 7, 2, 9], b: [Int32] = [1, 4, 7, 2, 3], c: [Int32] = [1, 4, 7]
+        let prompts = [a, a, b, a, c, b, c]
+        let rows = prompts.count
+        var batch = [Int32](repeating: 0, count: rows * stride)
+        for (r, p) in prompts.enumerated() { for (t, token) in p.enumerated() { batch[r * stride + t] = token } }
+        let lengths = prompts.map { UInt32($0.count) }
+        var rng = RandomState(seed: 4)
+        let steps = (0..<(3 * rows)).map { _ in Int32(rng.next() % 11) }  // [step][row]
+        var together = [Float](repeating: 0, count: rows * V)
+        var trace: [[Float]] = []
+        #expect(pk_decode_begin(model, batch, lengths, Int32(rows), Int32(stride), &together) == 0)
+        trace.append(together)
+        for k in 0..<3 {
+            #expect(pk_decode_step(model, Array(steps[(k * rows)..<((k + 1) * rows)]), &together) == 0)
+            trace.append(together)
+        }
+        for (r, p) in prompts.enumerated() {
+            var alone = [Float](repeating: 0, count: V)
+            #expect(pk_decode_begin(model, p, [UInt32(p.count)], 1, Int32(p.count), &alone) == 0)
+            #expect(alone == Array(trace[0][(r * V)..<((r + 1) * V)]), "row \(r), prompt")
+            for k in 0..<3 {
+                #expect(pk_decode_step(model, [steps[k * rows + r]], &alone) == 0)
+                #expect(alone == Array(trace[k + 1][(r * V)..<((r + 1) * V)]), "row \(r), step \(k)")
+            }
+        }
+    }
+
     /// pk_decode_step_rows computes only the rows listed and gives them, bit
     /// for bit, the logits decoding every row gives; a row left out is
     /// finished (listing it again, out of order or out of range is refused
