@@ -32,6 +32,43 @@ struct TorchBackendTests {
         return row.map { Double($0) - top - log(sum) }
     }
 
+    /// Repeated prompts (one prefill each) and rows left out by
+    /// decode_step_rows (ABI 1.6) decode as each row alone would, on one rank
+    /// and on two (rows split 2 + 3; the last step leaves rank 0 no row);
+    /// decode_step afterwards writes the finished rows as 0.
+    @Test func repeatedPromptsAndFinishedRowsDecodeAsEachAlone() throws {
+        let one = try Self.backend()
+        let two = try Self.backend(Self.tiny.replacingOccurrences(of: #""threads": 1"#, with: #""threads": 1, "world_size": 2"#))
+        let vocab = try one.info().vocabSize
+        let a: [Int32] = [1] + (try one.tokenize("12+3=")), b: [Int32] = [1] + (try one.tokenize("7="))
+        let prompts = [a, a, b, a, b]
+        let tokens: [[Int32]] = [[5, 6, 7, 8, 9], [9, 8, 7, 6, 5], [3, 4, 5, 6, 7], [4, 4, 4, 4, 4]]  // [step][row]
+        // Each row alone: its prompt's logits, then after each of the steps.
+        var alone: [[[Float]]] = []
+        for (r, prompt) in prompts.enumerated() {
+            var trace = [try one.beginDecoding(TokenBatch(sequences: [prompt]))]
+            for step in tokens.indices { trace.append(try one.decodeStep([tokens[step][r]])) }
+            alone.append(trace)
+        }
+        func largest(_ got: [Float], _ rows: [Int], _ at: Int) -> Float {
+            rows.enumerated().map { i, r in
+                zip(got[(i * vocab)..<((i + 1) * vocab)], alone[r][at]).map { abs($0 - $1) }.max()!
+            }.max()!
+        }
+        for backend in [one, two] {
+            let all = Array(prompts.indices)
+            #expect(largest(try backend.beginDecoding(TokenBatch(sequences: prompts)), all, 0) < 1e-5)
+            #expect(largest(try backend.decodeStep(tokens[0]), all, 1) < 1e-5)
+            let some = try #require(try backend.decodeStep(rows: [0, 2, 3], tokens: [0, 2, 3].map { tokens[1][$0] }))
+            #expect(largest(some, [0, 2, 3], 2) < 1e-5)
+            let last = try #require(try backend.decodeStep(rows: [3], tokens: [tokens[2][3]]))
+            #expect(largest(last, [3], 3) < 1e-5)
+            let after = try backend.decodeStep([Int32](repeating: 4, count: prompts.count))
+            #expect(largest(Array(after[(3 * vocab)..<(4 * vocab)]), [3], 4) < 1e-5)
+            #expect(all.filter { $0 != 3 }.allSatisfy { r in after[(r * vocab)..<((r + 1) * vocab)].allSatisfy { $0 == 0 } })
+        }
+    }
+
     /// KV-cache decoding of prompts of different lengths (left-padded inside
     /// the worker) gives the log-probs of a full forward of each sequence.
     @Test func cachedDecodingMatchesTheFullForward() throws {

@@ -54,6 +54,7 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             try w.rows("begin_decoding", ["stride": stride], slices: slices, width: ["tokens": stride],
                        ints: ["tokens": tokens, "lengths": lengths], output: ("logits", vocab(w), logits))
             w.decodingSlices = slices
+            w.decodingGoing = Array(repeating: true, count: rows)
             return PRISM_OK
         }
     },
@@ -158,7 +159,33 @@ private nonisolated(unsafe) let backendTable = immortal(prism_backend_v1(
             return PRISM_OK
         }
     },
-    decode_step_rows: nil
+    decode_step_rows: { raw, rows, count, tokens, logits in
+        TorchWorker.call(raw) { w in
+            let total = w.decodingSlices.last?.upperBound ?? 0
+            guard total > 0 else { throw PluginFailure(status: PRISM_E_STATE, message: "decode_step_rows: no decoding in progress") }
+            let listed = (0..<Int(count)).map { Int(rows[$0]) }
+            for (i, row) in listed.enumerated() where row >= total || (i > 0 && row <= listed[i - 1]) || !w.decodingGoing[row] {
+                throw PluginFailure(status: PRISM_E_INVALID_ARGUMENT,
+                                    message: "decode_step_rows: rows must be increasing indices of rows still going (a row left out has finished)")
+            }
+            // Each rank gets the listed rows of its slice, as indices into that slice.
+            var parts: [Range<Int>] = [], local: [Int32] = [], next = 0
+            for slice in w.decodingSlices {
+                let start = next
+                while next < listed.count, listed[next] < slice.upperBound {
+                    local.append(Int32(listed[next] - slice.lowerBound))
+                    next += 1
+                }
+                parts.append(start..<next)
+            }
+            try w.rows("decode_step_rows", [:], slices: parts, width: [:],
+                       ints: ["rows": local, "tokens": Array(UnsafeBufferPointer(start: tokens, count: listed.count))],
+                       output: ("logits", vocab(w), logits))
+            w.decodingGoing = Array(repeating: false, count: total)
+            for row in listed { w.decodingGoing[row] = true }
+            return PRISM_OK
+        }
+    }
 ))
 
 private nonisolated(unsafe) let entry = immortal(prism_plugin_entry(

@@ -141,6 +141,8 @@ final class TorchWorker: PluginObject {
     private(set) var info: [String: Any] = [:]
     /// The decoding batch's rows, split between the ranks.
     var decodingSlices: [Range<Int>] = []
+    /// Rows of the decoding not yet finished by decode_step_rows.
+    var decodingGoing: [Bool] = []
     /// The batch logprobs_keep ran on (its slices and stride), until
     /// backward_kept or any other call (the workers then drop the graph).
     var kept: (slices: [Range<Int>], stride: Int)?

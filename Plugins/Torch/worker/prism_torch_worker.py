@@ -173,6 +173,8 @@ class Backend:
         # The log-probs logprobs_keep computed, with their autograd graph (for backward_kept).
         self.kept: torch.Tensor | None = None
         self.decoding_rows = -1
+        # This rank's rows of the decoding still in the cache, in its order.
+        self.going: list[int] = []
         self.mask: torch.Tensor | None = None
         self.positions: torch.Tensor | None = None
         self.pad = self.tokenizer.pad_token_id
@@ -209,6 +211,7 @@ class Backend:
     def begin_decoding(self, tokens: np.ndarray, lengths: np.ndarray, stride: int) -> np.ndarray:
         rows = len(lengths)
         self.decoding_rows = rows
+        self.going = list(range(rows))
         if rows == 0:  # this rank's slice of a small batch is empty
             return np.zeros((0,), dtype=np.float32)
         grid = tokens.reshape(rows, stride)
@@ -220,8 +223,30 @@ class Backend:
             ids[r, width - n:] = torch.from_numpy(grid[r, :n].astype(np.int64))
             mask[r, width - n:] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        self.past, self.mask, self.positions = out.past_key_values, mask, positions[:, -1]
+        # A GRPO batch samples each prompt several times: the forward runs once per distinct
+        # prompt, and the cache is then spread to every row of it.
+        first: dict[bytes, int] = {}
+        which = [first.setdefault(grid[r, :int(n)].tobytes(), len(first)) for r, n in enumerate(lengths)]
+        distinct = torch.tensor([which.index(u) for u in range(len(first))])
+        out = self.model(input_ids=ids[distinct], attention_mask=mask[distinct], position_ids=positions[distinct],
+                         use_cache=True)
+        logits = out.logits[:, -1, :]
+        self.past = out.past_key_values
+        if len(first) < rows:
+            spread = torch.tensor(which)
+            self.past.reorder_cache(spread)
+            logits = logits[spread]
+        self.mask, self.positions = mask, positions[:, -1]
+        return logits.float().numpy()
+
+    def _step(self, tokens: np.ndarray) -> np.ndarray:
+        """Appends one token to each row still in the cache; their next logits."""
+        ids = torch.from_numpy(tokens.astype(np.int64)).unsqueeze(1)
+        self.mask = torch.cat([self.mask, torch.ones((len(tokens), 1), dtype=torch.long)], dim=1)
+        self.positions = self.positions + 1
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=self.positions.unsqueeze(1),
+                         past_key_values=self.past, use_cache=True)
+        self.past = out.past_key_values
         return out.logits[:, -1, :].float().numpy()
 
     @torch.no_grad()
@@ -230,13 +255,32 @@ class Backend:
             return np.zeros((0,), dtype=np.float32)
         if self.past is None or self.mask is None or self.positions is None:
             raise Failure("decode_step: no decoding in progress (call decode_begin first)")
-        ids = torch.from_numpy(tokens.astype(np.int64)).unsqueeze(1)
-        self.mask = torch.cat([self.mask, torch.ones((len(tokens), 1), dtype=torch.long)], dim=1)
-        self.positions = self.positions + 1
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=self.positions.unsqueeze(1),
-                         past_key_values=self.past, use_cache=True)
-        self.past = out.past_key_values
-        return out.logits[:, -1, :].float().numpy()
+        if len(self.going) == self.decoding_rows:
+            return self._step(tokens)
+        # Rows decode_step_rows finished are computed no more: their logits are 0.
+        out = np.zeros((self.decoding_rows, self.model.get_output_embeddings().weight.shape[0]), dtype=np.float32)
+        if self.going:
+            out[self.going] = self._step(tokens[self.going])
+        return out
+
+    @torch.no_grad()
+    def decode_step_rows(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """A step for `rows` (indices of this rank's decoding, increasing); every other row finishes."""
+        if self.decoding_rows < 0 or (self.decoding_rows > 0 and self.past is None):
+            raise Failure("decode_step_rows: no decoding in progress (call decode_begin first)")
+        place = {r: i for i, r in enumerate(self.going)}
+        if any(int(r) not in place for r in rows):
+            raise Failure("decode_step_rows: rows must be increasing indices of rows still going")
+        keep = [place[int(r)] for r in rows]
+        if not keep:  # every row of this rank has finished (or it had none)
+            self.going = []
+            return np.zeros((0,), dtype=np.float32)
+        if len(keep) < len(self.going):
+            self.going = [int(r) for r in rows]
+            index = torch.tensor(keep)
+            self.past.reorder_cache(index)
+            self.mask, self.positions = self.mask[index], self.positions[index]
+        return self._step(tokens)
 
     # -- log-probs and their gradient
 
@@ -575,6 +619,9 @@ def serve(channel: Channel) -> None:
                 answer = {}
             elif op == "decode_step":
                 arrays["logits"] = backend.decode_step(channel.array(request, "tokens"))
+                answer = {}
+            elif op == "decode_step_rows":
+                arrays["logits"] = backend.decode_step_rows(channel.array(request, "rows"), channel.array(request, "tokens"))
                 answer = {}
             elif op == "logprobs":
                 arrays["logprobs"] = backend.logprobs(channel.array(request, "tokens"), channel.array(request, "lengths"),
