@@ -417,6 +417,20 @@ struct TorchBackendTests {
         let chat = (expected["chat_ids"] as! [Int]).map(Int32.init)
         #expect(try backend.tokenizePrompt("What is 2 + 3?") == chat)
         #expect(try backend.detokenize(chat).hasSuffix("assistant\n"))
+
+        // Llama's cache through the repeated prompt's single prefill and a row
+        // left out (decode_step_rows): each row decodes as it does alone.
+        let other = try #require(try backend.tokenizePrompt("What is 7?"))
+        let alone = [try backend.beginDecoding(TokenBatch(sequences: [chat])), try backend.decodeStep([20]), try backend.decodeStep([21])]
+        func largest(_ got: [Float], row: Int, _ want: [Float]) -> Float {
+            zip(got[(row * info.vocabSize)..<((row + 1) * info.vocabSize)], want).map { abs($0 - $1) }.max()!
+        }
+        let begun = try backend.beginDecoding(TokenBatch(sequences: [chat, other, chat]))
+        let stepped = try backend.decodeStep([20, 20, 20])
+        let last = try #require(try backend.decodeStep(rows: [2], tokens: [21]))
+        let differences = [largest(begun, row: 0, alone[0]), largest(begun, row: 2, alone[0]),
+                           largest(stepped, row: 0, alone[1]), largest(stepped, row: 2, alone[1]), largest(last, row: 0, alone[2])]
+        #expect(differences.allSatisfy { $0 < 1e-3 }, "largest logit differences \(differences)")
     }
 
     /// Both backends checked against each other: the native transformer's
