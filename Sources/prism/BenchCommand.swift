@@ -99,8 +99,8 @@ extension BenchCommand {
             discussion: """
                 The step of Benchmarks/compare-trl.sh: prompts x completions through the real plugins (transformer, \
                 sampler, exact-answer reward), strategy NSR so every group is trained, mu 1, one minibatch, no KL. \
-                The floor is the step's FLOPs (prefill, decoding, forward and backward of the update) at the FMA peak \
-                measured in the same run. Build with -c release.
+                The floor is the step's FLOPs (prefill of each distinct prompt, decoding, forward and backward of \
+                the update) at the FMA peak measured in the same run. Build with -c release.
                 """)
 
         @Option(help: "Kernel threads.") var threads = 2
