@@ -65,9 +65,9 @@ public struct Demo {
     /// Documentation/EXPERIMENTS.md §3).
     static let reading = """
         What to look at: the zero-advantage share (groups that teach nothing) stays at the all-negative share
-        for GRPO and is small for SGPO, and the step score falls under GRPO and rises under SGPO. After 80
-        steps on 5-term problems final-answer accuracy is within noise of the start for all three, and one
-        seed settles nothing. The evidence is the study (Documentation/EXPERIMENTS.md §3: 4-term problems,
+        for GRPO and is small for SGPO, and the step score falls under GRPO and rises under SGPO. In the
+        default run (80 steps on 5-term problems) final-answer accuracy is within noise of the start for all
+        three, and one seed settles nothing. The evidence is the study (Documentation/EXPERIMENTS.md §3: 4-term problems,
         5 seeds): sequence SGPO collapses after this weak warm start, prefix credit (only the tokens before
         the judge's first error) avoids the collapse and, with the judge not charged, matches GRPO's
         final-answer accuracy while raising process-verified accuracy and the step score.
