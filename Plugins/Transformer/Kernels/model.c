@@ -104,9 +104,11 @@ struct pk_model {
   int *positions;
   int dec_rows;
   /* Which rows of the decoding still take tokens (a row left out of a
-   * pk_decode_step_rows call is finished), and the step's going rows. */
+   * pk_decode_step_rows call is finished), and the step's going rows and
+   * their tokens. */
   unsigned char *dec_going;
   int *dec_index;
+  int32_t *dec_tokens;
   /* Work space of decode_step. */
   float *decode_buf;
   size_t decode_cap;
@@ -181,6 +183,7 @@ void pk_model_free(pk_model *m) {
   free(m->positions);
   free(m->dec_going);
   free(m->dec_index);
+  free(m->dec_tokens);
   free(m->kept_tokens);
   free(m->kept_lengths);
   free(m->decode_buf);
@@ -1340,11 +1343,13 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   free(m->positions);
   free(m->dec_going);
   free(m->dec_index);
+  free(m->dec_tokens);
   m->dec_rows = 0;
   m->positions = malloc((size_t)rows * sizeof(int));
   m->dec_going = malloc((size_t)rows);
   m->dec_index = malloc((size_t)rows * sizeof(int));
-  if (!m->positions || !m->dec_going || !m->dec_index) return -1;
+  m->dec_tokens = malloc((size_t)rows * sizeof(int32_t));
+  if (!m->positions || !m->dec_going || !m->dec_index || !m->dec_tokens) return -1;
   memset(m->dec_going, 1, (size_t)rows);
   m->dec_rows = rows;
   /* A GRPO batch samples each prompt G times: the forward runs once per
@@ -1458,15 +1463,12 @@ static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *t
 static int decode_step_pass(pk_model *m, const int32_t *tokens, float *logits) {
   int B = m->dec_rows, V = m->d.vocab, n = 0;
   if (B <= 0) return -2;
-  int32_t *going_tokens = (int32_t *)malloc((size_t)B * sizeof(int32_t));
-  if (!going_tokens) return -1;
   for (int b = 0; b < B; ++b) {
     if (!m->dec_going[b]) continue;
     m->dec_index[n] = b;
-    going_tokens[n++] = tokens[b];
+    m->dec_tokens[n++] = tokens[b];
   }
-  int status = decode_rows_pass(m, m->dec_index, n, going_tokens, logits);
-  free(going_tokens);
+  int status = decode_rows_pass(m, m->dec_index, n, m->dec_tokens, logits);
   if (status || n == B) return status;
   /* Spread the n computed rows to their places (row[i] >= i: from the
    * last), finished rows zero. */
