@@ -61,14 +61,20 @@ final class ChatClient: @unchecked Sendable {
     init(_ settings: ChatSettings) {
         self.settings = settings
         let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = settings.timeout
-        configuration.timeoutIntervalForResource = settings.timeout
+        // The deadline is send()'s wait. Foundation on Linux arms its own timer for
+        // whole seconds (0.3 s became 0 ms: every attempt failed at once), so its
+        // timeouts are only a backstop past ours (Decisions #58).
+        configuration.timeoutIntervalForRequest = Self.backstop(settings.timeout)
+        configuration.timeoutIntervalForResource = Self.backstop(settings.timeout)
         configuration.httpMaximumConnectionsPerHost = 64
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
         session = URLSession(configuration: configuration)
     }
 
     deinit { session.invalidateAndCancel() }
+
+    /// URLSession's timeout for a deadline of `seconds`: whole seconds, at least one past it.
+    static func backstop(_ seconds: Double) -> Double { (seconds + 1).rounded(.up) }
 
     /// The request body: the same content gives the same bytes (sorted keys), so it keys the cache.
     func body(user: String) -> Data {
@@ -130,7 +136,7 @@ final class ChatClient: @unchecked Sendable {
     /// why not (counted in `counters`).
     private func send(_ payload: Data, counters: ReportCounters)
         -> (Result<(body: Data, reply: String), AttemptFailure>, Double?) {
-        var request = URLRequest(url: settings.endpoint, timeoutInterval: settings.timeout)
+        var request = URLRequest(url: settings.endpoint, timeoutInterval: Self.backstop(settings.timeout))
         request.httpMethod = "POST"
         request.httpBody = payload
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")

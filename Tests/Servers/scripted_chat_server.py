@@ -16,7 +16,8 @@ The answer depends on a marker in the request's last user message,
   garbage    a reply with no verdict in it
   empty      HTTP 200 with an empty body
   truncated  HTTP 200 whose body stops before its Content-Length
-  slow       answers "1" after SLOW_SECONDS (default 3)
+  slow       answers "1" after SLOW_SECONDS (default 60), unless the client
+             hangs up first (then never: only a deadline ends the wait)
   ratelimit  429 with Retry-After: 1 the first time, then "1"
   flaky      500 the first time, then "1"
   missing    404 (not retried by the judge)
@@ -32,6 +33,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
+import socket
 import sys
 import threading
 import time
@@ -83,6 +86,22 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def client_hung_up_within(self, seconds: float) -> bool:
+        """Waits up to `seconds` for the client to close its end; True if it did."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], left)
+            if not readable:
+                continue
+            try:
+                if not self.connection.recv(1, socket.MSG_PEEK):
+                    return True  # end of stream: the client gave up
+            except ConnectionResetError:
+                return True
+            time.sleep(left)  # bytes of a next request: not a hang-up; wait out the time
+            return False
+        return False
 
     def do_GET(self) -> None:
         if self.path != "/stats":
@@ -148,7 +167,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
         elif case == "slow":
-            time.sleep(float(os.environ.get("SLOW_SECONDS", "3")))
+            if self.client_hung_up_within(float(os.environ.get("SLOW_SECONDS", "60"))):
+                self.close_connection = True
+                return
             answer("1")
         elif case == "ratelimit" and first_time:
             self.reply(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "1"})
