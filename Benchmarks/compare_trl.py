@@ -104,6 +104,8 @@ def main() -> None:
           f" (target <= 0.33)")
     print(f"physical floor {1000 * prism['floor_s']:.1f} ms ({prism['flops'] / 1e9:.2f} GFLOP at "
           f"{prism['fma_peak_gflops']:.1f} GFLOP/s): Prism = {prism['step_s'] / prism['floor_s']:.2f}x floor (target <= 2)")
+    print(f"  counting every row's prompt (the issue's count): {1000 * prism['floor_every_prompt_s']:.1f} ms "
+          f"({prism['flops_every_prompt'] / 1e9:.2f} GFLOP): Prism = {prism['step_s'] / prism['floor_every_prompt_s']:.2f}x")
     sys.stdout.flush()
 
 

@@ -16,6 +16,8 @@ public struct GRPOBenchmark {
     public struct Shape: Sendable {
         public var dModel = 128, layers = 2, heads = 4
         public var prompts = 8, groupSize = 8, promptTokens = 16, newTokens = 16
+        /// The transformer's `share_prefixes` (Decisions #59).
+        public var sharePrefixes = true
         public init() {}
         public var dFF: Int { 4 * dModel }
     }
@@ -39,10 +41,14 @@ public struct GRPOBenchmark {
         public var medianStep: Double
         /// Generated tokens and completion tokens trained in the best step.
         public var generatedTokens: Int, trainedTokens: Int
-        /// The step's FLOPs (generation + forward and backward of the update).
+        /// The step's FLOPs (generation + forward and backward of the update),
+        /// a prompt's counted once per group (Decisions #57, #59).
         public var flops: Double
+        /// The same counting every row's prompt (the issue's ≈ 6 GFLOP).
+        public var flopsEveryPrompt: Double
         public var fmaPeak: Double
         public var floor: Double { flops / (fmaPeak * 1e9) }
+        public var floorEveryPrompt: Double { flopsEveryPrompt / (fmaPeak * 1e9) }
     }
 
     /// The 32-token vocabulary the reference shape uses (29 characters + 3 special).
@@ -51,7 +57,8 @@ public struct GRPOBenchmark {
     public var modelConfig: String {
         """
         {"vocab": "\(Self.vocab)", "d_model": \(shape.dModel), "layers": \(shape.layers), "heads": \(shape.heads), \
-        "d_ff": \(shape.dFF), "max_len": \(shape.promptTokens + shape.newTokens + 1), "seed": 1, "threads": \(threads)}
+        "d_ff": \(shape.dFF), "max_len": \(shape.promptTokens + shape.newTokens + 1), "seed": 1, "threads": \(threads), \
+        "share_prefixes": \(shape.sharePrefixes)}
         """
     }
 
@@ -107,14 +114,18 @@ public struct GRPOBenchmark {
         let p = Double(shape.promptTokens)
         // Prefill of each distinct prompt (a group's rows share theirs), one
         // decoding step per generated token, and forward + backward (2x)
-        // over the update's rows (prompt + completion).
-        let prefill = Double(shape.prompts) * p * forwardFlops(context: p / 2)
+        // over the update's tokens: each distinct prompt once (the backend
+        // computes a shared prefix once), every completion token.
+        let distinct = Double(shape.prompts) * p
+        let prefill = distinct * forwardFlops(context: p / 2)
         let decode = generated * forwardFlops(context: p + Double(shape.newTokens) / 2)
-        let update = 3 * (rows * p + trained) * forwardFlops(context: (p + Double(shape.newTokens)) / 2)
+        let perToken = 3 * forwardFlops(context: (p + Double(shape.newTokens)) / 2)
+        let update = (distinct + trained) * perToken
+        let everyPrompt = (rows * p) * (forwardFlops(context: p / 2) + perToken) + decode + trained * perToken
         return Result(
             step: best[.timeStepS]!, generation: best[.timeGenerationS]!, scoring: best[.timeScoringS]!,
             update: best[.timeUpdateS]!, medianStep: sorted[sorted.count / 2], generatedTokens: Int(generated),
-            trainedTokens: Int(trained), flops: prefill + decode + update,
+            trainedTokens: Int(trained), flops: prefill + decode + update, flopsEveryPrompt: everyPrompt,
             fmaPeak: peakGFLOPS(threads: threads, before: peakBefore))
     }
 
@@ -128,7 +139,8 @@ public struct GRPOBenchmark {
                 "new_tokens": \(shape.newTokens), "step_s": \(r.step), "median_step_s": \(r.medianStep), \
                 "generation_s": \(r.generation), "scoring_s": \(r.scoring), "update_s": \(r.update), \
                 "generated_tokens": \(r.generatedTokens), "trained_tokens": \(r.trainedTokens), "flops": \(r.flops), \
-                "fma_peak_gflops": \(r.fmaPeak), "floor_s": \(r.floor)}
+                "flops_every_prompt": \(r.flopsEveryPrompt), "fma_peak_gflops": \(r.fmaPeak), "floor_s": \(r.floor), \
+                "floor_every_prompt_s": \(r.floorEveryPrompt)}
                 """
         }
         func ms(_ s: Double) -> String { String(format: "%8.1f ms", s * 1000) }
@@ -143,6 +155,8 @@ public struct GRPOBenchmark {
             "  update              \(ms(r.update))   (\(r.trainedTokens) completion tokens)",
             String(format: "physical floor      %8.1f ms   (%.2f GFLOP at the measured FMA peak %.1f GFLOP/s); step = %.2fx floor",
                    r.floor * 1000, r.flops / 1e9, r.fmaPeak, r.step / r.floor),
+            String(format: "  every row's prompt %8.1f ms   (%.2f GFLOP, the count of issue #16); step = %.2fx that",
+                   r.floorEveryPrompt * 1000, r.flopsEveryPrompt / 1e9, r.step / r.floorEveryPrompt),
         ].joined(separator: "\n")
     }
 }

@@ -100,7 +100,8 @@ extension BenchCommand {
                 The step of Benchmarks/compare-trl.sh: prompts x completions through the real plugins (transformer, \
                 sampler, exact-answer reward), strategy NSR so every group is trained, mu 1, one minibatch, no KL. \
                 The floor is the step's FLOPs (prefill of each distinct prompt, decoding, forward and backward of \
-                the update) at the FMA peak measured in the same run. Build with -c release.
+                the update with each distinct prompt once) at the FMA peak measured in the same run; the floor \
+                counting every row's prompt is printed beside it. Build with -c release.
                 """)
 
         @Option(help: "Kernel threads.") var threads = 2
@@ -112,6 +113,8 @@ extension BenchCommand {
         @Option(help: "Completions per prompt (G).") var groupSize = 8
         @Option(help: "Prompt length in tokens (BOS included).") var promptTokens = 16
         @Option(help: "Most new tokens per completion.") var newTokens = 16
+        @Flag(help: "Compute every sequence of the update whole (the model's share_prefixes: false).")
+        var wholeSequences = false
         @Flag(help: "Print one JSON object (for Benchmarks/compare-trl.sh).") var json = false
 
         func validate() throws {
@@ -130,6 +133,7 @@ extension BenchCommand {
             shape.groupSize = groupSize
             shape.promptTokens = promptTokens
             shape.newTokens = newTokens
+            shape.sharePrefixes = !wholeSequences
             print(try GRPOBenchmark(shape: shape, threads: threads, steps: steps).run(json: json))
         }
     }

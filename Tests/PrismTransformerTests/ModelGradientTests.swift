@@ -77,19 +77,22 @@ struct ModelGradientTests {
     /// loops), 8 (the AVX2 tiles, one 8-wide column block) and 24 (a 16-wide
     /// and an 8-wide block), lengths that are not multiples of the 4-row
     /// tile, and 19 positions (two 16-column score blocks).
-    static let gradientShapes: [(dModel: Int32, heads: Int32, stride: Int, lengths: [UInt32])] = [
-        (8, 2, 6, [6, 4, 5]), (16, 2, 6, [6, 3, 5]), (48, 2, 19, [19, 13, 17]),
+    /// `shared`: rows after the first start with its first `shared` tokens
+    /// (computed once: Decisions #59), the loss weighing every position.
+    static let gradientShapes: [(dModel: Int32, heads: Int32, stride: Int, lengths: [UInt32], shared: Int)] = [
+        (8, 2, 6, [6, 4, 5], 0), (16, 2, 6, [6, 3, 5], 0), (48, 2, 19, [19, 13, 17], 0), (16, 2, 9, [9, 7, 9, 5], 5),
     ]
 
     @Test(arguments: gradientShapes.indices)
     func everyParameterGradientMatchesFiniteDifferences(shape: Int) {
-        let (dModel, heads, stride, lengths) = Self.gradientShapes[shape]
+        let (dModel, heads, stride, lengths, shared) = Self.gradientShapes[shape]
         let dims = pk_dims(vocab: 7, d_model: dModel, layers: 2, heads: heads, d_ff: 2 * dModel, max_len: Int32(stride))
         let model = Self.model(dims, seed: 5, std: dModel > 16 ? 0.15 : 0.3)
         defer { pk_model_free(model) }
         let rows = lengths.count
         var rng = RandomState(seed: 9)
-        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 7) }
+        var tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 7) }
+        for r in 1..<rows { for t in 0..<shared { tokens[r * stride + t] = tokens[t] } }
         let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
         func loss() -> Double {
             var out = [Float](repeating: 0, count: rows * stride)
@@ -144,6 +147,73 @@ struct ModelGradientTests {
             #expect(pk_logprobs(model, 0, own, [length], 1, Int32(length), 0.9, &alone) == 0)
             #expect(Array(batch[(r * stride)..<(r * stride + Int(length))]) == alone, "row \(r)")
             #expect(batch[(r * stride + Int(length))..<((r + 1) * stride)].allSatisfy { $0 == 0 }, "row \(r) past its length")
+        }
+    }
+
+    /// A prefix shared by sequences of the batch is computed once (Decisions
+    /// #59): the log-probs are those of every sequence computed whole, bit
+    /// for bit, and the gradient theirs up to the order of its sums. The
+    /// batch: groups whose prompts differ in length, a sequence identical to
+    /// its group's first, one that is a prefix of it, one sharing more than
+    /// the prompt, a one-token completion, a sequence alone, and the loss on
+    /// prompt positions too (several sequences' terms at one row). Head size
+    /// 16 takes the AVX2 tiles, and the portable loops.
+    @Test(arguments: [false, true])
+    func sharedPrefixesAreComputedOnceWithTheSameResults(portable: Bool) {
+        let dims = pk_dims(vocab: 9, d_model: 32, layers: 2, heads: 2, d_ff: 64, max_len: 24)
+        let model = Self.model(dims, seed: 21, std: 0.2)
+        defer { pk_model_free(model) }
+        pk_model_use_portable(model, portable ? 1 : 0)
+        let stride = 24, count = Int(pk_make_layout(dims).total)
+        var rng = RandomState(seed: 8)
+        var tokens: [Int32] = [], lengths: [UInt32] = []
+        func add(_ sequence: [Int32]) {
+            tokens += sequence + [Int32](repeating: 0, count: stride - sequence.count)
+            lengths.append(UInt32(sequence.count))
+        }
+        func random(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % 9) } }
+        for promptLength in [6, 11] {
+            let prompt = random(promptLength), first = prompt + random(9)
+            add(first)
+            add(first)                                    // identical: no token of its own
+            add(Array(first.prefix(promptLength + 2)))    // a prefix of the first
+            add(Array(first.prefix(promptLength + 4)) + random(5))  // shares more than the prompt
+            add(prompt + random(1))
+            add(prompt + random(12))
+        }
+        add(random(17))
+        let rows = lengths.count
+        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
+        func run(share: Bool) -> (logprobs: [Float], grads: [Float], kept: [Float], keptGrads: [Float], rows: Int) {
+            pk_model_share_prefixes(model, share ? 1 : 0)
+            var out = [Float](repeating: 1, count: rows * stride), kept = out
+            pk_grads(model)!.update(repeating: 0, count: count)
+            #expect(pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.9, &out) == 0)
+            let computed = pk_model_rows(model)
+            #expect(pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, grad) == 0)
+            let grads = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
+            pk_grads(model)!.update(repeating: 0, count: count)
+            #expect(pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, &kept) == 0)
+            #expect(pk_backward_kept(model, grad) == 0)
+            return (out, grads, kept, Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count)), computed)
+        }
+        let whole = run(share: false), shared = run(share: true)
+        // The shared tokens are computed once: in each group at least the
+        // identical sequence, the prefix, the 4 extra tokens and 4 prompts.
+        #expect(whole.rows == Int(lengths.reduce(0, +)))
+        #expect(whole.rows - shared.rows >= (15 + 8 + 10 + 6 + 6) + (20 + 13 + 15 + 11 + 11), "\(shared.rows) of \(whole.rows)")
+        #expect(shared.logprobs == whole.logprobs)
+        #expect(shared.kept == whole.kept && shared.keptGrads == shared.grads)
+        let difference = zip(shared.grads, whole.grads).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+        let norm = whole.grads.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+        print("shared prefixes (portable \(portable)): gradient norm \(norm), relative difference \(difference / norm)")
+        #expect(norm > 1 && difference / norm < 1e-5)
+        // Each sequence's own log-probs, as it alone gives them.
+        for r in [1, 3, 9] {
+            let own = Array(tokens[(r * stride)..<(r * stride + Int(lengths[r]))])
+            var alone = [Float](repeating: 1, count: own.count)
+            #expect(pk_logprobs(model, 0, own, [lengths[r]], 1, Int32(own.count), 0.9, &alone) == 0)
+            #expect(Array(shared.logprobs[(r * stride)..<(r * stride + own.count)]) == alone, "row \(r)")
         }
     }
 

@@ -112,15 +112,18 @@ struct pk_model {
   /* Work space of decode_step. */
   float *decode_buf;
   size_t decode_cap;
-  /* First token row of each sequence in the activations (see set_rows). */
+  /* First token row of each sequence in the activations, then the shared
+   * prefixes' arrays: one block of 6 arrays of row_off_cap ints (set_rows). */
   int *row_off;
   size_t row_off_cap;
+  int share; /* training passes compute a shared prefix once (default on) */
+  size_t last_rows; /* token rows the last forward pass computed */
   int portable; /* kernel choice, applied around each pass */
   int tied;     /* LM head = wte transposed (kept as a synced copy) */
   /* The pass pk_logprobs_keep kept (its activations are `acts`) for
    * pk_backward_kept: the batch it ran on; kept = 0 once anything else ran
    * a forward pass or changed the weights. */
-  int kept, kept_rows, kept_stride;
+  int kept, kept_rows, kept_stride, kept_share;
   float kept_temperature;
   int32_t *kept_tokens;
   uint32_t *kept_lengths;
@@ -128,6 +131,8 @@ struct pk_model {
 };
 
 void pk_model_use_portable(pk_model *m, int portable) { m->portable = portable; }
+void pk_model_share_prefixes(pk_model *m, int share) { m->share = share; }
+size_t pk_model_rows(const pk_model *m) { return m->last_rows; }
 
 static void add_segment(pk_model *m, size_t offset, size_t count, int decay) {
   m->segments[m->segment_count++] = (segment){offset, count, decay};
@@ -138,6 +143,7 @@ pk_model *pk_model_new(pk_dims d) {
   pk_model *m = calloc(1, sizeof *m);
   if (!m) return NULL;
   m->d = d;
+  m->share = 1;
   m->lay = pk_make_layout(d);
   size_t P = m->lay.total;
   m->params = floats_zeroed(P);
@@ -226,30 +232,66 @@ typedef struct acts {
    * not rows x stride. */
   const int *off;
   size_t N;
+  /* Shared prefixes. A GRPO batch holds each prompt G times; causal
+   * attention makes a prefix's activations the same in every sequence
+   * that starts with it, so they are computed once. Sequence b's first
+   * skip[b] tokens are those of sequence root[b] (a root: root[b] = b,
+   * skip[b] = 0), and its rows are its tokens skip[b] .. len-1 only. A
+   * root's sharers follow it in next[] (-1 ends the list); roots[0 ..
+   * root_count-1] lists the roots in order. */
+  const int *root, *skip, *next, *roots;
+  int root_count;
 } acts;
 
-/* Fills a->off and a->N for `B` sequences of `lengths` (NULL: all T). */
-static int set_rows(pk_model *m, acts *a, int B, int T, const uint32_t *lengths) {
+/* The fewest tokens a sequence shares with a root: fewer saves less than
+ * the gathering of its attention inputs costs. */
+enum { SHARE_MIN = 4 };
+
+/* Fills a->off, a->N and the shared prefixes for `B` sequences of
+ * `lengths` (NULL: all T); `tokens` [B][T] (NULL: nothing shared). Each
+ * sequence shares with the earlier root it has the longest common prefix
+ * with, if that is at least SHARE_MIN tokens (the first such root on a tie). */
+static int set_rows(pk_model *m, acts *a, int B, int T, const uint32_t *lengths, const int32_t *tokens) {
   if ((size_t)B + 1 > m->row_off_cap) {
     free(m->row_off);
-    m->row_off = malloc(((size_t)B + 1) * sizeof(int));
+    m->row_off = malloc(6 * ((size_t)B + 1) * sizeof(int));
     m->row_off_cap = m->row_off ? (size_t)B + 1 : 0;
     if (!m->row_off) return -1;
   }
-  m->row_off[0] = 0;
+  size_t cap = m->row_off_cap;
+  int *off = m->row_off, *root = off + cap, *skip = root + cap, *next = skip + cap, *roots = next + cap;
+  int *last = roots + cap; /* each root's last sharer so far */
+  int count = 0;
+  off[0] = 0;
   for (int b = 0; b < B; ++b) {
     int len = lengths ? (int)lengths[b] : T;
     len = len < 0 ? 0 : len > T ? T : len;
-    m->row_off[b + 1] = m->row_off[b] + len;
+    root[b] = b, skip[b] = 0, next[b] = -1;
+    for (int i = 0; tokens && i < count; ++i) {
+      int r = roots[i], limit = off[r + 1] - off[r], n = 0; /* a root's rows are its tokens */
+      limit = limit < len ? limit : len;
+      const int32_t *tr = tokens + (size_t)r * T, *tb = tokens + (size_t)b * T;
+      while (n < limit && tr[n] == tb[n]) ++n;
+      if (n >= SHARE_MIN && n > skip[b]) root[b] = r, skip[b] = n;
+    }
+    if (root[b] == b) {
+      roots[count++] = b;
+    } else {
+      next[last[root[b]]] = b;
+    }
+    last[root[b]] = b;
+    off[b + 1] = off[b] + len - skip[b];
   }
-  a->off = m->row_off;
-  a->N = (size_t)m->row_off[B];
+  a->off = off;
+  a->N = (size_t)off[B];
+  a->root = root, a->skip = skip, a->next = next, a->roots = roots, a->root_count = count;
   return 0;
 }
 
 /* Carves the activation buffer for B x T tokens and sets the rows of
- * sequences of `lengths` (set_rows); -1 on allocation failure. */
-static int make_acts(pk_model *m, int B, int T, const uint32_t *lengths, acts *a) {
+ * sequences of `lengths` (set_rows; `tokens` NULL: no shared prefixes);
+ * -1 on allocation failure. */
+static int make_acts(pk_model *m, int B, int T, const uint32_t *lengths, const int32_t *tokens, acts *a) {
   size_t N = (size_t)B * T, D = (size_t)m->d.d_model, F = (size_t)m->d.d_ff;
   size_t H = (size_t)m->d.heads, V = (size_t)m->d.vocab;
   size_t per_layer = N * D * 5 + N * 3 * D + N * 2 * F + 4 * N + (size_t)B * H * T * T;
@@ -284,7 +326,7 @@ static int make_acts(pk_model *m, int B, int T, const uint32_t *lengths, acts *a
   CARVE(a->rsf, N);
   CARVE(a->logits, N * V);
 #undef CARVE
-  return set_rows(m, a, B, T, lengths);
+  return set_rows(m, a, B, T, lengths, tokens);
 }
 
 /* ----------------------------------------------------------- primitives */
@@ -598,17 +640,28 @@ typedef struct att_job {
   const float *dao;
   int T, H, D;  /* T: the batch's stride (the probabilities' block size) */
   int avx2; /* the caller's kernel choice */
-  const int *off;  /* sequence b's tokens are rows off[b] .. off[b+1]-1 */
+  /* Sequence b's own tokens are rows off[b] .. off[b+1]-1; its first
+   * skip[b] tokens are its root's (see acts). */
+  const int *off, *root, *skip, *next, *roots;
+  int failed; /* a task could not get its scratch */
 } att_job;
 
-/* A task's (b, h): its first token row, its length, its probabilities
- * (length x length, rows contiguous, in a stride x stride block). */
-#define ATT_TASK                                                                 \
-  int b = task / j->H, h = task % j->H, D = j->D, E = D / j->H;                \
-  int T = j->off[b + 1] - j->off[b];                                           \
-  size_t row0 = (size_t)j->off[b];                                             \
-  float *Pb = j->att + ((size_t)b * j->H + h) * j->T * j->T;                   \
-  (void)Pb
+/* One sequence and head as the attention kernels see it: T tokens whose q
+ * rows are at q (stride ld), k at q + kv, v at q + 2 kv; the gradients
+ * (backward) in the same layout at dq. P: its probabilities [T][T]. The
+ * output (forward) rows at o, stride ol; the output's gradient (backward)
+ * at dout, stride dl. */
+typedef struct att_seq {
+  const float *q;
+  float *dq;
+  long ld, kv;
+  float *P;
+  int T, E;
+  float *o;
+  long ol;
+  const float *dout;
+  long dl;
+} att_seq;
 
 #if defined(__x86_64__)
 /* Vector forms of the attention loops for head sizes that are multiples of
@@ -660,15 +713,17 @@ typedef struct att_scratch {
   size_t capacity;
 } att_scratch;
 
-static _Thread_local att_scratch att_tls;
+static _Thread_local att_scratch att_tls;      /* the tiled kernels' */
+static _Thread_local att_scratch view_tls;     /* a sharer's gathered rows */
+static _Thread_local att_scratch att_out_tls;  /* its outputs or gradients */
 
-static float *att_reserve(size_t floats) {
-  if (floats > att_tls.capacity) {
-    free(att_tls.data);
-    att_tls.data = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);
-    att_tls.capacity = att_tls.data ? floats : 0;
+static float *att_reserve(att_scratch *scratch, size_t floats) {
+  if (floats > scratch->capacity) {
+    free(scratch->data);
+    scratch->data = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);
+    scratch->capacity = scratch->data ? floats : 0;
   }
-  return att_tls.data;
+  return scratch->data;
 }
 
 /* C[r][0:8*NV] (+)= sum over k in [k0, k1) of x(r, k) · y[k*ys + 0:8*NV] for
@@ -793,48 +848,45 @@ static void att_prefetch(const float *at, long ld, int T, int width) {
 
 /* Returns 0 when the scratch could not be had (the caller then runs the
  * portable loops). */
-PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(att_job *j, int task) {
-  ATT_TASK;
+PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(const att_seq *q) {
+  int T = q->T, E = q->E;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
-  float *kT = att_reserve((size_t)E * Tp + (size_t)T * Tp);
+  float *kT = att_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
   if (!kT) return 0;
   float *S = kT + (size_t)E * Tp;
   float scale = 1.0f / sqrtf((float)E);
-  const float *base = j->qkv + row0 * 3 * D + h * E;
-  long ld = 3L * D;
-  for (int part = 0; part < 3; ++part) att_prefetch(base + part * D, ld, T, E);
-  att_transpose(T, Tp, E, base + D, ld, kT);
+  const float *base = q->q;
+  long ld = q->ld;
+  for (int part = 0; part < 3; ++part) att_prefetch(base + part * q->kv, ld, T, E);
+  att_transpose(T, Tp, E, base + q->kv, ld, kT);
   att_scores(T, Tp, E, base, ld, kT, S);
-  float *P = Pb;
-  for (int t = 0; t < T; ++t) att_softmax_row(S + (size_t)t * Tp, t, T, scale, P + (size_t)t * T);
-  att_product(T, E, P, T, 1, base + 2 * D, ld, j->ao + row0 * D + h * E, D, 0, 1, 0, T);
+  for (int t = 0; t < T; ++t) att_softmax_row(S + (size_t)t * Tp, t, T, scale, q->P + (size_t)t * T);
+  att_product(T, E, q->P, T, 1, base + 2 * q->kv, ld, q->o, q->ol, 0, 1, 0, T);
   return 1;
 }
 
-PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(att_job *j, int task) {
-  ATT_TASK;
+PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const att_seq *q) {
+  int T = q->T, E = q->E;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
-  float *vT = att_reserve((size_t)E * Tp + (size_t)T * Tp);
+  float *vT = att_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
   if (!vT) return 0;
   float *dS = vT + (size_t)E * Tp;
   float scale = 1.0f / sqrtf((float)E);
-  const float *base = j->qkv + row0 * 3 * D + h * E;
-  float *dbase = j->dqkv + row0 * 3 * D + h * E;
-  const float *dout = j->dao + row0 * D + h * E;
-  const float *P = Pb;
-  long ld = 3L * D;
+  const float *base = q->q, *dout = q->dout, *P = q->P;
+  float *dbase = q->dq;
+  long ld = q->ld, kv = q->kv;
   for (int part = 0; part < 3; ++part) {
-    att_prefetch(base + part * D, ld, T, E);
-    att_prefetch(dbase + part * D, ld, T, E);
+    att_prefetch(base + part * kv, ld, T, E);
+    att_prefetch(dbase + part * kv, ld, T, E);
   }
-  att_prefetch(dout, D, T, E);
+  att_prefetch(dout, q->dl, T, E);
   /* dP = dO · Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale, in 8-lane
    * vectors with the lanes past t masked (P's row ends at T; dP past the
    * computed blocks is not set). */
-  att_transpose(T, Tp, E, base + 2 * D, ld, vT);
-  att_scores(T, Tp, E, dout, D, vT, dS);
+  att_transpose(T, Tp, E, base + 2 * kv, ld, vT);
+  att_scores(T, Tp, E, dout, q->dl, vT, dS);
   __m256 sc = _mm256_set1_ps(scale);
   for (int t = 0; t < T; ++t) {
     const float *p = P + (size_t)t * T;
@@ -858,29 +910,29 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(att_j
   }
   /* dQ += dS · K; dK += dSᵀ · Q; dV += Pᵀ · dO (the transposes read as
    * columns, no copies). */
-  att_product(T, E, dS, Tp, 1, base + D, ld, dbase, ld, 1, 1, 0, T);
-  att_product(T, E, dS, 1, Tp, base, ld, dbase + D, ld, 1, 0, 1, T);
-  att_product(T, E, P, 1, T, dout, D, dbase + 2 * D, ld, 1, 0, 1, T);
+  att_product(T, E, dS, Tp, 1, base + kv, ld, dbase, ld, 1, 1, 0, T);
+  att_product(T, E, dS, 1, Tp, base, ld, dbase + kv, ld, 1, 0, 1, T);
+  att_product(T, E, P, 1, T, dout, q->dl, dbase + 2 * kv, ld, 1, 0, 1, T);
   return 1;
 }
 #endif
 
-/* One (b, h): causal softmax(q kᵀ / sqrt(E)) v. */
-PK_MULTIVERSION static void attention_task(void *ctx, int task) {
-  att_job *j = ctx;
+/* Causal softmax(q kᵀ / sqrt(E)) v for one sequence and head. */
+PK_MULTIVERSION static void attention_seq(const att_seq *q, int avx2) {
 #if defined(__x86_64__)
-  if (j->avx2 && (j->D / j->H) % 8 == 0 && attention_tiled_avx2(j, task)) return;
+  if (avx2 && q->E % 8 == 0 && attention_tiled_avx2(q)) return;
 #endif
-  ATT_TASK;
+  int T = q->T, E = q->E;
+  long ld = q->ld, kv = q->kv;
   float scale = 1.0f / sqrtf((float)E);
   for (int t = 0; t < T; ++t) {
-    const float *q = j->qkv + (row0 + t) * 3 * D + h * E;
-    float *p = Pb + (size_t)t * T;
+    const float *qt = q->q + (size_t)t * ld;
+    float *p = q->P + (size_t)t * T;
     float maxv = -INFINITY;
     for (int s = 0; s <= t; ++s) {
-      const float *k = j->qkv + (row0 + s) * 3 * D + D + h * E;
+      const float *k = q->q + (size_t)s * ld + kv;
       float dot = 0;
-      for (int e = 0; e < E; ++e) dot += q[e] * k[e];
+      for (int e = 0; e < E; ++e) dot += qt[e] * k[e];
       p[s] = dot * scale;
       if (p[s] > maxv) maxv = p[s];
     }
@@ -890,34 +942,35 @@ PK_MULTIVERSION static void attention_task(void *ctx, int task) {
       sum += p[s];
     }
     float inv = 1.0f / sum;
-    float *o = j->ao + (row0 + t) * D + h * E;
+    float *o = q->o + (size_t)t * q->ol;
     for (int e = 0; e < E; ++e) o[e] = 0;
     for (int s = 0; s <= t; ++s) {
       p[s] *= inv;
-      const float *v = j->qkv + (row0 + s) * 3 * D + 2 * D + h * E;
+      const float *v = q->q + (size_t)s * ld + 2 * kv;
       for (int e = 0; e < E; ++e) o[e] += p[s] * v[e];
     }
     for (int s = t + 1; s < T; ++s) p[s] = 0;
   }
 }
 
-PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
-  att_job *j = ctx;
+/* Adds attention_seq's gradients to q->dq from q->dout. */
+PK_MULTIVERSION static void attention_backward_seq(const att_seq *q, int avx2) {
 #if defined(__x86_64__)
-  if (j->avx2 && (j->D / j->H) % 8 == 0 && attention_backward_tiled_avx2(j, task)) return;
+  if (avx2 && q->E % 8 == 0 && attention_backward_tiled_avx2(q)) return;
 #endif
-  ATT_TASK;
+  int T = q->T, E = q->E;
+  long ld = q->ld, kv = q->kv;
   float scale = 1.0f / sqrtf((float)E);
   float dp[1024];
   for (int t = 0; t < T; ++t) {
-    const float *p = Pb + (size_t)t * T;
-    const float *dout = j->dao + (row0 + t) * D + h * E;
-    const float *q = j->qkv + (row0 + t) * 3 * D + h * E;
-    float *dq = j->dqkv + (row0 + t) * 3 * D + h * E;
+    const float *p = q->P + (size_t)t * T;
+    const float *dout = q->dout + (size_t)t * q->dl;
+    const float *qt = q->q + (size_t)t * ld;
+    float *dq = q->dq + (size_t)t * ld;
     float dot_pd = 0;
     for (int s = 0; s <= t; ++s) {
-      const float *v = j->qkv + (row0 + s) * 3 * D + 2 * D + h * E;
-      float *dv = j->dqkv + (row0 + s) * 3 * D + 2 * D + h * E;
+      const float *v = q->q + (size_t)s * ld + 2 * kv;
+      float *dv = q->dq + (size_t)s * ld + 2 * kv;
       float d = 0;
       for (int e = 0; e < E; ++e) {
         d += dout[e] * v[e];
@@ -928,12 +981,98 @@ PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
     }
     for (int s = 0; s <= t; ++s) {
       float ds = p[s] * (dp[s] - dot_pd) * scale;
-      const float *k = j->qkv + (row0 + s) * 3 * D + D + h * E;
-      float *dk = j->dqkv + (row0 + s) * 3 * D + D + h * E;
+      const float *k = q->q + (size_t)s * ld + kv;
+      float *dk = q->dq + (size_t)s * ld + kv;
       for (int e = 0; e < E; ++e) {
         dq[e] += ds * k[e];
-        dk[e] += ds * q[e];
+        dk[e] += ds * qt[e];
       }
+    }
+  }
+}
+
+/* Sequence b at head h read in place from its own rows (a root). */
+static att_seq att_direct(const att_job *j, int b, int h) {
+  int D = j->D, E = D / j->H;
+  size_t row0 = (size_t)j->off[b];
+  return (att_seq){.q = j->qkv + row0 * 3 * D + h * E, .dq = j->dqkv ? j->dqkv + row0 * 3 * D + h * E : NULL,
+                   .ld = 3L * D, .kv = D, .P = j->att + ((size_t)b * j->H + h) * j->T * j->T,
+                   .T = j->off[b + 1] - j->off[b], .E = E, .o = j->ao ? j->ao + row0 * D + h * E : NULL, .ol = D,
+                   .dout = j->dao ? j->dao + row0 * D + h * E : NULL, .dl = D};
+}
+
+/* A sharer b at head h gathered into a per-thread view [T][3E]: its root's
+ * rows for the shared tokens, then its own. .q is NULL when the scratch
+ * could not be had. */
+static att_seq att_gather(const att_job *j, int b, int h) {
+  int D = j->D, E = D / j->H, skip = j->skip[b], T = skip + j->off[b + 1] - j->off[b];
+  float *view = att_reserve(&view_tls, (size_t)T * 3 * E);
+  att_seq q = {.q = view, .ld = 3L * E, .kv = E, .P = j->att + ((size_t)b * j->H + h) * j->T * j->T, .T = T, .E = E};
+  for (int t = 0; view && t < T; ++t) {
+    size_t row = t < skip ? (size_t)j->off[j->root[b]] + t : (size_t)j->off[b] + t - skip;
+    const float *src = j->qkv + row * 3 * D + h * E;
+    for (int part = 0; part < 3; ++part) memcpy(view + (size_t)t * 3 * E + part * E, src + part * D, E * sizeof(float));
+  }
+  return q;
+}
+
+/* One (b, h). A sharer's shared tokens are computed again in its view (a
+ * few percent of a layer's work) and only its own rows are written out. */
+static void attention_task(void *ctx, int task) {
+  att_job *j = ctx;
+  int b = task / j->H, h = task % j->H, E = j->D / j->H, skip = j->skip[b];
+  if (j->off[b + 1] == j->off[b]) return;
+  if (skip == 0) {
+    att_seq q = att_direct(j, b, h);
+    attention_seq(&q, j->avx2);
+    return;
+  }
+  att_seq q = att_gather(j, b, h);
+  float *out = q.q ? att_reserve(&att_out_tls, (size_t)q.T * E) : NULL;
+  if (!out) {
+    __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  q.o = out, q.ol = E;
+  attention_seq(&q, j->avx2);
+  for (int t = skip; t < q.T; ++t)
+    memcpy(j->ao + ((size_t)j->off[b] + t - skip) * j->D + h * E, out + (size_t)t * E, E * sizeof(float));
+}
+
+/* One root and head: the root, then each sharer in order, whose gradients
+ * at the shared tokens join the root's rows (one task per root: no two
+ * threads add to the same rows, and the order is the same at any thread
+ * count). */
+static void attention_backward_task(void *ctx, int task) {
+  att_job *j = ctx;
+  int r = j->roots[task / j->H], h = task % j->H, D = j->D, E = D / j->H;
+  if (j->off[r + 1] > j->off[r]) {
+    att_seq q = att_direct(j, r, h);
+    attention_backward_seq(&q, j->avx2);
+  }
+  for (int b = j->next[r]; b >= 0; b = j->next[b]) {
+    if (j->off[b + 1] == j->off[b]) continue; /* no token of its own: its gradient is in the root's rows */
+    int skip = j->skip[b];
+    att_seq q = att_gather(j, b, h);
+    float *grads = q.q ? att_reserve(&att_out_tls, (size_t)q.T * 4 * E) : NULL;
+    if (!grads) {
+      __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+      return;
+    }
+    int T = q.T;
+    float *dview = grads, *dout = grads + (size_t)T * 3 * E;
+    memset(dview, 0, (size_t)T * 3 * E * sizeof(float));
+    memset(dout, 0, (size_t)skip * E * sizeof(float)); /* the shared tokens are not its outputs */
+    for (int t = skip; t < T; ++t)
+      memcpy(dout + (size_t)t * E, j->dao + ((size_t)j->off[b] + t - skip) * D + h * E, E * sizeof(float));
+    q.dq = dview, q.dout = dout, q.dl = E;
+    attention_backward_seq(&q, j->avx2);
+    for (int t = 0; t < T; ++t) {
+      size_t row = t < skip ? (size_t)j->off[r] + t : (size_t)j->off[b] + t - skip;
+      float *dst = j->dqkv + row * 3 * D + h * E;
+      const float *src = dview + (size_t)t * 3 * E;
+      for (int part = t < skip ? 1 : 0; part < 3; ++part) /* a shared token's dq is 0 */
+        for (int e = 0; e < E; ++e) dst[part * D + e] += src[part * E + e];
     }
   }
 }
@@ -942,25 +1081,28 @@ PK_MULTIVERSION static void attention_backward_task(void *ctx, int task) {
 
 /* Runs the model on tokens [B][T] with `w` as weights, keeping every
  * activation in `a`; only the first lengths[b] tokens of sequence b are
- * computed (lengths NULL: all T), as rows a->off[b].. (set_rows); logits
- * end in a->logits [a->N][V]. */
+ * computed (lengths NULL: all T), as rows a->off[b].. (set_rows), and with
+ * `share` a prefix shared with an earlier sequence only there; logits end
+ * in a->logits [a->N][V] (row_of finds a token's). */
 static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
-                   int T, const uint32_t *lengths, acts *a) {
+                   int T, const uint32_t *lengths, int share, acts *a) {
   const pk_dims d = m->d;
   m->kept = 0; /* the activations are about to be overwritten */
   if (T > d.max_len || T > 1024) return -1;
-  if (make_acts(m, B, T, lengths, a)) return -1;
+  if (make_acts(m, B, T, lengths, share ? tokens : NULL, a)) return -1;
   size_t N = a->N;
+  m->last_rows = N;
   int D = d.d_model, F = d.d_ff, V = d.vocab;
   float *x = a->layer[0].x;
   for (int b = 0; b < B; ++b) {
-    for (int t = 0; t < a->off[b + 1] - a->off[b]; ++t) {
+    for (int i = 0; i < a->off[b + 1] - a->off[b]; ++i) {
+      int t = a->skip[b] + i;
       int32_t tok = tokens[(size_t)b * T + t];
       if (tok < 0 || tok >= V) tok = 0;
       const float *e = w + m->lay.wte + (size_t)tok * D;
       const float *p = w + m->lay.wpe + (size_t)t * D;
-      float *xn = x + ((size_t)a->off[b] + t) * D;
-      for (int i = 0; i < D; ++i) xn[i] = e[i] + p[i];
+      float *xn = x + ((size_t)a->off[b] + i) * D;
+      for (int k = 0; k < D; ++k) xn[k] = e[k] + p[k];
     }
   }
   for (int l = 0; l < d.layers; ++l) {
@@ -968,8 +1110,10 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     layer_acts *la = &a->layer[l];
     parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
     pk_gemm_bias(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 0.0f, la->qkv, 3 * D, w + o->qkv_b);
-    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, pk_has_avx2_fma(), a->off};
+    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, pk_has_avx2_fma(),
+                   a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_for(B * d.heads, attention_task, &job);
+    if (job.failed) return -1;
     memcpy(la->xm, la->x, N * D * sizeof(float));
     pk_gemm_bias(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D, w + o->proj_b);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
@@ -984,6 +1128,11 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
   return 0;
 }
 
+/* The activation row of sequence b's token t (t < its length). */
+static size_t row_of(const acts *a, int b, int t) {
+  return t < a->skip[b] ? (size_t)a->off[a->root[b]] + t : (size_t)a->off[b] + t - a->skip[b];
+}
+
 /* log-softmax(z / temp)[k] for a row of V logits. */
 static float log_prob(const float *z, int V, float temp, int k) {
   float maxv = -INFINITY;
@@ -995,7 +1144,7 @@ static float log_prob(const float *z, int V, float temp, int k) {
 
 static int logits_pass(pk_model *m, const int32_t *tokens, int rows, int stride, float *out) {
   acts a;
-  if (forward(m, m->params, tokens, rows, stride, NULL, &a)) return -1;
+  if (forward(m, m->params, tokens, rows, stride, NULL, 0, &a)) return -1;
   memcpy(out, a.logits, (size_t)rows * stride * m->d.vocab * sizeof(float));
   return 0;
 }
@@ -1007,8 +1156,8 @@ static void logprobs_from(const pk_model *m, const acts *a, const int32_t *token
   for (int r = 0; r < rows; ++r) {
     for (int t = 0; t < stride; ++t) {
       size_t n = (size_t)r * stride + t;
-      out[n] = (t >= 1 && t < a->off[r + 1] - a->off[r])
-                   ? log_prob(a->logits + ((size_t)a->off[r] + t - 1) * V, V, temperature, tokens[n])
+      out[n] = (t >= 1 && t < a->skip[r] + a->off[r + 1] - a->off[r])
+                   ? log_prob(a->logits + row_of(a, r, t - 1) * V, V, temperature, tokens[n])
                    : 0.0f;
     }
   }
@@ -1018,7 +1167,7 @@ static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
                 const uint32_t *lengths, int rows, int stride,
                 float temperature, float *out) {
   acts a;
-  if (forward(m, reference ? m->ref : m->params, tokens, rows, stride, lengths, &a)) return -1;
+  if (forward(m, reference ? m->ref : m->params, tokens, rows, stride, lengths, m->share, &a)) return -1;
   logprobs_from(m, &a, tokens, rows, stride, temperature, out);
   return 0;
 }
@@ -1028,7 +1177,7 @@ static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
 static int logprobs_keep_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                               int rows, int stride, float temperature, float *out) {
   acts a;
-  if (forward(m, m->params, tokens, rows, stride, lengths, &a)) return -1;
+  if (forward(m, m->params, tokens, rows, stride, lengths, m->share, &a)) return -1;
   logprobs_from(m, &a, tokens, rows, stride, temperature, out);
   size_t count = (size_t)rows * stride;
   if (count > m->kept_cap || (size_t)rows > m->kept_cap) {
@@ -1045,6 +1194,7 @@ static int logprobs_keep_pass(pk_model *m, const int32_t *tokens, const uint32_t
   m->kept_rows = rows;
   m->kept_stride = stride;
   m->kept_temperature = temperature;
+  m->kept_share = m->share;
   m->kept = 1;
   return 0;
 }
@@ -1057,7 +1207,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
 static int backward_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                 int rows, int stride, float temperature, const float *grad) {
   acts a;
-  if (forward(m, m->params, tokens, rows, stride, lengths, &a)) return -1;
+  if (forward(m, m->params, tokens, rows, stride, lengths, m->share, &a)) return -1;
   return backward_from(m, a, tokens, rows, stride, temperature, grad);
 }
 
@@ -1067,14 +1217,16 @@ static int backward_kept_pass(pk_model *m, const float *grad) {
   m->kept = 0;
   acts a;
   /* The same sizes carve the same buffer: the kept activations. */
-  if (make_acts(m, m->kept_rows, m->kept_stride, m->kept_lengths, &a)) return -1;
+  if (make_acts(m, m->kept_rows, m->kept_stride, m->kept_lengths, m->kept_share ? m->kept_tokens : NULL, &a))
+    return -1;
   return backward_from(m, a, m->kept_tokens, m->kept_rows, m->kept_stride,
                        m->kept_temperature, grad);
 }
 
 /* Back-propagation from dL/dlogprob through the forward pass `a` of tokens. */
 /* dL/dlogits[n] = g[n+1] (onehot(tok[n+1]) - softmax(z[n]/T)) / T, one
- * sequence per task. */
+ * sequence's rows per task; a root's rows also take the terms of its
+ * sharers' shared tokens (summed in sharer order after the root's own). */
 typedef struct dlogits_job {
   const float *logits;
   const int32_t *tokens;
@@ -1082,32 +1234,56 @@ typedef struct dlogits_job {
   float *dlogits;
   int T, V;
   float temperature;
-  const int *off;
+  const acts *a;
 } dlogits_job;
+
+/* Whether sequence b's loss has a term at the row of its token t (the
+ * prediction of token t + 1, a row of root r = b's root or b) and its
+ * dL/dlogprob *g and target token. */
+static int dlogits_term(const dlogits_job *j, int b, int t, float *g, int *target) {
+  const acts *a = j->a;
+  if (t + 1 >= a->skip[b] + a->off[b + 1] - a->off[b]) return 0;
+  size_t n = (size_t)b * j->T + t + 1;
+  *g = j->grad[n], *target = j->tokens[n];
+  return *g != 0.0f;
+}
 
 static void dlogits_task(void *ctx, int r) {
   const dlogits_job *j = ctx;
-  int T = j->T, V = j->V;
-  int len = j->off[r + 1] - j->off[r];
-  for (int t = 0; t + 1 < len; ++t) {
-    size_t n = (size_t)r * T + t, row = (size_t)j->off[r] + t;
-    float gn = j->grad[n + 1];
-    if (gn == 0.0f) continue;
-    const float *z = j->logits + row * V;
+  const acts *a = j->a;
+  int V = j->V, skip = a->skip[r], len = skip + a->off[r + 1] - a->off[r];
+  float temp = j->temperature;
+  for (int t = skip; t < len; ++t) {
+    /* The terms at this row: sequence r's, then, a root's row, those of the
+     * sharers whose shared tokens include t (usually only the last shared
+     * token, which predicts each sharer's first token of its own). */
+    int terms = 0, target = 0;
+    float gn = 0, g;
+    int y;
+    for (int b = r; b >= 0; b = skip == 0 ? a->next[b] : -1)
+      if ((b == r || t < a->skip[b]) && dlogits_term(j, b, t, &g, &y)) ++terms, gn = g, target = y;
+    if (terms == 0) continue;
+    const float *z = j->logits + row_of(a, r, t) * V;
+    float *dz = j->dlogits + row_of(a, r, t) * V;
     float maxv = -INFINITY;
-    for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / j->temperature);
-    float *dz = j->dlogits + row * V;
-    /* Each exponential once (kept in dz as a float; it was computed twice),
-     * summed in double. */
+    for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / temp);
+    /* Each exponential once (kept in dz as a float), summed in double. */
     double sum = 0;
     for (int i = 0; i < V; ++i) {
-      double e = exp((double)(z[i] / j->temperature - maxv));
+      double e = exp((double)(z[i] / temp - maxv));
       dz[i] = (float)e;
       sum += e;
     }
     for (int i = 0; i < V; ++i) {
       float p = (float)((double)dz[i] / sum);
-      dz[i] = gn * ((i == j->tokens[n + 1]) - p) / j->temperature;
+      if (terms == 1) {
+        dz[i] = gn * ((i == target) - p) / temp;
+        continue;
+      }
+      float total = 0;
+      for (int b = r; b >= 0; b = a->next[b])
+        if ((b == r || t < a->skip[b]) && dlogits_term(j, b, t, &g, &y)) total += g * ((i == y) - p) / temp;
+      dz[i] = total;
     }
   }
 }
@@ -1132,7 +1308,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
   memset(dres, 0, N * D * sizeof(float));
   memset(dlogits, 0, N * V * sizeof(float));
 
-  dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, a.off};
+  dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, &a};
   pk_parallel_for(rows, dlogits_task, &dj);
   pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
   pk_gemm(0, 1, (int)N, D, V, dlogits, V, w + m->lay.head_w, V, 0.0f, dln, D);
@@ -1160,8 +1336,10 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
     float *dqkv = dbig;
     memset(dqkv, 0, N * 3 * D * sizeof(float));
-    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, pk_has_avx2_fma(), a.off};
-    pk_parallel_for(rows * d.heads, attention_backward_task, &job);
+    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, pk_has_avx2_fma(),
+                   a.off, a.root, a.skip, a.next, a.roots, 0};
+    pk_parallel_for(a.root_count * d.heads, attention_backward_task, &job);
+    if (job.failed) return -1;
     pk_gemm(1, 0, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D);
     column_sums(dqkv, g + o->qkv_b, N, 3 * D);
     pk_gemm(0, 1, (int)N, D, 3 * D, dqkv, 3 * D, w + o->qkv_w, 3 * D, 0.0f, dln, D);
@@ -1169,8 +1347,9 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
                        g + o->ln1_w, g + o->ln1_b, N, D);
   }
   for (int r = 0; r < rows; ++r) {
-    for (int t = 0; t < a.off[r + 1] - a.off[r]; ++t) {
-      size_t n = (size_t)a.off[r] + t;
+    for (int own = 0; own < a.off[r + 1] - a.off[r]; ++own) {
+      size_t n = (size_t)a.off[r] + own;
+      int t = a.skip[r] + own;
       int32_t tok = tokens[(size_t)r * T + t];
       if (tok < 0 || tok >= V) tok = 0;
       float *gw = g + m->lay.wte + (size_t)tok * D;
@@ -1382,7 +1561,7 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
     }
   }
   acts a;
-  if (forward(m, m->params, distinct, n, stride, distinct_len, &a)) goto done;
+  if (forward(m, m->params, distinct, n, stride, distinct_len, 0, &a)) goto done;
   for (int l = 0; l < d.layers; ++l) {
     for (int b = 0; b < rows; ++b) {
       for (int t = 0; t < (int)lengths[b]; ++t) {

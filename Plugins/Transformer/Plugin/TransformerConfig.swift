@@ -5,7 +5,7 @@ import PluginKit
 struct TransformerConfig: Equatable {
     static let keys = [
         "vocab", "d_model", "layers", "heads", "d_ff", "max_len", "tie_embeddings", "seed", "init_std", "threads",
-        "kernels", "checkpoint",
+        "kernels", "share_prefixes", "checkpoint",
     ]
     /// The characters of the vocabulary, after the three special tokens.
     var vocab = "0123456789+-*=;# "
@@ -22,6 +22,9 @@ struct TransformerConfig: Equatable {
     var threads = 0
     /// "auto" (AVX2+FMA when the CPU has it) or "portable".
     var kernels = "auto"
+    /// The training passes compute a prefix shared by sequences of a batch
+    /// (a GRPO group's prompt) once.
+    var sharePrefixes = true
     /// A safetensors checkpoint to load at create.
     var checkpoint: String?
 
@@ -40,6 +43,7 @@ struct TransformerConfig: Equatable {
         initStd = try c.double("init_std", default: initStd, in: 0...1)
         threads = try c.int("threads", default: threads, in: 0...16)
         kernels = try c.string("kernels", default: kernels) ?? kernels
+        sharePrefixes = try c.bool("share_prefixes", default: sharePrefixes)
         checkpoint = try c.string("checkpoint", default: nil)
         guard dModel % heads == 0 else {
             throw ConfigError("config key 'heads': \(heads) does not divide d_model \(dModel)")

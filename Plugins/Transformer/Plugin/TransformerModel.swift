@@ -27,6 +27,7 @@ final class TransformerModel: PluginObject {
         precondition(tensors.map(\.count).reduce(0, +) == parameterCount, "tensor list and C layout disagree")
         if config.threads > 0 { pk_set_threads(Int32(config.threads)) }
         pk_model_use_portable(model, config.kernels == "portable" ? 1 : 0)
+        pk_model_share_prefixes(model, config.sharePrefixes ? 1 : 0)
         initialize()
         pk_model_tie_head(model, config.tieEmbeddings ? 1 : 0)
         if let checkpoint = config.checkpoint { try load(path: checkpoint) }

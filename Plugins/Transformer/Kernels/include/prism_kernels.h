@@ -84,6 +84,13 @@ pk_model *pk_model_new(pk_dims dims);
 void pk_model_free(pk_model *m);
 /* Runs this model's passes on the portable kernels (1) or the fastest (0). */
 void pk_model_use_portable(pk_model *m, int portable);
+/* Whether the training passes (pk_logprobs, pk_logprobs_keep, pk_backward)
+ * compute a prefix that sequences of the batch share once (default 1): a
+ * GRPO batch holds each prompt G times. The log-probs are the same either
+ * way; the gradients differ by the order of their sums. */
+void pk_model_share_prefixes(pk_model *m, int share);
+/* The token rows the last forward pass computed (tokens, less the shared). */
+size_t pk_model_rows(const pk_model *m);
 /* Ties the LM head to the token embedding (1) or not (0). Tied, head_w is
  * kept equal to wte transposed: set from wte now (policy and reference) and
  * after every AdamW step, its gradient added into wte's by backward. Call it
