@@ -1,4 +1,5 @@
 import CPrismKernels
+import Foundation
 import PrismCore
 import Testing
 
@@ -214,6 +215,51 @@ struct ModelGradientTests {
             var alone = [Float](repeating: 1, count: own.count)
             #expect(pk_logprobs(model, 0, own, [lengths[r]], 1, Int32(own.count), 0.9, &alone) == 0)
             #expect(Array(shared.logprobs[(r * stride)..<(r * stride + own.count)]) == alone, "row \(r)")
+        }
+    }
+
+    /// AdamW, chunked over the pool and on 8 lanes with AVX2, takes the
+    /// plain Float formula's step on every parameter bit for bit (weight
+    /// decay on the matrices and embeddings only; the second step clipped
+    /// to half the gradient norm), on both kernels, and clears the gradient.
+    @Test func adamWTakesTheFormulasStepOnEveryParameter() {
+        let dims = pk_dims(vocab: 7, d_model: 36, layers: 2, heads: 2, d_ff: 72, max_len: 9)
+        let count = Int(pk_make_layout(dims).total)
+        // More than one chunk, and tensors whose sizes leave a tail past the 8-lane loop.
+        #expect(count > 16384 && Self.tensors(dims).contains { $0.2 % 8 != 0 })
+        var rng = RandomState(seed: 3)
+        let grads = (0..<count).map { _ in Float(rng.uniform() * 2 - 1) }
+        let norm = grads.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+        for portable in [false, true] {
+            let model = Self.model(dims, seed: 4)
+            defer { pk_model_free(model) }
+            pk_model_use_portable(model, portable ? 1 : 0)
+            var params = Array(UnsafeBufferPointer(start: pk_params(model)!, count: count))
+            var m = [Float](repeating: 0, count: count), v = m
+            for step in 1...2 {
+                pk_grads(model)!.update(from: grads, count: count)
+                let maxNorm = step == 2 ? norm / 2 : 0
+                let reported = pk_adamw(model, 1e-2, 0.9, 0.999, 1e-8, 0.1, maxNorm)
+                #expect(abs(reported - norm) <= 1e-12 * norm)
+                let clip: Float = maxNorm > 0 && reported > maxNorm ? Float(maxNorm / reported) : 1
+                let c1 = Float(1 - pow(0.9, Double(step))), c2 = Float(1 - pow(0.999, Double(step)))
+                for (name, offset, size) in Self.tensors(dims) {
+                    let decay: Float = name.contains("ln_") || name.hasSuffix(".bias") ? 0 : 0.1
+                    for i in offset..<(offset + size) {
+                        let g = grads[i] * clip
+                        m[i] = Float(0.9) * m[i] + Float(1 - 0.9) * g
+                        v[i] = Float(0.999) * v[i] + Float(1 - 0.999) * g * g
+                        let update = (m[i] / c1) / ((v[i] / c2).squareRoot() + Float(1e-8)) + decay * params[i]
+                        params[i] -= Float(1e-2) * update
+                    }
+                }
+                let after = Array(UnsafeBufferPointer(start: pk_params(model)!, count: count))
+                let differing = zip(after, params).filter { $0 != $1 }.count
+                #expect(differing == 0, "portable \(portable) step \(step): \(differing) parameters differ")
+                let moments = zip(UnsafeBufferPointer(start: pk_adam_m(model)!, count: count), m).filter { $0 != $1 }.count
+                #expect(moments == 0, "portable \(portable) step \(step): \(moments) first moments differ")
+                #expect(UnsafeBufferPointer(start: pk_grads(model)!, count: count).allSatisfy { $0 == 0 })
+            }
         }
     }
 

@@ -85,10 +85,15 @@ typedef struct segment {
   int decay;
 } segment;
 
+/* AdamW's unit of work: a task per chunk, so the gradient norm's sum has
+ * the same order at any thread count. */
+enum { ADAM_CHUNK = 16384 };
+
 struct pk_model {
   pk_dims d;
   pk_layout lay;
   float *params, *ref, *grads, *adam_m, *adam_v;
+  double *adam_partial; /* the squared gradient's sum per ADAM_CHUNK */
   int64_t step;
   segment segments[8 + 12 * 64];
   int segment_count;
@@ -151,7 +156,8 @@ pk_model *pk_model_new(pk_dims d) {
   m->grads = floats_zeroed(P);
   m->adam_m = floats_zeroed(P);
   m->adam_v = floats_zeroed(P);
-  if (!m->params || !m->ref || !m->grads || !m->adam_m || !m->adam_v) {
+  m->adam_partial = malloc((P / ADAM_CHUNK + 1) * sizeof(double));
+  if (!m->params || !m->ref || !m->grads || !m->adam_m || !m->adam_v || !m->adam_partial) {
     pk_model_free(m);
     return NULL;
   }
@@ -182,6 +188,7 @@ void pk_model_free(pk_model *m) {
   free(m->grads);
   free(m->adam_m);
   free(m->adam_v);
+  free(m->adam_partial);
   free(m->acts);
   free(m->scratch);
   free(m->kcache);
@@ -1687,30 +1694,99 @@ static void sync_head(pk_model *m, float *w) {
   }
 }
 
+typedef struct adam_job {
+  pk_model *m;
+  /* The same float constants the serial loop used: (float)(1 - beta), not 1 - (float)beta. */
+  float clip, lr, beta1, beta2, one_minus_beta1, one_minus_beta2, c1, c2, eps, weight_decay;
+  int avx2; /* the caller's kernel choice */
+} adam_job;
+
+/* The sum of squares of one chunk of the gradient (four chains: a single
+ * chain of dependent double adds was the serial part's bottleneck). */
+static void adam_norm_task(void *ctx, int chunk) {
+  const adam_job *j = ctx;
+  const float *g = j->m->grads;
+  size_t P = j->m->lay.total, i = (size_t)chunk * ADAM_CHUNK, end = i + ADAM_CHUNK < P ? i + ADAM_CHUNK : P;
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (; i + 4 <= end; i += 4) {
+    s0 += (double)g[i] * g[i];
+    s1 += (double)g[i + 1] * g[i + 1];
+    s2 += (double)g[i + 2] * g[i + 2];
+    s3 += (double)g[i + 3] * g[i + 3];
+  }
+  for (; i < end; ++i) s0 += (double)g[i] * g[i];
+  j->m->adam_partial[chunk] = (s0 + s1) + (s2 + s3);
+}
+
+#if defined(__x86_64__)
+/* adam_update_task's loop on 8 lanes, for i in [i0, i1) less a tail it
+ * returns: the same operations in the same order, separate multiplies and
+ * adds (no FMA), so every result is the scalar loop's bit for bit. */
+PK_AVX2 static size_t adam_update_avx2(const adam_job *j, size_t i0, size_t i1, float decay) {
+  pk_model *m = j->m;
+  __m256 clip = _mm256_set1_ps(j->clip), b1 = _mm256_set1_ps(j->beta1), b2 = _mm256_set1_ps(j->beta2);
+  __m256 omb1 = _mm256_set1_ps(j->one_minus_beta1), omb2 = _mm256_set1_ps(j->one_minus_beta2);
+  __m256 c1 = _mm256_set1_ps(j->c1), c2 = _mm256_set1_ps(j->c2), eps = _mm256_set1_ps(j->eps);
+  __m256 lr = _mm256_set1_ps(j->lr), dec = _mm256_set1_ps(decay);
+  size_t i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    __m256 g = _mm256_mul_ps(_mm256_loadu_ps(m->grads + i), clip);
+    __m256 mo = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m->adam_m + i)), _mm256_mul_ps(omb1, g));
+    __m256 vo = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(m->adam_v + i)), _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
+    _mm256_storeu_ps(m->adam_m + i, mo);
+    _mm256_storeu_ps(m->adam_v + i, vo);
+    __m256 step = _mm256_div_ps(_mm256_div_ps(mo, c1), _mm256_add_ps(_mm256_sqrt_ps(_mm256_div_ps(vo, c2)), eps));
+    __m256 p = _mm256_loadu_ps(m->params + i);
+    _mm256_storeu_ps(m->params + i, _mm256_sub_ps(p, _mm256_mul_ps(lr, _mm256_add_ps(step, _mm256_mul_ps(dec, p)))));
+  }
+  return i;
+}
+#endif
+
+/* The AdamW update of one chunk, each parameter with its segment's decay;
+ * the chunk's gradient is then cleared. */
+static void adam_update_task(void *ctx, int chunk) {
+  const adam_job *j = ctx;
+  pk_model *m = j->m;
+  size_t P = m->lay.total, begin = (size_t)chunk * ADAM_CHUNK, end = begin + ADAM_CHUNK < P ? begin + ADAM_CHUNK : P;
+  for (int s = 0; s < m->segment_count; ++s) {
+    segment seg = m->segments[s];
+    size_t i0 = seg.offset > begin ? seg.offset : begin;
+    size_t i1 = seg.offset + seg.count < end ? seg.offset + seg.count : end;
+    float decay = seg.decay ? j->weight_decay : 0.0f;
+#if defined(__x86_64__)
+    if (j->avx2 && i0 < i1) i0 = adam_update_avx2(j, i0, i1, decay);
+#endif
+    for (size_t i = i0; i < i1; ++i) {
+      float g = m->grads[i] * j->clip;
+      m->adam_m[i] = j->beta1 * m->adam_m[i] + j->one_minus_beta1 * g;
+      m->adam_v[i] = j->beta2 * m->adam_v[i] + j->one_minus_beta2 * g * g;
+      float mhat = m->adam_m[i] / j->c1;
+      float vhat = m->adam_v[i] / j->c2;
+      m->params[i] -= j->lr * (mhat / (sqrtf(vhat) + j->eps) + decay * m->params[i]);
+    }
+  }
+  memset(m->grads + begin, 0, (end - begin) * sizeof(float));
+}
+
 double pk_adamw(pk_model *m, double lr, double beta1, double beta2, double eps,
                 double weight_decay, double max_norm) {
   size_t P = m->lay.total;
+  int chunks = (int)((P + ADAM_CHUNK - 1) / ADAM_CHUNK);
   m->kept = 0; /* the weights change */
+  adam_job job = {.m = m, .avx2 = pk_has_avx2_fma() && !m->portable};
+  pk_parallel_for(chunks, adam_norm_task, &job);
   double sq = 0;
-  for (size_t i = 0; i < P; ++i) sq += (double)m->grads[i] * m->grads[i];
+  for (int c = 0; c < chunks; ++c) sq += m->adam_partial[c];
   double norm = sqrt(sq);
-  float clip = (max_norm > 0 && norm > max_norm) ? (float)(max_norm / norm) : 1.0f;
   m->step += 1;
-  double c1 = 1.0 - pow(beta1, (double)m->step);
-  double c2 = 1.0 - pow(beta2, (double)m->step);
-  for (int s = 0; s < m->segment_count; ++s) {
-    segment seg = m->segments[s];
-    float decay = seg.decay ? (float)weight_decay : 0.0f;
-    for (size_t i = seg.offset; i < seg.offset + seg.count; ++i) {
-      float g = m->grads[i] * clip;
-      m->adam_m[i] = (float)beta1 * m->adam_m[i] + (float)(1 - beta1) * g;
-      m->adam_v[i] = (float)beta2 * m->adam_v[i] + (float)(1 - beta2) * g * g;
-      float mhat = m->adam_m[i] / (float)c1;
-      float vhat = m->adam_v[i] / (float)c2;
-      m->params[i] -= (float)lr * (mhat / (sqrtf(vhat) + (float)eps) + decay * m->params[i]);
-    }
-  }
-  memset(m->grads, 0, P * sizeof(float));
+  job.clip = (max_norm > 0 && norm > max_norm) ? (float)(max_norm / norm) : 1.0f;
+  job.lr = (float)lr, job.beta1 = (float)beta1, job.beta2 = (float)beta2, job.eps = (float)eps;
+  job.one_minus_beta1 = (float)(1 - beta1), job.one_minus_beta2 = (float)(1 - beta2);
+  job.weight_decay = (float)weight_decay;
+  job.c1 = (float)(1.0 - pow(beta1, (double)m->step));
+  job.c2 = (float)(1.0 - pow(beta2, (double)m->step));
+  pk_parallel_for(chunks, adam_update_task, &job);
   if (m->tied) sync_head(m, m->params);
   return norm;
 }
