@@ -325,13 +325,7 @@ static void kernel_portable(int kc, const float *a, long rsa, long csa, const fl
 
 /* ---------------------------------------------------------------- gemm */
 
-/* A thread-local growable buffer (packing); NULL on allocation failure. */
-typedef struct scratch {
-  float *data;
-  size_t capacity;
-} scratch;
-
-static float *reserve(scratch *s, size_t floats) {
+float *pk_reserve(pk_scratch *s, size_t floats) {
   if (floats > s->capacity) {
     free(s->data);
     s->data = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);
@@ -340,7 +334,7 @@ static float *reserve(scratch *s, size_t floats) {
   return s->data;
 }
 
-static _Thread_local scratch a_scratch, b_scratch;
+static _Thread_local pk_scratch a_scratch, b_scratch; /* packing */
 
 typedef struct gemm_job {
   int ta, tb, M, N, K, lda, ldb, ldc;
@@ -388,7 +382,7 @@ static void gemm_task(void *ctx, int task) {
   }
   const float *bias = first ? j->bias : NULL;
   const int groups_per_block = MC / MR;
-  float *pa = reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
+  float *pa = pk_reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
   if (!pa) return;
   /* An untransposed A is read in place: its rows are already contiguous
    * along k, and packing them cost as much as the product when B has few
@@ -470,7 +464,7 @@ void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
    * packed, as its strided rows would map a panel onto few L1 sets. */
   int pack = tb || N % NR != 0 || M > 4 * MC;
   if (pack) {
-    job.packed_b = reserve(&b_scratch, (size_t)job.panels * NR * KC);
+    job.packed_b = pk_reserve(&b_scratch, (size_t)job.panels * NR * KC);
     if (!job.packed_b) return;
   }
   /* One task per thread, split the way that balances best: rows for tall

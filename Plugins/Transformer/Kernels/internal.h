@@ -1,12 +1,24 @@
-/* Internal to the kernels: the shared thread pool. */
+/* Internal to the kernels: the shared thread pool and scratch buffers. */
 #ifndef PRISM_KERNELS_INTERNAL_H
 #define PRISM_KERNELS_INTERNAL_H
+
+#include <stddef.h>
 
 typedef void (*pk_task_fn)(void *ctx, int task);
 
 /* Runs fn(ctx, 0..tasks-1) on the pool and the calling thread; returns when
  * all are done. Not reentrant. */
 void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx);
+
+/* A growable buffer on a cache line (thread-local where it is used). */
+typedef struct pk_scratch {
+  float *data;
+  size_t capacity;
+} pk_scratch;
+
+/* At least `floats` floats of `s`, its contents lost when it grows; NULL on
+ * allocation failure. */
+float *pk_reserve(pk_scratch *s, size_t floats);
 
 #include <stdint.h>
 

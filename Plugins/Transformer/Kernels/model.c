@@ -715,23 +715,9 @@ PK_AVX2 static float softmax_unnormalised8(float *p, int n) {
  * the scores; the other products read a transposed operand by columns.
  * Causal blocks above the diagonal are skipped. */
 
-typedef struct att_scratch {
-  float *data;
-  size_t capacity;
-} att_scratch;
-
-static _Thread_local att_scratch att_tls;      /* the tiled kernels' */
-static _Thread_local att_scratch view_tls;     /* a sharer's gathered rows */
-static _Thread_local att_scratch att_out_tls;  /* its outputs or gradients */
-
-static float *att_reserve(att_scratch *scratch, size_t floats) {
-  if (floats > scratch->capacity) {
-    free(scratch->data);
-    scratch->data = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);
-    scratch->capacity = scratch->data ? floats : 0;
-  }
-  return scratch->data;
-}
+static _Thread_local pk_scratch att_tls;      /* the tiled kernels' */
+static _Thread_local pk_scratch view_tls;     /* a sharer's gathered rows */
+static _Thread_local pk_scratch att_out_tls;  /* its outputs or gradients */
 
 /* C[r][0:8*NV] (+)= sum over k in [k0, k1) of x(r, k) · y[k*ys + 0:8*NV] for
  * the `rows` (1..4) rows, x(r, k) = x[r*xs + k*xk] (xk = 1: rows of x; xs = 1:
@@ -859,7 +845,7 @@ PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(const att_seq 
   int T = q->T, E = q->E;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
-  float *kT = att_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
+  float *kT = pk_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
   if (!kT) return 0;
   float *S = kT + (size_t)E * Tp;
   float scale = 1.0f / sqrtf((float)E);
@@ -877,7 +863,7 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const
   int T = q->T, E = q->E;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
-  float *vT = att_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
+  float *vT = pk_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
   if (!vT) return 0;
   float *dS = vT + (size_t)E * Tp;
   float scale = 1.0f / sqrtf((float)E);
@@ -1013,7 +999,7 @@ static att_seq att_direct(const att_job *j, int b, int h) {
  * could not be had. */
 static att_seq att_gather(const att_job *j, int b, int h) {
   int D = j->D, E = D / j->H, skip = j->skip[b], T = skip + j->off[b + 1] - j->off[b];
-  float *view = att_reserve(&view_tls, (size_t)T * 3 * E);
+  float *view = pk_reserve(&view_tls, (size_t)T * 3 * E);
   att_seq q = {.q = view, .ld = 3L * E, .kv = E, .P = j->att + ((size_t)b * j->H + h) * j->T * j->T, .T = T, .E = E};
   for (int t = 0; view && t < T; ++t) {
     size_t row = t < skip ? (size_t)j->off[j->root[b]] + t : (size_t)j->off[b] + t - skip;
@@ -1035,7 +1021,7 @@ static void attention_task(void *ctx, int task) {
     return;
   }
   att_seq q = att_gather(j, b, h);
-  float *out = q.q ? att_reserve(&att_out_tls, (size_t)q.T * E) : NULL;
+  float *out = q.q ? pk_reserve(&att_out_tls, (size_t)q.T * E) : NULL;
   if (!out) {
     __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
     return;
@@ -1061,7 +1047,7 @@ static void attention_backward_task(void *ctx, int task) {
     if (j->off[b + 1] == j->off[b]) continue; /* no token of its own: its gradient is in the root's rows */
     int skip = j->skip[b];
     att_seq q = att_gather(j, b, h);
-    float *grads = q.q ? att_reserve(&att_out_tls, (size_t)q.T * 4 * E) : NULL;
+    float *grads = q.q ? pk_reserve(&att_out_tls, (size_t)q.T * 4 * E) : NULL;
     if (!grads) {
       __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
       return;
