@@ -365,6 +365,52 @@ struct TorchBackendTests {
     /// Gradient checkpointing recomputes activations in backward: the same
     /// step as without it, and KV-cache decoding still works (the model is in
     /// training mode only during backward).
+    /// A prompt the batch's rows share is computed once in the training
+    /// passes (Decisions #60): the worker's grouping puts each prompt's rows
+    /// together (an identical completion and a one-token one included, the
+    /// unrelated row alone), and log-probs, gradient norm and the policy
+    /// after the step equal the whole rows' (share_prefixes off) within
+    /// summation order, on one rank and on two (rows split 4 + 4).
+    @Test func sharedPromptsTakeTheStepWholeRowsTake() throws {
+        let whole = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "share_prefixes": false"#))
+        let shared = try Self.backend()
+        let two = try Self.backend(Self.tiny.replacingOccurrences(of: #""threads": 1"#, with: #""threads": 1, "world_size": 2"#))
+        let a = [1] + (try whole.tokenize("12+34=")), b = [1] + (try whole.tokenize("7+8="))
+        let sequences = [a + (try whole.tokenize("46;#46")) + [2], a + (try whole.tokenize("47;#4")), a + (try whole.tokenize("4")),
+                         a + (try whole.tokenize("46;#46")) + [2], b + (try whole.tokenize("15;#15")) + [2],
+                         b + (try whole.tokenize("1")) + [2], [1] + (try whole.tokenize("9=9")), b + (try whole.tokenize("2;"))]
+        let batch = TokenBatch(sequences: sequences)
+        // The worker's own grouping of this batch (prefix: what every row of a group shares, less one token).
+        let script = """
+            import json, sys, numpy as np
+            sys.path.insert(0, sys.argv[1])
+            from prism_torch_worker import shared_groups
+            rows = json.loads(sys.argv[2])
+            grid = np.zeros((len(rows), max(map(len, rows))), dtype=np.int32)
+            for r, row in enumerate(rows): grid[r, :len(row)] = row
+            print(json.dumps(shared_groups(grid, np.array([len(row) for row in rows]))))
+            """
+        let rows = String(decoding: try JSONSerialization.data(withJSONObject: sequences.map { $0.map(Int.init) }), as: UTF8.self)
+        let grouping = try TestSupport.run(try Self.python(), ["-c", script,
+                                                               TestSupport.packageRoot.appendingPathComponent("Plugins/Torch/worker").path, rows])
+        #expect(grouping.status == 0, "\(grouping.stderr)")
+        #expect(grouping.stdout == "[[[0, 1, 2, 3], \(a.count)], [[4, 5, 7], \(b.count)]]\n", "\(grouping.stdout)")
+        func largest(_ x: [Float], _ y: [Float]) -> Float { zip(x, y).map { abs($0 - $1) }.max() ?? .infinity }
+        let grad = (0..<(batch.rows * batch.stride)).map { Float(($0 * 7919) % 13) / 13 - 0.5 }
+        let step = OptimizerStep(learningRate: 0.01)
+        let reference = try #require(try whole.logprobsKeepingPass(batch, temperature: 0.9))
+        try whole.backwardKeptPass(gradLogprobs: grad)
+        let norm = try whole.optimizerStep(step)
+        let after = try whole.logprobs(batch, model: .policy, temperature: 0.9)
+        for backend in [shared, two] {
+            #expect(largest(try #require(try backend.logprobsKeepingPass(batch, temperature: 0.9)), reference) < 1e-5)
+            try backend.backwardKeptPass(gradLogprobs: grad)
+            let got = try backend.optimizerStep(step)
+            #expect(abs(got - norm) / norm < 1e-5, "gradient norms \(norm), \(got)")
+            #expect(largest(try backend.logprobs(batch, model: .policy, temperature: 0.9), after) < 1e-5)
+        }
+    }
+
     @Test func gradientCheckpointingTakesTheSameStep() throws {
         let plain = try Self.backend()
         let checkpointed = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "gradient_checkpointing": true"#))

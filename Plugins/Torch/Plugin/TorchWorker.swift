@@ -160,7 +160,7 @@ final class TorchWorker: PluginObject {
 
     /// The config keys (Documentation/Backends.md).
     static let keys = ["model", "package", "gguf_file", "tiny", "native", "lora", "chat_template", "system_prompt",
-                       "gradient_checkpointing", "world_size", "threads", "seed", "timeout_s", "python"]
+                       "gradient_checkpointing", "share_prefixes", "world_size", "threads", "seed", "timeout_s", "python"]
 
     /// Checks the config and finds the Python side; the workers start on the
     /// first call (so creating an instance is cheap).

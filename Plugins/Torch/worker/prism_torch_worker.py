@@ -33,6 +33,41 @@ import torch
 SOCKET_FD = 3
 SHM_FD = 4
 DTYPES = {"i32": np.int32, "f32": np.float32}
+# The fewest tokens a row shares with an earlier row for the training passes to
+# compute them once (the native transformer's rule; Decisions #59).
+SHARE_MIN = 4
+
+
+def shared_groups(grid: np.ndarray, lengths: np.ndarray) -> list[tuple[list[int], int]]:
+    """Groups of rows whose first tokens are the same: each row joins the earlier
+    root it has the longest common prefix with (at least SHARE_MIN tokens); a
+    group's prefix is what all its rows share, less one token so that every row
+    keeps one of its own. Only groups of two rows or more, prefix >= SHARE_MIN."""
+    roots: list[int] = []
+    members: dict[int, list[tuple[int, int]]] = {}
+    for r, n in enumerate(lengths):
+        n = int(n)
+        best, root = 0, r
+        for q in roots:
+            limit = min(n, int(lengths[q]))
+            differ = np.flatnonzero(grid[r, :limit] != grid[q, :limit])
+            common = int(differ[0]) if len(differ) else limit
+            if common >= SHARE_MIN and common > best:
+                best, root = common, q
+        if root == r:
+            roots.append(r)
+            members[r] = [(r, n)]
+        else:
+            members[root].append((r, best))
+    groups = []
+    for root, rows in members.items():
+        if len(rows) < 2:
+            continue
+        prefix = min(min(common for _, common in rows[1:]),
+                     min(int(lengths[r]) for r, _ in rows) - 1)
+        if prefix >= SHARE_MIN:
+            groups.append(([r for r, _ in rows], prefix))
+    return groups
 
 
 class Failure(Exception):
@@ -154,6 +189,10 @@ class Backend:
         for module in self.model.modules():  # dropout off: log-probs must not depend on the pass
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
+        # A prompt the batch's rows share is computed once in the training passes
+        # (its KV cache spread to them); not with gradient checkpointing, which
+        # turns the cache off in training mode.
+        self.share = bool(config.get("share_prefixes", True)) and not config.get("gradient_checkpointing")
         if config.get("gradient_checkpointing"):
             # Activations are recomputed in backward instead of kept (transformers applies it in
             # training mode only, so the model is in training mode just for backward).
@@ -286,8 +325,68 @@ class Backend:
 
     def _logprobs(self, model: torch.nn.Module, tokens: np.ndarray, lengths: np.ndarray, stride: int,
                   temperature: float) -> torch.Tensor:
+        """[rows, stride] log-probs of each row's tokens (0 at position 0 and past its length)."""
         rows = len(lengths)
-        ids = torch.from_numpy(tokens.reshape(rows, stride).astype(np.int64))
+        grid = tokens.reshape(rows, stride)
+        groups = shared_groups(grid, lengths) if self.share else []
+        if not groups:
+            return self._whole_logprobs(model, grid, lengths, stride, temperature)
+        values: list[torch.Tensor | None] = [None] * rows
+        grouped = [r for members, _ in groups for r in members]
+        alone = sorted(set(range(rows)) - set(grouped))
+        if alone:
+            whole = self._whole_logprobs(model, grid[alone], lengths[alone], stride, temperature)
+            for i, r in enumerate(alone):
+                values[r] = whole[i]
+        for r, value in zip(grouped, self._shared_logprobs(model, grid, lengths, stride, temperature, groups)):
+            values[r] = value
+        return torch.stack(values)  # type: ignore[arg-type]
+
+    def _shared_logprobs(self, model: torch.nn.Module, grid: np.ndarray, lengths: np.ndarray, stride: int,
+                         temperature: float, groups: list[tuple[list[int], int]]) -> list[torch.Tensor]:
+        """The rows of `groups` (in order): each group's prefix in one forward (left-padded to the
+        longest), its KV cache spread to the group's rows (index_select: autograd sums their
+        gradients back), then every row's own tokens on it (right-padded)."""
+        width = max(prefix for _, prefix in groups)
+        ids = torch.full((len(groups), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(groups), width), dtype=torch.long)
+        for g, (members, prefix) in enumerate(groups):
+            ids[g, width - prefix:] = torch.from_numpy(grid[members[0], :prefix].astype(np.int64))
+            mask[g, width - prefix:] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        head = out.logits.float() / temperature if temperature != 1.0 else out.logits.float()
+        head_lse = torch.logsumexp(head, dim=-1)
+        owner = [g for g, (members, _) in enumerate(groups) for _ in members]
+        rows = [(r, prefix) for members, prefix in groups for r in members]
+        cache = out.past_key_values
+        cache.reorder_cache(torch.tensor(owner))
+        tail = max(int(lengths[r]) - prefix for r, prefix in rows)
+        own = torch.full((len(rows), tail), self.pad, dtype=torch.long)
+        own_mask = torch.zeros((len(rows), tail), dtype=torch.long)
+        for i, (r, prefix) in enumerate(rows):
+            n = int(lengths[r]) - prefix
+            own[i, :n] = torch.from_numpy(grid[r, prefix:prefix + n].astype(np.int64))
+            own_mask[i, :n] = 1
+        own_positions = torch.tensor([[prefix + j for j in range(tail)] for _, prefix in rows], dtype=torch.long)
+        out = model(input_ids=own, attention_mask=torch.cat([mask[owner], own_mask], dim=1),
+                    position_ids=own_positions, past_key_values=cache, use_cache=True)
+        body = out.logits.float() / temperature if temperature != 1.0 else out.logits.float()
+        body_lse = torch.logsumexp(body[:, :-1, :], dim=-1)
+        picked = body[:, :-1, :].gather(-1, own[:, 1:].unsqueeze(-1)).squeeze(-1) - body_lse
+        values = []
+        for i, (r, prefix) in enumerate(rows):
+            g, n = owner[i], int(lengths[r])
+            start = width - prefix
+            target = torch.from_numpy(grid[r, 1:prefix + 1].astype(np.int64))  # tokens 1..prefix
+            before = head[g, start:width].gather(-1, target.unsqueeze(-1)).squeeze(-1) - head_lse[g, start:width]
+            values.append(torch.cat([torch.zeros(1), before, picked[i, :n - prefix - 1], torch.zeros(stride - n)]))
+        return values
+
+    def _whole_logprobs(self, model: torch.nn.Module, grid: np.ndarray, lengths: np.ndarray, stride: int,
+                        temperature: float) -> torch.Tensor:
+        rows = len(lengths)
+        ids = torch.from_numpy(grid.astype(np.int64))
         mask = (torch.arange(stride).unsqueeze(0) < torch.from_numpy(lengths.astype(np.int64)).unsqueeze(1)).long()
         ids = torch.where(mask.bool(), ids, torch.full_like(ids, self.pad))
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :].float()
