@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+sys.dont_write_bytecode = True  # no __pycache__ in the worker's folder (a SwiftPM target's: it would warn)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Plugins", "Torch", "worker"))
 import prism_torch_worker as worker  # noqa: E402
 

@@ -391,7 +391,8 @@ struct TorchBackendTests {
             print(json.dumps(shared_groups(grid, np.array([len(row) for row in rows]))))
             """
         let rows = String(decoding: try JSONSerialization.data(withJSONObject: sequences.map { $0.map(Int.init) }), as: UTF8.self)
-        let grouping = try TestSupport.run(try Self.python(), ["-c", script,
+        // -B: no __pycache__ written into the worker's source folder (a target's: SwiftPM would warn).
+        let grouping = try TestSupport.run(try Self.python(), ["-B", "-c", script,
                                                                TestSupport.packageRoot.appendingPathComponent("Plugins/Torch/worker").path, rows])
         #expect(grouping.status == 0, "\(grouping.stderr)")
         #expect(grouping.stdout == "[[[0, 1, 2, 3], \(a.count)], [[4, 5, 7], \(b.count)]]\n", "\(grouping.stdout)")
