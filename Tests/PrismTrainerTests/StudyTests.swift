@@ -306,6 +306,10 @@ struct TransformerStudyTests {
         for variant in study.variants {
             #expect(TransformerStudySummary.isComplete(study.runDirectory(variant, seed: 0), budget: 2000), "\(variant.label)")
         }
+        // The study's transformer computes every sequence whole, as when its
+        // recorded tables were measured (Decisions #59).
+        let recorded = try String(contentsOfFile: study.runDirectory(study.variants[0], seed: 0).configPath, encoding: .utf8)
+        #expect(recorded.contains(#""share_prefixes":false"#), "\(recorded)")
         // Everything done: another call runs nothing.
         let before = try String(contentsOfFile: study.runDirectory(study.variants[0], seed: 0).metricsPath, encoding: .utf8)
         #expect(try study.run() == true)

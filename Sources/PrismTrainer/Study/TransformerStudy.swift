@@ -19,9 +19,11 @@ public enum ArithmeticRecipe {
     }
 
     /// The model: 2 layers, width 128, 4 heads, MLP 512, sequences up to 80;
-    /// `tied`: the LM head tied to the token embedding.
-    public static func modelConfig(seed: Int, threads: Int = 0, tied: Bool = false) -> String {
+    /// `tied`: the LM head tied to the token embedding; `sharePrefixes`: the
+    /// transformer's `share_prefixes` (Decisions #59).
+    public static func modelConfig(seed: Int, threads: Int = 0, tied: Bool = false, sharePrefixes: Bool = true) -> String {
         let options = (threads > 0 ? ", \"threads\": \(threads)" : "") + (tied ? ", \"tie_embeddings\": true" : "")
+            + (sharePrefixes ? "" : ", \"share_prefixes\": false")
         return #"{"vocab": "0123456789+=;#", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 512, "max_len": 80, "seed": \#(seed)\#(options)}"#
     }
 
@@ -57,11 +59,15 @@ public enum ArithmeticRecipe {
         public var threads: Int
         /// The LM head tied to the token embedding.
         public var tied: Bool
+        /// The transformer's `share_prefixes`: off in the study, whose
+        /// recorded tables were measured computing every sequence whole.
+        public var sharePrefixes: Bool
 
         public init(directory: String, terms: Int, evalProblems: Int, seed: Int, sftSteps: Int, threads: Int = 0,
-                    tied: Bool = false, assignments: [String], reuseWarmStart: Bool) {
+                    tied: Bool = false, sharePrefixes: Bool = true, assignments: [String], reuseWarmStart: Bool) {
             self.threads = threads
             self.tied = tied
+            self.sharePrefixes = sharePrefixes
             self.directory = directory
             self.terms = terms
             self.evalProblems = evalProblems
@@ -89,7 +95,7 @@ public enum ArithmeticRecipe {
         for assignment in grpoAssignments + [
             "data.train=\(dir)/train.jsonl", "data.eval=\(dir)/eval.jsonl", "data.eval_problems=\(p.evalProblems)",
         ] + p.assignments { try base.set(assignment) }
-        try base.set("model.config=" + modelConfig(seed: p.seed, threads: p.threads, tied: p.tied))
+        try base.set("model.config=" + modelConfig(seed: p.seed, threads: p.threads, tied: p.tied, sharePrefixes: p.sharePrefixes))
         // Several `prism study --shard` processes may want the same warm
         // start: the first trains it while the others wait on the lock.
         let lock = unsafe open(dir + "/warm-start.lock", O_CREAT | O_RDWR, 0o644)
@@ -285,6 +291,8 @@ public struct TransformerStudy {
             ArithmeticRecipe.Preparation(
                 directory: "\(dir)/warm-\(sftSteps)\(tied ? "-tied" : "")", terms: s.terms, evalProblems: s.evalProblems,
                 seed: s.dataSeed, sftSteps: sftSteps, threads: s.threads, tied: tied,
+                // Its tables reproduce bit for bit: computed as when they were measured (Decisions #59).
+                sharePrefixes: false,
                 assignments: [
                     "eval.k=0", "optimizer.lr=\(s.learningRate)", "run.steps=100000",
                     "run.eval_every=\(s.evalEvery)", "run.eval_at_start=true", "run.checkpoint_every=\(s.evalEvery)",
