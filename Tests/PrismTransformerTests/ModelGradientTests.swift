@@ -404,6 +404,9 @@ struct ModelGradientTests {
         var together = [Float](repeating: 0, count: rows * V)
         var trace: [[Float]] = []
         #expect(pk_decode_begin(model, batch, lengths, Int32(rows), Int32(stride), &together) == 0)
+        // The prefill computed shared prefixes once: a (5 rows), b's last token (1 each, its first 4
+        // are a's), c twice (3 tokens: too short to share) = 13 of the 31 tokens.
+        #expect(pk_model_rows(model) == 13)
         trace.append(together)
         for k in 0..<3 {
             #expect(pk_decode_step(model, Array(steps[(k * rows)..<((k + 1) * rows)]), &together) == 0)

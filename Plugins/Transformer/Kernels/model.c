@@ -250,8 +250,9 @@ typedef struct acts {
   int root_count;
 } acts;
 
-/* The fewest tokens a sequence shares with a root: fewer saves less than
- * the gathering of its attention inputs costs. */
+/* The fewest tokens a sequence shares with a root (an estimate, not
+ * measured: a shorter prefix saves about what gathering the sharer's
+ * attention inputs costs). */
 enum { SHARE_MIN = 4 };
 
 /* Fills a->off, a->N and the shared prefixes for `B` sequences of
@@ -1524,59 +1525,26 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   if (!m->positions || !m->dec_going || !m->dec_index || !m->dec_tokens) return -1;
   memset(m->dec_going, 1, (size_t)rows);
   m->dec_rows = rows;
-  /* A GRPO batch samples each prompt G times: the forward runs once per
-   * distinct prompt (a row's result does not depend on the other rows, so
-   * this changes no bit) and every row's cache is filled from its prompt's. */
-  int *same = malloc((size_t)rows * sizeof(int));     /* row -> distinct prompt */
-  int *first = malloc((size_t)rows * sizeof(int));    /* distinct prompt -> its first row */
-  uint64_t *hash = malloc((size_t)rows * sizeof(uint64_t));
-  int32_t *distinct = malloc((size_t)rows * stride * sizeof(int32_t));
-  uint32_t *distinct_len = malloc((size_t)rows * sizeof(uint32_t));
-  int status = -1, n = 0;
-  if (!same || !first || !hash || !distinct || !distinct_len) goto done;
-  for (int b = 0; b < rows; ++b) {
-    const int32_t *row = tokens + (size_t)b * stride;
-    uint64_t h = 1469598103934665603u ^ lengths[b];
-    for (uint32_t t = 0; t < lengths[b]; ++t) h = (h ^ (uint32_t)row[t]) * 1099511628211u;
-    hash[b] = h;
-    same[b] = -1;
-    for (int u = n - 1; u >= 0 && same[b] < 0; --u) {
-      const int32_t *other = tokens + (size_t)first[u] * stride;
-      if (hash[first[u]] == h && lengths[first[u]] == lengths[b] &&
-          memcmp(other, row, lengths[b] * sizeof(int32_t)) == 0)
-        same[b] = u;
-    }
-    if (same[b] < 0) {
-      first[n] = b;
-      distinct_len[n] = lengths[b];
-      memcpy(distinct + (size_t)n * stride, row, (size_t)stride * sizeof(int32_t));
-      same[b] = n++;
-    }
-  }
+  /* A GRPO batch samples each prompt G times: the prefill computes a
+   * shared prefix once (set_rows; a prompt repeated whole has no row of its
+   * own), which changes no bit, and every row's cache is filled from the
+   * rows that hold its tokens. Always, whatever share_prefixes says. */
   acts a;
-  if (forward(m, m->params, distinct, n, stride, distinct_len, 0, &a)) goto done;
+  if (forward(m, m->params, tokens, rows, stride, lengths, 1, &a)) {
+    m->dec_rows = 0;
+    return -1;
+  }
   for (int l = 0; l < d.layers; ++l) {
     for (int b = 0; b < rows; ++b) {
-      for (int t = 0; t < (int)lengths[b]; ++t) {
-        cache_store(m, l, b, t, a.layer[l].qkv + ((size_t)a.off[same[b]] + t) * 3 * D);
-      }
+      for (int t = 0; t < (int)lengths[b]; ++t) cache_store(m, l, b, t, a.layer[l].qkv + row_of(&a, b, t) * 3 * D);
     }
   }
   for (int b = 0; b < rows; ++b) {
     m->positions[b] = (int)lengths[b];
-    memcpy(logits + (size_t)b * d.vocab,
-           a.logits + ((size_t)a.off[same[b]] + lengths[b] - 1) * d.vocab,
+    memcpy(logits + (size_t)b * d.vocab, a.logits + row_of(&a, b, (int)lengths[b] - 1) * d.vocab,
            (size_t)d.vocab * sizeof(float));
   }
-  status = 0;
-done:
-  if (status) m->dec_rows = 0;
-  free(same);
-  free(first);
-  free(hash);
-  free(distinct);
-  free(distinct_len);
-  return status;
+  return 0;
 }
 
 /* Appends tokens[i] to row row[i] of the decoding (i < n, rows going) and

@@ -87,7 +87,8 @@ void pk_model_use_portable(pk_model *m, int portable);
 /* Whether the training passes (pk_logprobs, pk_logprobs_keep, pk_backward)
  * compute a prefix that sequences of the batch share once (default 1): a
  * GRPO batch holds each prompt G times. The log-probs are the same either
- * way; the gradients differ by the order of their sums. */
+ * way; the gradients differ by the order of their sums. (pk_decode_begin's
+ * prefill always shares: its results are the same bit for bit.) */
 void pk_model_share_prefixes(pk_model *m, int share);
 /* The token rows the last forward pass computed (tokens, less the shared). */
 size_t pk_model_rows(const pk_model *m);
