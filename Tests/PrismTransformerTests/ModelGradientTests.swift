@@ -46,7 +46,10 @@ struct ModelGradientTests {
         let previous = pk_force_portable(portable ? 1 : 0)
         defer { pk_force_portable(previous) }
         var rng = RandomState(seed: 3)
-        for (m, n, k) in [(1, 1, 1), (7, 19, 5), (64, 40, 130), (13, 33, 300), (300, 17, 9), (70, 45, 20)] {
+        // (20, 32, 40) reads B in place (whole 16-column panels, one MC
+        // block of rows); (200, 32, 70) crosses few panels row by row.
+        for (m, n, k) in [(1, 1, 1), (7, 19, 5), (64, 40, 130), (13, 33, 300), (300, 17, 9), (70, 45, 20),
+                          (20, 32, 40), (200, 32, 70)] {
             for ta in [0, 1] {
                 for tb in [0, 1] {
                     let a = (0..<(m * k)).map { _ in Float(rng.uniform() - 0.5) }
@@ -69,6 +72,35 @@ struct ModelGradientTests {
                         }
                     }
                     #expect(worst < 1e-4, "\(m)x\(n)x\(k) ta \(ta) tb \(tb) portable \(portable): \(worst)")
+                }
+            }
+        }
+    }
+
+    /// A B packed once (decoding's weights) gives pk_gemm_bias's product bit
+    /// for bit: the same panels in the same order, whichever way B is
+    /// stored, across KC blocks (k 300) and in-place shapes (n 32).
+    @Test(arguments: [false, true])
+    func prepackedBGivesTheSameProduct(portable: Bool) {
+        let previous = pk_force_portable(portable ? 1 : 0)
+        defer { pk_force_portable(previous) }
+        var rng = RandomState(seed: 4)
+        for (m, n, k) in [(64, 48, 300), (5, 17, 7), (64, 32, 128), (130, 384, 40)] {
+            for ta in [0, 1] {
+                for tb in [0, 1] {
+                    let a = (0..<(m * k)).map { _ in Float(rng.uniform() - 0.5) }
+                    let b = (0..<(k * n)).map { _ in Float(rng.uniform() - 0.5) }
+                    let bias = (0..<n).map { _ in Float(rng.uniform() - 0.5) }
+                    let start = (0..<(m * n)).map { _ in Float(rng.uniform() - 0.5) }
+                    var direct = start, packed = start
+                    pk_gemm_bias(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b,
+                                 Int32(tb == 1 ? k : n), 1, &direct, Int32(n), bias)
+                    var panels = [Float](repeating: .nan, count: pk_packed_b_floats(Int32(k), Int32(n)))
+                    pk_pack_b(Int32(tb), Int32(k), Int32(n), b, Int32(tb == 1 ? k : n), &panels)
+                    pk_gemm_packed(Int32(ta), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), panels, 1,
+                                   &packed, Int32(n), bias)
+                    let differing = zip(packed, direct).filter { $0.bitPattern != $1.bitPattern }.count
+                    #expect(differing == 0, "\(m)x\(n)x\(k) ta \(ta) tb \(tb) portable \(portable): \(differing) differ")
                 }
             }
         }

@@ -42,6 +42,16 @@ void pk_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A,
 void pk_gemm_bias(int trans_a, int trans_b, int M, int N, int K,
                   const float *A, int lda, const float *B, int ldb, float beta,
                   float *C, int ldc, const float *bias);
+/* A B used for many products (a weight matrix while decoding) packed once:
+ * pk_packed_b_floats(K, N) floats at `out` (64-byte aligned is best) take
+ * op(B)[K][N] in the GEMM's panel layout, and pk_gemm_packed computes
+ * C = op(A)·op(B) + beta·C + bias from them, bit for bit what pk_gemm_bias
+ * computes from B. */
+size_t pk_packed_b_floats(int K, int N);
+void pk_pack_b(int trans_b, int K, int N, const float *B, int ldb, float *out);
+void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda,
+                    const float *packed_b, float beta, float *C, int ldc,
+                    const float *bias);
 
 /* The measured peak of single-precision FMA, in GFLOP/s, with `threads`
  * threads each running independent AVX2 FMA chains (or portable
