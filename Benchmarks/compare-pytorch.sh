@@ -5,11 +5,14 @@
 #
 #   Benchmarks/compare-pytorch.sh [THREADS] [REPEATS] [ROUNDS]   (defaults 2, 20, 3)
 #
-# Each side reports the best of REPEATS timings of each measurement, and the
-# two sides alternate ROUNDS times (PyTorch, Prism, PyTorch, Prism, ...);
-# every figure is the best over the rounds. This VM's speed moves by a
-# third between minutes: one block of each side would compare a quiet
-# minute of one with a busy minute of the other.
+# Each side reports the best of REPEATS timings of the model passes, and
+# times the GEMMs in REPEATS rounds over all the shapes (the best round and
+# the median round per shape); the two sides alternate ROUNDS times
+# (PyTorch, Prism, PyTorch, Prism, ...) and every figure is the best over
+# them (a median: the median over them). This VM's speed moves by a third
+# between minutes, and between seconds: one block of each side would compare
+# a quiet minute of one with a busy minute of the other, and back-to-back
+# timings of one shape all fall in one busy second.
 #
 # Not part of CI. PyTorch from scripts/python-env (torch 2.13.0+cpu, pinned).
 set -euo pipefail
@@ -31,11 +34,14 @@ python3 - "$work" "$rounds" <<'PY'
 import json, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
 def best(side):
-    """Every figure is a rate (higher is better): the best over the rounds."""
+    """Every figure is a rate (higher is better): the best over the rounds;
+    a median over a run's rounds becomes the median over the runs."""
     runs = [json.load(open(f"{work}/{side}-{r}.json")) for r in range(1, rounds + 1)]
     merged = dict(runs[0])
     for key, value in runs[0].items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key.endswith("_median"):
+            merged[key] = {k: sorted(run[key][k] for run in runs)[len(runs) // 2] for k in value}
+        elif isinstance(value, dict):
             merged[key] = {k: max(run[key][k] for run in runs) for k in value}
         elif isinstance(value, float):
             merged[key] = max(run[key] for run in runs)
@@ -50,9 +56,18 @@ def row(name, a, b, target):
     print(f"{name:32}{a:12.0f}{b:12.0f}{a / b:9.2f}   {target}")
 row("forward+backward tokens/s", p["fwd_bwd_tokens_per_s"], t["fwd_bwd_tokens_per_s"], ">= 1.5x")
 row("generation new tokens/s", p["generation_tokens_per_s"], t["generation_tokens_per_s"], ">= 2x")
-print(f"{'GEMM (M x K x N), GFLOP/s':32}{'':33}Prism 1 thread, {p['threads']}/1 scaling")
+print(f"{'GEMM (M x K x N), GFLOP/s':32}{'':33}% of peak: Prism best (>= 80%), median, PyTorch median; "
+      f"Prism 1 thread, {p['threads']}/1 scaling")
 for name, g in p["gemm_gflops"].items():
     one = p["gemm_gflops_1_thread"][name]
     print(f"  {name:30}{g:12.1f}{t['gemm_gflops'][name]:12.1f}{g / t['gemm_gflops'][name]:9.2f}"
-          f"   {100 * g / peak:3.0f}% of peak (>= 80%)  {one:6.1f}  {g / one:4.2f}x")
+          f"   {100 * g / peak:4.0f}% {100 * p['gemm_gflops_median'][name] / peak:4.0f}%"
+          f" {100 * t['gemm_gflops_median'][name] / peak:4.0f}%  {one:6.1f}  {g / one:4.2f}x")
+def count(side):
+    return sum(100 * g / peak >= 80 for g in side["gemm_gflops"].values())
+def median_count(side):
+    return sum(100 * g / peak >= 80 for g in side["gemm_gflops_median"].values())
+shapes = len(p["gemm_gflops"])
+print(f"shapes at >= 80% of the peak, best round: Prism {count(p)} of {shapes}, PyTorch {count(t)}; "
+      f"median round: Prism {median_count(p)}, PyTorch {median_count(t)}")
 PY
