@@ -88,11 +88,10 @@ public struct TransformerBenchmark {
             p.initialize(repeating: value, count: count)
             return p
         }
-        // Each shape is timed once per round at `threads` and once at one
-        // thread, the rounds going over every shape in turn, `repeats`
-        // rounds: this VM's speed moves by a third between seconds, and
-        // back-to-back timings of one shape would all fall in one such
-        // stretch. A shape's figure is its best round (what the kernel
+        // Each shape is timed once per round, the rounds going over every
+        // shape in turn, `repeats` rounds at `threads` and as many at one:
+        // this VM's speed moves by a third between seconds, and back-to-back
+        // timings of one shape would all fall in one such stretch. A shape's figure is its best round (what the kernel
         // reaches), with the median round beside it (what a run here met).
         struct Operands {
             let label: String, ta: Int32, tb: Int32, m: Int, n: Int, k: Int
@@ -124,20 +123,25 @@ public struct TransformerBenchmark {
         defer {
             for o in operands { o.a.deallocate(); o.b.deallocate(); o.c.deallocate(); o.packed.deallocate() }
         }
-        var rates = [[Double]](repeating: [], count: operands.count)
-        var oneThread = [[Double]](repeating: [], count: operands.count)
-        for _ in 0..<repeats {
-            for (i, o) in operands.enumerated() {
-                for (count, into) in [(threads, 0), (1, 1)] {
-                    pk_set_threads(Int32(count))
+        // The rounds at `threads` first, then those at one thread, so that
+        // one thread's turns (in which the pool's worker goes to sleep after
+        // about half a millisecond of spinning) never sit between two
+        // two-thread timings. (Suspected of lowering the two-thread figures
+        // once; a direct comparison in a C harness showed no difference.)
+        func rounds(_ count: Int) -> [[Double]] {
+            pk_set_threads(Int32(count))
+            var rates = [[Double]](repeating: [], count: operands.count)
+            for _ in 0..<repeats {
+                for (i, o) in operands.enumerated() {
                     o.run()  // warm: the operands in cache, the pool's worker awake
                     let start = nanoseconds()
                     o.run()
-                    let rate = 2 * Double(o.m * o.n * o.k * o.calls) / Double(nanoseconds() - start)
-                    if into == 0 { rates[i].append(rate) } else { oneThread[i].append(rate) }
+                    rates[i].append(2 * Double(o.m * o.n * o.k * o.calls) / Double(nanoseconds() - start))
                 }
             }
+            return rates
         }
+        let rates = rounds(threads), oneThread = rounds(1)
         for (i, o) in operands.enumerated() {
             let sorted = rates[i].sorted()
             gemm.append(("\(o.label) \(o.m)x\(o.k)x\(o.n)", sorted.last ?? 0, sorted[sorted.count / 2],
