@@ -53,7 +53,10 @@ extension BenchCommand {
             abstract: "Transformer backend on the reference shape: fwd+bwd, generation, GEMM vs FMA peak.")
 
         @Option(help: "Kernel threads.") var threads = 2
-        @Option(help: "Repetitions; the best is reported.") var repeats = 5
+        @Option(help: """
+            Timings of fwd+bwd and of generation (the best is reported), and rounds over the GEMM shapes \
+            (each shape's best and median round are reported).
+            """) var repeats = 5
         @Flag(help: "Print one JSON object (for Benchmarks/compare-pytorch.sh).") var json = false
 
         func run() throws {
