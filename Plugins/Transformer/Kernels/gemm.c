@@ -473,8 +473,8 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * A is one MC block at most (decoding, unless its weights come packed:
    * packing would cost as much as the product); otherwise packed, as its
    * strided rows map a panel onto few L1 sets (rows 2 KB apart: two sets).
-   * The weight gradients (128 rows of A, 2048 deep) read their B in place
-   * at 73% of the one-thread peak, packed at 81%. */
+   * The MLP's first weight gradient (128 x 2048 x 512) read its B in
+   * place at 73% of the one-thread peak, packed at 81%. */
   int pack = !prepacked && (tb || N % NR != 0 || M > MC);
   if (pack) {
     job.pack_out = pk_reserve(&b_scratch, (size_t)job.panels * NR * KC);
@@ -487,8 +487,8 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * of the other one: a row split has each read all of op(B)'s block
    * (kc x N), a column split all of op(A)'s (M x kc). The weight gradients
    * of qkv and the MLP's first layer (M 128, N 384 and 512) tie; split by
-   * columns they reached 76% of the FMA peak at 2 threads, by rows 69-72%
-   * (best of 60 interleaved rounds). */
+   * columns they reached 76-81% of the FMA peak at 2 threads, by rows
+   * 68-77% (best of 60 interleaved rounds, two runs). */
   int threads = pk_threads();
   job.row_tasks = job.col_tasks = 1;
   if ((double)M * N * K >= 100000.0 && threads > 1) {
