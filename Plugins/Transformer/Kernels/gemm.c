@@ -348,7 +348,7 @@ float *pk_reserve(pk_scratch *s, size_t floats) {
   return s->data;
 }
 
-static _Thread_local pk_scratch a_scratch, b_scratch; /* packing */
+static _Thread_local pk_scratch a_scratch, b_scratch, a_shared_scratch; /* packing */
 
 typedef struct gemm_job {
   int ta, tb, M, N, K, lda, ldb, ldc;
@@ -358,6 +358,7 @@ typedef struct gemm_job {
   const float *bias;
   const float *packed_b; /* the current KC block of op(B), all panels; NULL = B read in place */
   float *pack_out;  /* where the pack phase writes them (== packed_b), NULL when packed before */
+  float *packed_a;  /* NULL, or op(A)'s current KC block, every row group, packed by the pack phase */
   int k0, kc;
   int row_groups, panels;       /* MR-row groups and NR-column panels of C */
   int row_tasks, col_tasks;     /* the grid of tasks over them */
@@ -399,10 +400,20 @@ static void gemm_task(void *ctx, int task) {
   share(j->row_groups, j->row_tasks, task / j->col_tasks, &g0, &g1);
   share(j->panels, j->col_tasks, task % j->col_tasks, &p0, &p1);
   if (j->pack_phase) {
-    /* Panels split over all tasks, so packing runs in parallel too. */
-    int q0, q1;
-    share(j->panels, j->row_tasks * j->col_tasks, task, &q0, &q1);
-    pack_b(j->tb, j->B, j->ldb, j->k0, j->kc, j->N, q0, q1, j->pack_out);
+    /* Panels (and shared row groups) split over all tasks, so packing runs
+     * in parallel too. */
+    int q0, q1, tasks = j->row_tasks * j->col_tasks;
+    if (j->pack_out) {
+      share(j->panels, tasks, task, &q0, &q1);
+      pack_b(j->tb, j->B, j->ldb, j->k0, j->kc, j->N, q0, q1, j->pack_out);
+    }
+    if (j->packed_a) {
+      share(j->row_groups, tasks, task, &q0, &q1);
+      for (int g = q0; g < q1; ++g) {
+        int mr = j->M - g * MR < MR ? j->M - g * MR : MR;
+        pack_a_panel(j->ta, j->A, j->lda, g * MR, mr, j->k0, j->kc, j->packed_a + (size_t)g * MR * j->kc);
+      }
+    }
     return;
   }
   micro_kernel kernel = j->avx2 ? kernel_avx2 : kernel_portable;
@@ -426,10 +437,14 @@ static void gemm_task(void *ctx, int task) {
   int in_place = !j->ta;
   for (int gb = g0; gb < g1; gb += groups_per_block) {
     int ge = gb + groups_per_block < g1 ? gb + groups_per_block : g1;
-    for (int g = gb; g < ge; ++g) {
-      int row = g * MR;
-      int mr = j->M - row < MR ? j->M - row : MR;
-      if (!in_place || mr < MR) pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
+    if (j->packed_a) {
+      pa = j->packed_a + (size_t)gb * MR * j->kc;
+    } else {
+      for (int g = gb; g < ge; ++g) {
+        int row = g * MR;
+        int mr = j->M - row < MR ? j->M - row : MR;
+        if (!in_place || mr < MR) pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
+      }
     }
     /* The next block's rows of an in-place A, fetched into L2 a slice per
      * panel while this block is computed: activations arrive cold from the
@@ -515,11 +530,17 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     else job.col_tasks = by_cols;
   }
   int tasks = job.row_tasks * job.col_tasks;
+  /* A column split whose A must be packed (Aᵀ: the weight gradients) packs
+   * it once, in the pack phase, instead of once in every task. */
+  if (job.col_tasks > 1 && ta) {
+    job.packed_a = pk_reserve(&a_shared_scratch, (size_t)job.row_groups * MR * KC);
+    if (!job.packed_a) return;
+  }
   for (int k0 = 0; k0 < K; k0 += KC) {
     job.k0 = k0;
     job.kc = K - k0 < KC ? K - k0 : KC;
     if (prepacked) job.packed_b = prepacked + (size_t)job.panels * NR * k0;
-    if (pack) {
+    if (pack || job.packed_a) {
       job.pack_phase = 1;
       pk_parallel_for(tasks, gemm_task, &job);
       job.pack_phase = 0;
