@@ -255,33 +255,25 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
   long ka = 0;
-  if (mr <= 2) {
-    /* An edge of one or two rows (M = 128 or 512 leaves two) costs a third
-     * of a whole tile: each row's sums are the same FMAs in the same order. */
-    for (int k = 0; k < kc; ++k) {
-      __m256 b0 = _mm256_loadu_ps(b);
-      __m256 b1 = _mm256_loadu_ps(b + 8);
-      __m256 x;
-      x = _mm256_broadcast_ss(a0 + ka); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-      x = _mm256_broadcast_ss(a1 + ka); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-      ka += csa;
-      b += ldbk;
-    }
-  } else {
-    for (int k = 0; k < kc; ++k) {
-      __m256 b0 = _mm256_loadu_ps(b);
-      __m256 b1 = _mm256_loadu_ps(b + 8);
-      __m256 x;
-      x = _mm256_broadcast_ss(a0 + ka); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-      x = _mm256_broadcast_ss(a1 + ka); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-      x = _mm256_broadcast_ss(a2 + ka); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-      x = _mm256_broadcast_ss(a3 + ka); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-      x = _mm256_broadcast_ss(a4 + ka); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
-      x = _mm256_broadcast_ss(a5 + ka); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
-      ka += csa;
-      b += ldbk;
-    }
+  /* Row r's step: its broadcast of A times both vectors of B's row k. */
+#define FMA_ROW(r) \
+  x = _mm256_broadcast_ss(a##r + ka); \
+  c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0); \
+  c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1)
+#define K_LOOP(ROWS) \
+  for (int k = 0; k < kc; ++k, ka += csa, b += ldbk) { \
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x; \
+    ROWS; \
   }
+  /* An edge of one or two rows (M = 128 or 512 leaves two) costs a third of
+   * a whole tile: each row's sums are the same FMAs in the same order. */
+  if (mr <= 2) {
+    K_LOOP(FMA_ROW(0); FMA_ROW(1))
+  } else {
+    K_LOOP(FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5))
+  }
+#undef K_LOOP
+#undef FMA_ROW
   __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
                        {c30, c31}, {c40, c41}, {c50, c51}};
   /* Rows past mr are not written; columns past nr are masked (the loads
