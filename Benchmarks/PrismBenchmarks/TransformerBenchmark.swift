@@ -12,7 +12,9 @@ public struct TransformerBenchmark {
     public var threads: Int
     public var repeats: Int
 
+    /// `repeats` >= 1 (the command checks it).
     public init(threads: Int, repeats: Int = 5) {
+        precondition(repeats >= 1, "repeats must be at least 1")
         self.threads = threads
         self.repeats = repeats
     }
@@ -91,12 +93,13 @@ public struct TransformerBenchmark {
         // Each shape is timed once per round, the rounds going over every
         // shape in turn, `repeats` rounds at `threads` and as many at one:
         // this VM's speed moves by a third between seconds, and back-to-back
-        // timings of one shape would all fall in one such stretch. A shape's figure is its best round (what the kernel
-        // reaches), with the median round beside it (what a run here met).
+        // timings of one shape would all fall in one such stretch. A shape's
+        // figure is its best round (what the kernel reaches), with the
+        // median round beside it (what a run here met).
         struct Operands {
             let label: String, ta: Int32, tb: Int32, m: Int, n: Int, k: Int
             let a, b, c, packed: UnsafeMutablePointer<Float>
-            var decoding: Bool { label.hasPrefix("decode") }
+            let decoding: Bool
             var calls: Int { max(1, 200_000_000 / (2 * m * n * k)) }
             func run() {
                 for _ in 0..<calls {
@@ -116,7 +119,8 @@ public struct TransformerBenchmark {
             let decoding = label.hasPrefix("decode")
             let o = Operands(label: label, ta: ta, tb: tb, m: m, n: n, k: k, a: aligned(m * k, 0.5),
                              b: aligned(k * n, 0.25), c: aligned(m * n, 0),
-                             packed: aligned(decoding ? pk_packed_b_floats(Int32(k), Int32(n)) : 0, 0))
+                             packed: aligned(decoding ? pk_packed_b_floats(Int32(k), Int32(n)) : 0, 0),
+                             decoding: decoding)
             if decoding { pk_pack_b(tb, Int32(k), Int32(n), o.b, Int32(tb == 1 ? k : n), o.packed) }
             return o
         }

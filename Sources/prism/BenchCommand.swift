@@ -59,6 +59,10 @@ extension BenchCommand {
             """) var repeats = 5
         @Flag(help: "Print one JSON object (for Benchmarks/compare-pytorch.sh).") var json = false
 
+        func validate() throws {
+            guard repeats >= 1, threads >= 1 else { throw ValidationError("--repeats and --threads must be at least 1") }
+        }
+
         func run() throws {
             print(try TransformerBenchmark(threads: threads, repeats: repeats).run(json: json))
         }

@@ -69,4 +69,12 @@ struct PluginsCommandTests {
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("M tokens/s"))
     }
+
+    /// Zero rounds would leave a GEMM shape with no timing to take a best
+    /// and a median of: refused before any work, with the flag named.
+    @Test func transformerBenchmarkRefusesZeroRepeats() throws {
+        let result = try TestSupport.run(prism, ["bench", "transformer", "--repeats", "0"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("--repeats and --threads must be at least 1"), "\(result.stderr)")
+    }
 }
