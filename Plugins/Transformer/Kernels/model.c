@@ -644,6 +644,31 @@ static void parallel_gelu(const float *x, float *y, float *dx, size_t n) {
   pk_parallel_for((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
 }
 
+/* dst = src (or 0 when src is NULL) for n floats, in chunks on the pool:
+ * the training passes' residual copies and gradient clears (1-3 MB at the
+ * reference batch) ran on the calling thread with the worker idle. */
+typedef struct copy_job {
+  const float *src;
+  float *dst;
+  size_t n, chunk;
+} copy_job;
+
+static void copy_chunk(void *ctx, int task) {
+  const copy_job *j = ctx;
+  size_t begin = (size_t)task * j->chunk, count = j->n - begin < j->chunk ? j->n - begin : j->chunk;
+  if (j->src) memcpy(j->dst + begin, j->src + begin, count * sizeof(float));
+  else memset(j->dst + begin, 0, count * sizeof(float));
+}
+
+static void parallel_copy(float *dst, const float *src, size_t n) {
+  copy_job job = {src, dst, n, 16384};
+  if (n <= job.chunk) {
+    copy_chunk(&job, 0);
+    return;
+  }
+  pk_parallel_for((int)((n + job.chunk - 1) / job.chunk), copy_chunk, &job);
+}
+
 /* ------------------------------------------------------------- attention */
 
 typedef struct att_job {
@@ -1113,13 +1138,13 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
                    a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_for(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
-    memcpy(la->xm, la->x, N * D * sizeof(float));
+    parallel_copy(la->xm, la->x, N * D);
     pk_gemm_bias(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D, w + o->proj_b);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
     pk_gemm_bias(0, 0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, 0.0f, la->fc, F, w + o->fc_b);
     parallel_gelu(la->fc, la->ge, NULL, N * F);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
-    memcpy(next, la->xm, N * D * sizeof(float));
+    parallel_copy(next, la->xm, N * D);
     pk_gemm_bias(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, 1.0f, next, D, w + o->fcp_b);
   }
   parallel_layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
@@ -1320,8 +1345,8 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     if (!m->scratch) return -1;
   }
   float *dres = m->scratch, *dln = dres + N * D, *dbig = dln + N * D, *dlogits = dbig + N * big;
-  memset(dres, 0, N * D * sizeof(float));
-  memset(dlogits, 0, N * V * sizeof(float));
+  parallel_copy(dres, NULL, N * D);
+  parallel_copy(dlogits, NULL, N * V);
 
   dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, &a};
   pk_parallel_for(rows, dlogits_task, &dj);
@@ -1350,7 +1375,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     float *dao = dln;
     pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
     float *dqkv = dbig;
-    memset(dqkv, 0, N * 3 * D * sizeof(float));
+    parallel_copy(dqkv, NULL, N * 3 * D);
     att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, pk_has_avx2_fma(),
                    a.off, a.root, a.skip, a.next, a.roots, 0};
     pk_parallel_for(a.root_count * d.heads, attention_backward_task, &job);
