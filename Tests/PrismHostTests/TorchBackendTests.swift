@@ -362,9 +362,6 @@ struct TorchBackendTests {
         }
     }
 
-    /// Gradient checkpointing recomputes activations in backward: the same
-    /// step as without it, and KV-cache decoding still works (the model is in
-    /// training mode only during backward).
     /// A prompt the batch's rows share is computed once in the training
     /// passes (Decisions #60): the worker's grouping puts each prompt's rows
     /// together (an identical completion and a one-token one included, the
@@ -412,6 +409,9 @@ struct TorchBackendTests {
         }
     }
 
+    /// Gradient checkpointing recomputes activations in backward: the same
+    /// step as without it, and KV-cache decoding still works (the model is in
+    /// training mode only during backward).
     @Test func gradientCheckpointingTakesTheSameStep() throws {
         let plain = try Self.backend()
         let checkpointed = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "gradient_checkpointing": true"#))

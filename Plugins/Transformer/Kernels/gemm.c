@@ -419,8 +419,14 @@ static void gemm_task(void *ctx, int task) {
   }
   const float *bias = first ? j->bias : NULL;
   const int groups_per_block = MC / MR;
-  float *pa = pk_reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
-  if (!pa) return;
+  /* This task's packed A panels, unless the pack phase packed them all. */
+  const float *pa = j->packed_a;
+  float *own_pa = NULL;
+  if (!pa) {
+    own_pa = pk_reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
+    if (!own_pa) return;
+    pa = own_pa;
+  }
   /* An untransposed A is read in place: its rows are already contiguous
    * along k, and packing them cost as much as the product when B has few
    * panels (the LM head, 32 columns: 27% of the FMA peak packed, 88% in
@@ -435,7 +441,7 @@ static void gemm_task(void *ctx, int task) {
       for (int g = gb; g < ge; ++g) {
         int row = g * MR;
         int mr = j->M - row < MR ? j->M - row : MR;
-        if (!in_place || mr < MR) pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
+        if (!in_place || mr < MR) pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, own_pa + (size_t)(g - gb) * MR * j->kc);
       }
     }
     /* The next block's rows of an in-place A, fetched into L2 a slice per
