@@ -49,7 +49,7 @@ def best(side):
 t, p = best("torch"), best("prism")
 peak = p["fma_peak_gflops"]
 print(f"Reference shape: 2 layers, d_model 128, 4 heads, MLP 512, vocab 32; batch 64, prompt 16 + 16 new")
-print(f"threads {p['threads']}, PyTorch {t['torch']}, Prism kernels {'AVX2+FMA' if p['avx2_fma'] else 'portable'}, "
+print(f"threads {p['threads']}, PyTorch {t['torch']}, Prism kernels {p['kernels']}, "
       f"measured FMA peak {peak:.1f} GFLOP/s; best of {rounds} alternating rounds")
 print(f"{'':32}{'Prism':>12}{'PyTorch':>12}{'ratio':>9}   target")
 def row(name, a, b, target):

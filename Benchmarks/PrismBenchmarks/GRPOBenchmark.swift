@@ -145,7 +145,7 @@ public struct GRPOBenchmark {
         }
         func ms(_ s: Double) -> String { String(format: "%8.1f ms", s * 1000) }
         return [
-            "GRPO step, transformer backend, \(threads) thread(s), kernels: \(pk_has_avx2_fma() != 0 ? "AVX2+FMA" : "portable")",
+            "GRPO step, transformer backend, \(threads) thread(s), kernels: \(String(cString: pk_kernels_name()))",
             "config: model \(modelConfig.replacingOccurrences(of: "\n", with: ""))",
             "        \(shape.prompts) prompts x \(shape.groupSize) completions, prompt \(shape.promptTokens) tokens, "
                 + "<= \(shape.newTokens) new, strategy nsr (every group trained), mu 1, 1 minibatch, no KL",

@@ -167,11 +167,11 @@ public struct TransformerBenchmark {
             return "{\"threads\": \(threads), \"fma_peak_gflops\": \(r.fmaPeak), \"fwd_bwd_tokens_per_s\": "
                 + "\(r.forwardBackwardTokensPerSecond), \"generation_tokens_per_s\": \(r.generationTokensPerSecond), "
                 + "\"gemm_gflops\": {\(gemm)}, \"gemm_gflops_median\": {\(median)}, "
-                + "\"gemm_gflops_1_thread\": {\(single)}, \"avx2_fma\": \(pk_has_avx2_fma() != 0)}"
+                + "\"gemm_gflops_1_thread\": {\(single)}, \"kernels\": \"\(String(cString: pk_kernels_name()))\"}"
         }
         func f(_ x: Double) -> String { String(Int((x * 10).rounded())).paddedTo(8, point: true) }
         var lines = [
-            "Transformer backend, reference shape, \(threads) thread(s), kernels: \(pk_has_avx2_fma() != 0 ? "AVX2+FMA" : "portable")",
+            "Transformer backend, reference shape, \(threads) thread(s), kernels: \(String(cString: pk_kernels_name()))",
             "forward+backward  \(f(r.forwardBackwardTokensPerSecond / 1000)) k tokens/s (batch 64 x 32)",
             "generation        \(f(r.generationTokensPerSecond / 1000)) k new tokens/s (64 prompts of 16, 16 new, sampled)",
             "FMA peak          \(f(r.fmaPeak)) GFLOP/s (measured)",

@@ -106,6 +106,79 @@ struct ModelGradientTests {
         }
     }
 
+    /// The AVX-512 micro-kernel (12 x 32 tiles from pairs of row groups and
+    /// panels) gives the AVX2 kernel's products bit for bit, so a run's
+    /// results do not depend on which of the two the CPU has: GEMMs with
+    /// every edge (rows 1..13 around a pair of 6-row groups, odd panel
+    /// counts, masked columns), both transposes, beta, bias and packed B;
+    /// then a model's log-probs, gradients and decoding logits. On a CPU
+    /// without AVX-512 both sides run AVX2 and this only checks that
+    /// pk_force_avx2 changes nothing; the test prints which it compared.
+    @Test func avx512GivesTheAVX2Bits() {
+        let previous = pk_force_avx2(0)
+        defer { pk_force_avx2(previous) }
+        print("AVX-512 against AVX2: this CPU runs \(String(cString: pk_kernels_name()))")
+        func both<T: Equatable>(_ run: () -> T) -> (T, T) {
+            pk_force_avx2(1)
+            let narrow = run()
+            pk_force_avx2(0)
+            return (narrow, run())
+        }
+        var rng = RandomState(seed: 12)
+        for (m, n, k) in [(13, 33, 300), (12, 32, 7), (7, 48, 260), (1, 17, 5), (130, 384, 40), (64, 80, 513),
+                          (200, 32, 70), (25, 100, 9)] {
+            for ta in [0, 1] {
+                for tb in [0, 1] {
+                    let a = (0..<(m * k)).map { _ in Float(rng.uniform() - 0.5) }
+                    let b = (0..<(k * n)).map { _ in Float(rng.uniform() - 0.5) }
+                    let bias = (0..<n).map { _ in Float(rng.uniform() - 0.5) }
+                    let start = (0..<(m * n)).map { _ in Float(rng.uniform() - 0.5) }
+                    let (narrow, wide) = both { () -> [UInt32] in
+                        var c = start, packed = start
+                        pk_gemm_bias(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b,
+                                     Int32(tb == 1 ? k : n), 0.5, &c, Int32(n), tb == 1 ? bias : nil)
+                        var panels = [Float](repeating: .nan, count: pk_packed_b_floats(Int32(k), Int32(n)))
+                        pk_pack_b(Int32(tb), Int32(k), Int32(n), b, Int32(tb == 1 ? k : n), &panels)
+                        pk_gemm_packed(Int32(ta), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), panels, 1,
+                                       &packed, Int32(n), bias)
+                        return (c + packed).map(\.bitPattern)
+                    }
+                    let differing = zip(narrow, wide).filter { $0 != $1 }.count
+                    #expect(differing == 0, "\(m)x\(n)x\(k) ta \(ta) tb \(tb): \(differing) differ")
+                }
+            }
+        }
+        let dims = pk_dims(vocab: 37, d_model: 48, layers: 2, heads: 2, d_ff: 100, max_len: 19)
+        let model = Self.model(dims, seed: 6, std: 0.15)
+        defer { pk_model_free(model) }
+        let lengths: [UInt32] = [19, 13, 17, 8, 19, 2, 11]
+        let rows = lengths.count, stride = 19, V = 37
+        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 37) }
+        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
+        let count = Int(pk_make_layout(dims).total)
+        let (narrow, wide) = both { () -> [UInt32] in
+            var logprobs = [Float](repeating: 0, count: rows * stride)
+            _ = pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.9, &logprobs)
+            pk_grads(model)!.update(repeating: 0, count: count)
+            _ = pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, grad)
+            let grads = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
+            var logits = [Float](repeating: 0, count: rows * V * 5)
+            let prompts = lengths.map { min($0, 6) }
+            _ = pk_decode_begin(model, tokens, prompts, Int32(rows), Int32(stride), &logits)
+            for step in 1..<5 {
+                let next = (0..<rows).map { tokens[$0 * stride + Int(prompts[$0]) + step - 1] }
+                logits.withUnsafeMutableBufferPointer { out in
+                    _ = pk_decode_step(model, next, out.baseAddress! + step * rows * V)
+                }
+            }
+            return (logprobs + grads + logits).map(\.bitPattern)
+        }
+        #expect(narrow.count == rows * stride + count + rows * V * 5)
+        #expect(narrow.contains { $0 != 0 })
+        let differing = zip(narrow, wide).filter { $0 != $1 }.count
+        #expect(differing == 0, "model: \(differing) of \(narrow.count) values differ")
+    }
+
     /// Shapes that reach every attention path: head size 4 (the scalar
     /// loops), 8 (the AVX2 tiles, one 8-wide column block) and 24 (a 16-wide
     /// and an 8-wide block), lengths that are not multiples of the 4-row

@@ -5,8 +5,11 @@
  * Blocked GEMM in the BLIS style: op(B) is packed into KC x NR panels and
  * op(A) into MC x KC blocks of MR-row panels; a register micro-kernel
  * computes an MR x NR tile (6 x 16: 12 AVX registers of 8 floats) from a
- * packed A panel and a packed B panel. The AVX2+FMA micro-kernel is compiled
- * for that target only and chosen at run time; the portable one is plain C.
+ * packed A panel and a packed B panel, or with AVX-512 a 12 x 32 tile from
+ * two of each (24 registers of 16 floats). The AVX-512 and AVX2+FMA
+ * micro-kernels are compiled for their targets only and chosen at run
+ * time; the portable one is plain C. The two vector kernels give the same
+ * bits: each element of C is the same chain of FMAs in either.
  */
 #include "prism_kernels.h"
 
@@ -23,26 +26,48 @@
 #define KC 256
 #define MC 96
 
+enum { ISA_PORTABLE, ISA_AVX2, ISA_AVX512 };
+
 /* ------------------------------------------------------------ dispatch */
 
-static atomic_int use_avx2 = -1; /* -1 until the CPU was asked */
+static atomic_int cpu_avx2 = -1;   /* -1 until the CPU was asked */
+static atomic_int cpu_avx512 = -1;
 /* Per thread, so one model's choice never changes another's kernels; a GEMM
  * takes the choice of the thread that calls it to every pool worker. */
 static _Thread_local int forced_portable = 0;
+static _Thread_local int forced_avx2 = 0;
+
+static void ask_cpu(void) {
+  if (atomic_load_explicit(&cpu_avx512, memory_order_acquire) >= 0) return;
+  __builtin_cpu_init();
+  int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  atomic_store_explicit(&cpu_avx2, avx2, memory_order_relaxed);
+  atomic_store_explicit(&cpu_avx512, avx2 && __builtin_cpu_supports("avx512f"), memory_order_release);
+}
 
 int pk_has_avx2_fma(void) {
-  int avx2 = atomic_load_explicit(&use_avx2, memory_order_relaxed);
-  if (avx2 < 0) {
-    __builtin_cpu_init();
-    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    atomic_store_explicit(&use_avx2, avx2, memory_order_relaxed);
-  }
-  return avx2 && !forced_portable;
+  ask_cpu();
+  return atomic_load_explicit(&cpu_avx2, memory_order_relaxed) && !forced_portable;
+}
+
+int pk_has_avx512(void) {
+  ask_cpu();
+  return atomic_load_explicit(&cpu_avx512, memory_order_relaxed) && !forced_portable && !forced_avx2;
+}
+
+const char *pk_kernels_name(void) {
+  return pk_has_avx512() ? "AVX-512" : pk_has_avx2_fma() ? "AVX2+FMA" : "portable";
 }
 
 int pk_force_portable(int portable) {
   int previous = forced_portable;
   forced_portable = portable;
+  return previous;
+}
+
+int pk_force_avx2(int avx2) {
+  int previous = forced_avx2;
+  forced_avx2 = avx2;
   return previous;
 }
 
@@ -200,18 +225,55 @@ static void pack_a_panel(int ta, const float *A, int lda, int i0, int rows, int 
   }
 }
 
+/* Row groups g0..g1-1 of op(A)[0:M][k0:k0+kc] as MR-row panels, group g
+ * at out + (g - g0) * MR * kc. A transposed (the weight gradients' Aᵀ) is
+ * read a source row at a time across every group, as pack_b reads B,
+ * instead of group by group down the rows. */
+static void pack_a_groups(int ta, const float *A, int lda, int M, int g0, int g1, int k0, int kc,
+                          float *out) {
+  int whole = g1 * MR <= M ? g1 - g0 : (M - g0 * MR) / MR;
+  if (ta && whole > 0) {
+    for (int k = 0; k < kc; ++k) {
+      const float *src = A + (size_t)(k0 + k) * lda + (size_t)g0 * MR;
+      for (int q = 0; q < whole; ++q) memcpy(out + ((size_t)q * kc + k) * MR, src + q * MR, MR * sizeof(float));
+    }
+    out += (size_t)whole * MR * kc;
+    g0 += whole;
+  }
+  for (int g = g0; g < g1; ++g, out += (size_t)MR * kc) {
+    int rows = M - g * MR < MR ? M - g * MR : MR;
+    pack_a_panel(ta, A, lda, g * MR, rows, k0, kc, out);
+  }
+}
+
 /* NR-column panels p0..p1-1 of op(B)[k0:k0+kc][0:N]: [panel][k][NR],
  * zero-padded. */
 static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
                    int p0, int p1, float *out) {
   out += (size_t)p0 * kc * NR;
+  /* Whole panels of an untransposed B a source row at a time across all
+   * of them (panel by panel, each 64-byte piece came from another row:
+   * 2048 x 128 packed in 95 us, 72 this way, one thread). */
+  int whole = p1 * NR <= N ? p1 - p0 : (N - p0 * NR) / NR;
+  if (!tb && whole > 0) {
+    for (int k = 0; k < kc; ++k) {
+      const float *src = B + (size_t)(k0 + k) * ldb + (size_t)p0 * NR;
+      for (int q = 0; q < whole; ++q) memcpy(out + ((size_t)q * kc + k) * NR, src + q * NR, NR * sizeof(float));
+    }
+    out += (size_t)whole * kc * NR;
+    p0 += whole;
+  }
   for (int j = p0 * NR; j < p1 * NR && j < N; j += NR) {
     int cols = N - j < NR ? N - j : NR;
-    if (!tb && cols == NR) {
-      for (int k = 0; k < kc; ++k) {
-        memcpy(out, B + (size_t)(k0 + k) * ldb + j, NR * sizeof(float));
-        out += NR;
+    if (tb && cols == NR) {
+      /* Bᵀ (the input gradients' weights): a source row per column, read
+       * along k. The element loop with its edge test packed a 384 x 128
+       * weight in 46-52 us, this one in 26 (one thread). */
+      for (int c = 0; c < NR; ++c) {
+        const float *src = B + (size_t)(j + c) * ldb + k0;
+        for (int k = 0; k < kc; ++k) out[(size_t)k * NR + c] = src[k];
       }
+      out += (size_t)kc * NR;
       continue;
     }
     for (int k = 0; k < kc; ++k) {
@@ -222,14 +284,12 @@ static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
 
 /* ------------------------------------------------------- micro-kernels */
 
-/* The MR x NR tile C[0:mr][0:nr] from a (element (r, k) at a[r*rsa + k*csa])
- * and b (row k at b + k*ldbk, NR floats) into acc, then C = bias + acc
- * (store) or C = (C + bias) + acc (accumulate), bias optional: the order
- * of a separate "fill with bias, then accumulate" pass, so fusing the bias
- * changes no bit. Edges come zero-padded. */
-typedef void (*micro_kernel)(int kc, const float *a, long rsa, long csa,
-                             const float *b, long ldbk, float *C, int ldc,
-                             int mr, int nr, int accumulate, const float *bias);
+/* Each micro-kernel computes the MR x NR tile C[0:mr][0:nr] from a
+ * (element (r, k) at a[r*rsa + k*csa]) and b (row k at b + k*ldbk, NR
+ * floats) into acc, then C = bias + acc (store) or C = (C + bias) + acc
+ * (accumulate), bias optional: the order of a separate "fill with bias,
+ * then accumulate" pass, so fusing the bias changes no bit. Edges come
+ * zero-padded. */
 
 /* A tile's stored value: (C + bias) + acc when accumulating, else
  * acc + bias or acc, the order of a "fill with bias, then accumulate" pass. */
@@ -308,6 +368,82 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(
   }
 }
 
+/* The AVX-512 micro-kernel: a tile of up to 12 rows (two MR-row panels of
+ * A: rows 6..11 start a2 floats after rows 0..5) and 32 columns (two
+ * adjacent panels of B: b, and b + b2 for the second), in up to 24
+ * accumulators of 16 floats. Every element of C is still one chain of FMAs
+ * in k order from zero, stored as tile_out stores it, so it gives the AVX2
+ * kernel's bits (ModelGradientTests compares them). */
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static inline __m512 tile_out512(__m512 acc, __m512 c, __m512 bias, int accumulate, int has_bias) {
+  if (accumulate) return _mm512_add_ps(has_bias ? _mm512_add_ps(c, bias) : c, acc);
+  return has_bias ? _mm512_add_ps(acc, bias) : acc;
+}
+
+/* The k loop for ROWS rows and VECS vectors of 16 columns; constant
+ * arguments and unrolled loops, so the accumulators live in registers
+ * (clang left the 12-row loop rolled, its sums on the stack: a third of
+ * the speed). */
+#ifdef __clang__
+#define UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define UNROLL _Pragma("GCC unroll 16")
+#endif
+AVX512 __attribute__((always_inline)) static inline void k_loop512(
+    const int ROWS, const int VECS, int kc, const float *a, long rsa, long csa, long a2,
+    const float *b, long ldbk, long b2, __m512 acc[2 * MR][2]) {
+  UNROLL for (int r = 0; r < ROWS; ++r)
+    UNROLL for (int v = 0; v < VECS; ++v) acc[r][v] = _mm512_setzero_ps();
+  const float *lo = a, *hi = a + a2;
+  for (int k = 0; k < kc; ++k, lo += csa, hi += csa, b += ldbk) {
+    __m512 bv[2];
+    bv[0] = _mm512_loadu_ps(b);
+    if (VECS > 1) bv[1] = _mm512_loadu_ps(b + b2);
+    UNROLL for (int r = 0; r < ROWS; ++r) {
+      __m512 x = _mm512_set1_ps(r < MR ? lo[r * rsa] : hi[(r - MR) * rsa]);
+      UNROLL for (int v = 0; v < VECS; ++v) acc[r][v] = _mm512_fmadd_ps(x, bv[v], acc[r][v]);
+    }
+  }
+}
+
+AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, long a2, const float *b,
+                                 long ldbk, long b2, float *C, int ldc, int mr, int nr, int accumulate,
+                                 const float *bias) {
+  for (int r = 0; r < mr; ++r) {
+    _mm_prefetch((const char *)(C + (size_t)r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(C + (size_t)r * ldc + nr - 1), _MM_HINT_T0);
+  }
+  __m512 acc[2 * MR][2];
+  /* Edges of one or two rows (M = 128 or 512 leaves two) cost a third of
+   * six: each row's sums are the same FMAs in the same order. */
+  if (nr > NR) {
+    if (mr > MR) k_loop512(2 * MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc);
+    else if (mr > 2) k_loop512(MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc);
+    else k_loop512(2, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc);
+  } else {
+    if (mr > MR) k_loop512(2 * MR, 1, kc, a, rsa, csa, a2, b, ldbk, b2, acc);
+    else k_loop512(MR, 1, kc, a, rsa, csa, a2, b, ldbk, b2, acc);
+  }
+  /* Rows past mr are not written; columns past nr are masked, loads too. */
+  const __mmask16 m0 = nr >= NR ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 2 * NR ? (__mmask16)0xFFFF : nr > NR ? (__mmask16)((1u << (nr - NR)) - 1) : 0;
+  const int has_bias = bias != NULL;
+  const __m512 bias0 = has_bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 bias1 = has_bias ? _mm512_maskz_loadu_ps(m1, bias + NR) : _mm512_setzero_ps();
+  for (int r = 0; r < mr; ++r) {
+    float *row = C + (size_t)r * ldc;
+    __m512 c0 = accumulate ? _mm512_maskz_loadu_ps(m0, row) : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(row, m0, tile_out512(acc[r][0], c0, bias0, accumulate, has_bias));
+    if (m1) {
+      __m512 c1 = accumulate ? _mm512_maskz_loadu_ps(m1, row + NR) : _mm512_setzero_ps();
+      _mm512_mask_storeu_ps(row + NR, m1, tile_out512(acc[r][1], c1, bias1, accumulate, has_bias));
+    }
+  }
+}
+#undef UNROLL
+#undef AVX512
+
 static void kernel_portable(int kc, const float *a, long rsa, long csa, const float *b,
                             long ldbk, float *C, int ldc, int mr, int nr, int accumulate,
                             const float *bias) {
@@ -340,7 +476,7 @@ float *pk_reserve(pk_scratch *s, size_t floats) {
   return s->data;
 }
 
-static _Thread_local pk_scratch a_scratch, b_scratch, a_shared_scratch; /* packing */
+static _Thread_local pk_scratch a_scratch, b_scratch; /* a task's packed A and B */
 
 typedef struct gemm_job {
   int ta, tb, M, N, K, lda, ldb, ldc;
@@ -348,14 +484,14 @@ typedef struct gemm_job {
   float *C;
   float beta;
   const float *bias;
-  const float *packed_b; /* the current KC block of op(B), all panels; NULL = B read in place */
-  float *pack_out;  /* where the pack phase writes them (== packed_b), NULL when packed before */
-  float *packed_a;  /* NULL, or op(A)'s current KC block, every row group, packed by the pack phase */
+  const float *prepacked;       /* op(B) packed by pk_pack_b, or NULL */
+  int pack;                     /* 1: each task packs its panels of op(B) per KC block */
+  const float *packed_b;        /* a task's current KC block of op(B) (its panels at their
+                                   places); NULL = B read in place */
   int k0, kc;
   int row_groups, panels;       /* MR-row groups and NR-column panels of C */
   int row_tasks, col_tasks;     /* the grid of tasks over them */
-  int pack_phase;               /* 1: the tasks pack B's panels, 0: they compute */
-  int avx2;                     /* the caller's kernel choice */
+  int isa;                      /* the caller's kernels: ISA_PORTABLE, ISA_AVX2, ISA_AVX512 */
 } gemm_job;
 
 /* The share [*begin, *end) of `count` units for part `part` of `parts`. */
@@ -364,51 +500,89 @@ static void share(int count, int parts, int part, int *begin, int *end) {
   *end = (int)((long)count * (part + 1) / parts);
 }
 
-/* The MR x NR tile (row group g, panel p) of C for the current KC block;
- * gb is the first group of the MC block whose A panels `pa` holds packed. */
-static inline void tile(const gemm_job *j, micro_kernel kernel, int g, int p, int gb, const float *pa,
-                        int in_place, int accumulate, const float *bias) {
+/* The tile (row groups g..g+ng-1, panels p..p+np-1; ng and np are 2 only
+ * for the AVX-512 kernel) of C for the current KC block; gb is the first
+ * group of the MC block whose A panels `pa` holds packed. */
+static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const float *pa, int in_place,
+                 int accumulate, const float *bias) {
   int row = g * MR, col = p * NR;
-  int mr = j->M - row < MR ? j->M - row : MR;
-  int nr = j->N - col < NR ? j->N - col : NR;
+  int mr = j->M - row < ng * MR ? j->M - row : ng * MR;
+  if (ng > 1 && in_place && mr < ng * MR) {
+    /* A whole group read in place beside a short one packed. */
+    tile(j, g, 1, p, np, gb, pa, in_place, accumulate, bias);
+    tile(j, g + 1, 1, p, np, gb, pa, in_place, accumulate, bias);
+    return;
+  }
+  int nr = j->N - col < np * NR ? j->N - col : np * NR;
   const float *b = j->packed_b ? j->packed_b + (size_t)p * j->kc * NR : j->B + (size_t)j->k0 * j->ldb + col;
   long ldbk = j->packed_b ? NR : j->ldb;
+  long b2 = j->packed_b ? (long)j->kc * NR : NR; /* the next panel's row k */
   float *c = j->C + (size_t)row * j->ldc + col;
-  if (in_place && mr == MR) {
-    kernel(j->kc, j->A + (size_t)row * j->lda + j->k0, j->lda, 1, b, ldbk, c, j->ldc, mr, nr, accumulate,
-           bias ? bias + col : NULL);
-  } else {
-    kernel(j->kc, pa + (size_t)(g - gb) * MR * j->kc, 1, MR, b, ldbk, c, j->ldc, mr, nr, accumulate,
-           bias ? bias + col : NULL);
-  }
+  const float *a = pa + (size_t)(g - gb) * MR * j->kc;
+  long rsa = 1, csa = MR, a2 = (long)MR * j->kc; /* the next group's row 0 */
+  if (in_place && mr == ng * MR) a = j->A + (size_t)row * j->lda + j->k0, rsa = j->lda, csa = 1, a2 = (long)MR * j->lda;
+  if (bias) bias += col;
+  if (j->isa == ISA_AVX512) kernel_avx512(j->kc, a, rsa, csa, a2, b, ldbk, b2, c, j->ldc, mr, nr, accumulate, bias);
+  else if (j->isa == ISA_AVX2) kernel_avx2(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, accumulate, bias);
+  else kernel_portable(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, accumulate, bias);
 }
 
 /* A task owns a block of C (rows x panels) for the current KC block: it
  * applies beta there on the first block, then computes its tiles, MC rows
  * at a time so those rows of A stay in L2 while every panel of B passes. */
-static void gemm_task(void *ctx, int task) {
-  gemm_job *j = ctx;
-  int g0, g1, p0, p1;
-  share(j->row_groups, j->row_tasks, task / j->col_tasks, &g0, &g1);
-  share(j->panels, j->col_tasks, task % j->col_tasks, &p0, &p1);
-  if (j->pack_phase) {
-    /* Panels (and shared row groups) split over all tasks, so packing runs
-     * in parallel too. */
-    int q0, q1, tasks = j->row_tasks * j->col_tasks;
-    if (j->pack_out) {
-      share(j->panels, tasks, task, &q0, &q1);
-      pack_b(j->tb, j->B, j->ldb, j->k0, j->kc, j->N, q0, q1, j->pack_out);
-    }
-    if (j->packed_a) {
-      share(j->row_groups, tasks, task, &q0, &q1);
-      for (int g = q0; g < q1; ++g) {
-        int mr = j->M - g * MR < MR ? j->M - g * MR : MR;
-        pack_a_panel(j->ta, j->A, j->lda, g * MR, mr, j->k0, j->kc, j->packed_a + (size_t)g * MR * j->kc);
-      }
-    }
-    return;
+static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
+
+/* The task's row groups and panels. The AVX-512 kernel takes row groups
+ * and panels in pairs; a task's share of panels then starts on an even
+ * one. */
+static void task_share(const gemm_job *j, int task, int *g0, int *g1, int *p0, int *p1) {
+  share(j->row_groups, j->row_tasks, task / j->col_tasks, g0, g1);
+  if (j->isa == ISA_AVX512) {
+    share((j->panels + 1) / 2, j->col_tasks, task % j->col_tasks, p0, p1);
+    *p0 *= 2;
+    *p1 = 2 * *p1 < j->panels ? 2 * *p1 : j->panels;
+  } else {
+    share(j->panels, j->col_tasks, task % j->col_tasks, p0, p1);
   }
-  micro_kernel kernel = j->avx2 ? kernel_avx2 : kernel_portable;
+}
+
+/* A task owns a block of C (rows x panels) and runs every KC block of it
+ * in turn, packing the panels of B it computes (all of them in a row
+ * split) into its own buffer, and its own A: a GEMM is one call on the
+ * pool, and no block waits for the other tasks. A shared pack phase
+ * before each block's compute phase (B packed once for all tasks, split
+ * between them) cost two fork-joins per block: against it, best of 30
+ * interleaved rounds at 2 threads (AVX-512), the weight gradients
+ * (K = 2048) +2..+6 points of the FMA peak, the LM head +7..+9, the other
+ * shapes within the noise (+-3). Each element of C is computed as before,
+ * by one task in the same order. */
+static void gemm_task(void *ctx, int task) {
+  const gemm_job *j = ctx;
+  int g0, g1, p0, p1;
+  task_share(j, task, &g0, &g1, &p0, &p1);
+  gemm_job block = *j;
+  float *panels = NULL;
+  if (j->pack) {
+    panels = pk_reserve(&b_scratch, (size_t)j->panels * NR * KC);
+    if (!panels) return;
+  }
+  for (int k0 = 0; k0 < j->K; k0 += KC) {
+    block.k0 = k0;
+    block.kc = j->K - k0 < KC ? j->K - k0 : KC;
+    if (j->prepacked) {
+      block.packed_b = j->prepacked + (size_t)j->panels * NR * k0;
+    } else if (panels) {
+      pack_b(j->tb, j->B, j->ldb, k0, block.kc, j->N, p0, p1, panels);
+      block.packed_b = panels;
+    }
+    compute_block(&block, g0, g1, p0, p1);
+  }
+}
+
+/* A task's tiles of C (row groups g0..g1-1, panels p0..p1-1) for the
+ * current KC block. */
+static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
+  const int step = j->isa == ISA_AVX512 ? 2 : 1;
   int first = j->k0 == 0;
   int accumulate = !first || j->beta != 0.0f;
   if (first && j->beta != 0.0f && j->beta != 1.0f) {
@@ -419,14 +593,9 @@ static void gemm_task(void *ctx, int task) {
   }
   const float *bias = first ? j->bias : NULL;
   const int groups_per_block = MC / MR;
-  /* This task's packed A panels, unless the pack phase packed them all. */
-  const float *pa = j->packed_a;
-  float *own_pa = NULL;
-  if (!pa) {
-    own_pa = pk_reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
-    if (!own_pa) return;
-    pa = own_pa;
-  }
+  /* This task's packed A panels, an MC block at a time. */
+  float *pa = pk_reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
+  if (!pa) return;
   /* An untransposed A is read in place: its rows are already contiguous
    * along k, and packing them cost as much as the product when B has few
    * panels (the LM head, 32 columns: 27% of the FMA peak packed, 88% in
@@ -435,14 +604,12 @@ static void gemm_task(void *ctx, int task) {
   int in_place = !j->ta;
   for (int gb = g0; gb < g1; gb += groups_per_block) {
     int ge = gb + groups_per_block < g1 ? gb + groups_per_block : g1;
-    if (j->packed_a) {
-      pa = j->packed_a + (size_t)gb * MR * j->kc;
-    } else {
-      for (int g = gb; g < ge; ++g) {
-        int row = g * MR;
-        int mr = j->M - row < MR ? j->M - row : MR;
-        if (!in_place || mr < MR) pack_a_panel(j->ta, j->A, j->lda, row, mr, j->k0, j->kc, own_pa + (size_t)(g - gb) * MR * j->kc);
-      }
+    if (!in_place) {
+      pack_a_groups(j->ta, j->A, j->lda, j->M, gb, ge, j->k0, j->kc, pa);
+    } else if (ge * MR > j->M) {
+      /* Only a short edge group is packed. */
+      int g = ge - 1;
+      pack_a_panel(j->ta, j->A, j->lda, g * MR, j->M - g * MR, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
     }
     /* The next block's rows of an in-place A, fetched into L2 a slice per
      * panel while this block is computed: activations arrive cold from the
@@ -463,19 +630,21 @@ static void gemm_task(void *ctx, int task) {
      * L2 once per panel (one thread: 76% of the FMA peak, 87% in this order,
      * best of 20 interleaved rounds). */
     if ((size_t)(p1 - p0) * j->kc * NR * sizeof(float) <= 16384) {
-      for (int g = gb; g < ge; ++g) {
-        for (int p = p0; p < p1; ++p) tile(j, kernel, g, p, gb, pa, in_place, accumulate, bias);
+      for (int g = gb; g < ge; g += step) {
+        for (int p = p0; p < p1; p += step)
+          tile(j, g, ge - g < step ? 1 : step, p, p1 - p < step ? 1 : step, gb, pa, in_place, accumulate, bias);
       }
       continue;
     }
     const int row_lines = (j->kc * (int)sizeof(float) + 63) / 64;
-    for (int p = p0; p < p1; ++p) {
+    for (int p = p0; p < p1; p += step) {
+      int np = p1 - p < step ? 1 : step;
       if (next_a) {
-        long lines = (long)next_rows * row_lines, np = p1 - p0;
-        for (long l = lines * (p - p0) / np; l < lines * (p - p0 + 1) / np; ++l)
+        long lines = (long)next_rows * row_lines, all = p1 - p0;
+        for (long l = lines * (p - p0) / all; l < lines * (p - p0 + np) / all; ++l)
           _mm_prefetch((const char *)(next_a + (size_t)(l / row_lines) * j->lda + (l % row_lines) * 16), _MM_HINT_T1);
       }
-      for (int g = gb; g < ge; ++g) tile(j, kernel, g, p, gb, pa, in_place, accumulate, bias);
+      for (int g = gb; g < ge; g += step) tile(j, g, ge - g < step ? 1 : step, p, np, gb, pa, in_place, accumulate, bias);
     }
   }
 }
@@ -493,7 +662,8 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     return;
   }
   gemm_job job = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
-                  .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .avx2 = pk_has_avx2_fma()};
+                  .A = A, .B = B, .C = C, .beta = beta, .bias = bias,
+                  .isa = pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE};
   job.row_groups = (M + MR - 1) / MR;
   job.panels = (N + NR - 1) / NR;
   /* B is read in place only when its rows hold NR-column panels whole and
@@ -502,12 +672,8 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * strided rows map a panel onto few L1 sets (rows 2 KB apart: two sets).
    * The MLP's first weight gradient (128 x 2048 x 512) read its B in
    * place at 73% of the one-thread peak, packed at 81%. */
-  int pack = !prepacked && (tb || N % NR != 0 || M > MC);
-  if (pack) {
-    job.pack_out = pk_reserve(&b_scratch, (size_t)job.panels * NR * KC);
-    if (!job.pack_out) return;
-    job.packed_b = job.pack_out;
-  }
+  job.prepacked = prepacked;
+  job.pack = !prepacked && (tb || N % NR != 0 || M > MC);
   /* One task per thread, split the way that balances best: rows for tall
    * matrices, columns for short ones (decoding), where A is then shared.
    * On a tie the split shares the smaller operand, as every task reads all
@@ -527,24 +693,7 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     if (rows_cost < cols_cost || (rows_cost == cols_cost && N <= M)) job.row_tasks = by_rows;
     else job.col_tasks = by_cols;
   }
-  int tasks = job.row_tasks * job.col_tasks;
-  /* A column split whose A must be packed (Aᵀ: the weight gradients) packs
-   * it once, in the pack phase, instead of once in every task. */
-  if (job.col_tasks > 1 && ta) {
-    job.packed_a = pk_reserve(&a_shared_scratch, (size_t)job.row_groups * MR * KC);
-    if (!job.packed_a) return;
-  }
-  for (int k0 = 0; k0 < K; k0 += KC) {
-    job.k0 = k0;
-    job.kc = K - k0 < KC ? K - k0 : KC;
-    if (prepacked) job.packed_b = prepacked + (size_t)job.panels * NR * k0;
-    if (pack || job.packed_a) {
-      job.pack_phase = 1;
-      pk_parallel_for(tasks, gemm_task, &job);
-      job.pack_phase = 0;
-    }
-    pk_parallel_for(tasks, gemm_task, &job);
-  }
+  pk_parallel_for(job.row_tasks * job.col_tasks, gemm_task, &job);
 }
 
 void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
@@ -612,6 +761,27 @@ __attribute__((target("avx2,fma"))) static double fma_loop_avx2(long iterations,
   return (double)iterations * 10 * 8 * 2;
 }
 
+/* The same with 16-lane vectors. */
+__attribute__((target("avx512f"))) static double fma_loop_avx512(long iterations, float *sink) {
+  __m512 a0 = _mm512_set1_ps(1.0f), a1 = _mm512_set1_ps(1.1f), a2 = _mm512_set1_ps(1.2f);
+  __m512 a3 = _mm512_set1_ps(1.3f), a4 = _mm512_set1_ps(1.4f), a5 = _mm512_set1_ps(1.5f);
+  __m512 a6 = _mm512_set1_ps(1.6f), a7 = _mm512_set1_ps(1.7f), a8 = _mm512_set1_ps(1.8f);
+  __m512 a9 = _mm512_set1_ps(1.9f);
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+  for (long i = 0; i < iterations; ++i) {
+    __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9));
+    a0 = _mm512_fmadd_ps(a0, x, y); a1 = _mm512_fmadd_ps(a1, x, y);
+    a2 = _mm512_fmadd_ps(a2, x, y); a3 = _mm512_fmadd_ps(a3, x, y);
+    a4 = _mm512_fmadd_ps(a4, x, y); a5 = _mm512_fmadd_ps(a5, x, y);
+    a6 = _mm512_fmadd_ps(a6, x, y); a7 = _mm512_fmadd_ps(a7, x, y);
+    a8 = _mm512_fmadd_ps(a8, x, y); a9 = _mm512_fmadd_ps(a9, x, y);
+  }
+  __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(_mm512_add_ps(a6, a7), _mm512_add_ps(a8, a9))));
+  *sink += _mm512_reduce_add_ps(sum);
+  return (double)iterations * 10 * 16 * 2;
+}
+
 static double fma_loop_portable(long iterations, float *sink) {
   float a[40];
   for (int i = 0; i < 40; ++i) a[i] = 1.0f + 0.01f * (float)i;
@@ -630,8 +800,10 @@ typedef struct peak_job {
 
 static void peak_task(void *ctx, int task) {
   peak_job *j = ctx;
-  j->flops[task] = pk_has_avx2_fma() ? fma_loop_avx2(j->iterations, &j->sink[task])
-                                     : fma_loop_portable(j->iterations, &j->sink[task]);
+  ask_cpu();
+  j->flops[task] = atomic_load_explicit(&cpu_avx512, memory_order_relaxed) ? fma_loop_avx512(j->iterations, &j->sink[task])
+                   : atomic_load_explicit(&cpu_avx2, memory_order_relaxed) ? fma_loop_avx2(j->iterations, &j->sink[task])
+                   : fma_loop_portable(j->iterations, &j->sink[task]);
 }
 
 double pk_fma_peak_gflops(int threads, double seconds) {

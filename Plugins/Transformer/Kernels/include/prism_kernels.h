@@ -22,10 +22,19 @@ extern "C" {
 
 /* 1 if the AVX2+FMA kernels are in use on the calling thread. */
 int pk_has_avx2_fma(void);
+/* 1 if the GEMM uses its AVX-512 micro-kernel on the calling thread (the
+ * CPU has AVX-512F and neither pk_force_portable nor pk_force_avx2 is on).
+ * It gives the AVX2 kernel's results bit for bit. */
+int pk_has_avx512(void);
+/* "AVX-512", "AVX2+FMA" or "portable": the GEMM kernels in use. */
+const char *pk_kernels_name(void);
 /* Forces the portable GEMM kernels on the calling thread (1 = portable,
  * 0 = the fastest the CPU has); returns the previous setting. A model
  * applies its own choice (pk_model_use_portable) around each call. */
 int pk_force_portable(int portable);
+/* Keeps the calling thread's GEMMs on AVX2 on an AVX-512 CPU (1 = AVX2 at
+ * most, 0 = the fastest); returns the previous setting. For comparisons. */
+int pk_force_avx2(int avx2);
 /* Sets the number of threads (1..16) used by the kernels; default: the
  * number of online CPUs, capped at 16. */
 void pk_set_threads(int threads);
@@ -54,8 +63,9 @@ void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda,
                     const float *bias);
 
 /* The measured peak of single-precision FMA, in GFLOP/s, with `threads`
- * threads each running independent AVX2 FMA chains (or portable
- * multiply-adds when AVX2+FMA is unavailable) for about `seconds`. */
+ * threads each running independent FMA chains of the widest vectors the
+ * CPU has (AVX-512, else AVX2; portable multiply-adds without FMA) for
+ * about `seconds`, whatever kernels are forced: the machine's peak. */
 double pk_fma_peak_gflops(int threads, double seconds);
 
 /* ---------------------------------------------------------------- model */
