@@ -148,35 +148,41 @@ struct ModelGradientTests {
                 }
             }
         }
-        let dims = pk_dims(vocab: 37, d_model: 48, layers: 2, heads: 2, d_ff: 100, max_len: 19)
-        let model = Self.model(dims, seed: 6, std: 0.15)
-        defer { pk_model_free(model) }
-        let lengths: [UInt32] = [19, 13, 17, 8, 19, 2, 11]
-        let rows = lengths.count, stride = 19, V = 37
-        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 37) }
-        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
-        let count = Int(pk_make_layout(dims).total)
-        let (narrow, wide) = both { () -> [UInt32] in
-            var logprobs = [Float](repeating: 0, count: rows * stride)
-            _ = pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.9, &logprobs)
-            pk_grads(model)!.update(repeating: 0, count: count)
-            _ = pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, grad)
-            let grads = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
-            var logits = [Float](repeating: 0, count: rows * V * 5)
-            let prompts = lengths.map { min($0, 6) }
-            _ = pk_decode_begin(model, tokens, prompts, Int32(rows), Int32(stride), &logits)
-            for step in 1..<5 {
-                let next = (0..<rows).map { tokens[$0 * stride + Int(prompts[$0]) + step - 1] }
-                logits.withUnsafeMutableBufferPointer { out in
-                    _ = pk_decode_step(model, next, out.baseAddress! + step * rows * V)
+        // Head sizes 24 (attention's 16- and 8-column tiles) and 32 (its
+        // 32-column AVX-512 tile), score rows past 16 columns, and rows
+        // sharing a prefix (their attention through gathered copies).
+        for dModel: Int32 in [48, 64] {
+            let dims = pk_dims(vocab: 37, d_model: dModel, layers: 2, heads: 2, d_ff: 100, max_len: 19)
+            let model = Self.model(dims, seed: 6, std: 0.15)
+            defer { pk_model_free(model) }
+            let lengths: [UInt32] = [19, 13, 17, 8, 19, 2, 11]
+            let rows = lengths.count, stride = 19, V = 37
+            var tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 37) }
+            for r in [2, 4] { for t in 0..<5 { tokens[r * stride + t] = tokens[t] } } // a shared prefix
+            let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
+            let count = Int(pk_make_layout(dims).total)
+            let (narrow, wide) = both { () -> [UInt32] in
+                var logprobs = [Float](repeating: 0, count: rows * stride)
+                _ = pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.9, &logprobs)
+                pk_grads(model)!.update(repeating: 0, count: count)
+                _ = pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, grad)
+                let grads = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
+                var logits = [Float](repeating: 0, count: rows * V * 5)
+                let prompts = lengths.map { min($0, 6) }
+                _ = pk_decode_begin(model, tokens, prompts, Int32(rows), Int32(stride), &logits)
+                for step in 1..<5 {
+                    let next = (0..<rows).map { tokens[$0 * stride + Int(prompts[$0]) + step - 1] }
+                    logits.withUnsafeMutableBufferPointer { out in
+                        _ = pk_decode_step(model, next, out.baseAddress! + step * rows * V)
+                    }
                 }
+                return (logprobs + grads + logits).map(\.bitPattern)
             }
-            return (logprobs + grads + logits).map(\.bitPattern)
+            #expect(narrow.count == rows * stride + count + rows * V * 5)
+            #expect(narrow.contains { $0 != 0 })
+            let differing = zip(narrow, wide).filter { $0 != $1 }.count
+            #expect(differing == 0, "model d_model \(dModel): \(differing) of \(narrow.count) values differ")
         }
-        #expect(narrow.count == rows * stride + count + rows * V * 5)
-        #expect(narrow.contains { $0 != 0 })
-        let differing = zip(narrow, wide).filter { $0 != $1 }.count
-        #expect(differing == 0, "model: \(differing) of \(narrow.count) values differ")
     }
 
     /// Shapes that reach every attention path: head size 4 (the scalar

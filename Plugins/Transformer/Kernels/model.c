@@ -22,6 +22,9 @@
 /* The AVX2+FMA forms of the loops below are chosen per call (the caller's
  * pk_has_avx2_fma(), carried into pool tasks in their job). */
 #define PK_AVX2 __attribute__((target("avx2,fma")))
+/* AVX-512 forms where the GEMMs use AVX-512 (pk_has_avx512()), for loops
+ * whose every value is the same operations per lane as in the AVX2 form. */
+#define PK_AVX512 __attribute__((target("avx512f")))
 
 PK_AVX2 static inline float hsum8(__m256 v) {
   __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -575,8 +578,6 @@ PK_AVX2 static void gelu_backward_avx2(const float *x, float *d, size_t n) {
  * are exp8's and gelu_tanh8's, so every value keeps its bits (the rest,
  * under 16, goes through the 8-lane form). GELU and its gradient were 6% of
  * a training pass on 8 lanes. */
-#define PK_AVX512 __attribute__((target("avx512f")))
-
 PK_AVX512 static inline __m512 exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
   __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
@@ -742,7 +743,7 @@ typedef struct att_job {
   float *dqkv;
   const float *dao;
   int T, H, D;  /* T: the batch's stride (the probabilities' block size) */
-  int avx2; /* the caller's kernel choice */
+  int avx2; /* the caller's kernel choice: 0 portable, 1 AVX2, 2 AVX2 and AVX-512 */
   /* Sequence b's own tokens are rows off[b] .. off[b+1]-1; its first
    * skip[b] tokens are its root's (see acts). */
   const int *off, *root, *skip, *next, *roots;
@@ -854,18 +855,50 @@ ATT_TILE(att_tile16, 2)
 ATT_TILE(att_tile8, 1)
 #undef ATT_TILE
 
+/* att_tile16's work for 32 columns in 16-lane vectors (the GEMMs use
+ * AVX-512): each element the same FMA chain over k from zero, then the
+ * same add, so the same bits. */
+PK_AVX512 static void att_tile32_avx512(const float *x, long xs, long xk, int rows, const float *y, long ys,
+                                        int k0, int k1, float *c, long cs, int add) {
+  const float *x0 = x + (size_t)k0 * xk, *x1 = x0 + (rows > 1 ? xs : 0);
+  const float *x2 = x0 + (rows > 2 ? 2 * xs : 0), *x3 = x0 + (rows > 3 ? 3 * xs : 0);
+  const float *yk = y + (size_t)k0 * ys;
+  __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps(), a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
+  __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps(), a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
+  for (int k = k0; k < k1; ++k) {
+    __m512 y0 = _mm512_loadu_ps(yk), y1 = _mm512_loadu_ps(yk + 16);
+    __m512 b0 = _mm512_set1_ps(*x0), b1 = _mm512_set1_ps(*x1), b2 = _mm512_set1_ps(*x2), b3 = _mm512_set1_ps(*x3);
+    a00 = _mm512_fmadd_ps(b0, y0, a00), a01 = _mm512_fmadd_ps(b0, y1, a01);
+    a10 = _mm512_fmadd_ps(b1, y0, a10), a11 = _mm512_fmadd_ps(b1, y1, a11);
+    a20 = _mm512_fmadd_ps(b2, y0, a20), a21 = _mm512_fmadd_ps(b2, y1, a21);
+    a30 = _mm512_fmadd_ps(b3, y0, a30), a31 = _mm512_fmadd_ps(b3, y1, a31);
+    x0 += xk, x1 += xk, x2 += xk, x3 += xk, yk += ys;
+  }
+  __m512 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+  for (int r = 0; r < rows; ++r) {
+    float *row = c + (size_t)r * cs;
+    for (int v = 0; v < 2; ++v) {
+      __m512 out = acc[r][v];
+      if (add) out = _mm512_add_ps(_mm512_loadu_ps(row + 16 * v), out);
+      _mm512_storeu_ps(row + 16 * v, out);
+    }
+  }
+}
+
 /* C[T][W] (+)= X · Y, X(t, k) = x[t*xs + k*xk], Y rows at stride ys with W
  * (a multiple of 8) columns contiguous, C rows at stride cs. causal_rows:
  * row t needs k <= t (P·V, dS·K); causal_cols: row s needs k >= s (Pᵀ·dO,
  * dSᵀ·Q); else the whole [0, K). */
 PK_AVX2 static void att_product(int T, int W, const float *x, long xs, long xk, const float *y, long ys,
-                                float *c, long cs, int add, int causal_rows, int causal_cols, int K) {
+                                float *c, long cs, int add, int causal_rows, int causal_cols, int K, int wide) {
   for (int t0 = 0; t0 < T; t0 += 4) {
     int rows = T - t0 < 4 ? T - t0 : 4;
     int k0 = causal_cols ? t0 : 0;
     int k1 = causal_rows ? (t0 + rows < K ? t0 + rows : K) : K;
     const float *xt = x + (size_t)t0 * xs;
     int w = 0;
+    if (wide)
+      for (; w + 32 <= W; w += 32) att_tile32_avx512(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
     for (; w + 16 <= W; w += 16) att_tile16(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
     if (w < W) att_tile8(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
   }
@@ -873,11 +906,18 @@ PK_AVX2 static void att_product(int T, int W, const float *x, long xs, long xk, 
 
 /* Scores S[t][0:Tp] = X[t] · Yᵀ for the columns a causal row needs (blocks of
  * 16 up to t), from yT [E][Tp] (Y transposed, zero-padded to Tp). */
-PK_AVX2 static void att_scores(int T, int Tp, int E, const float *x, long xs, const float *yT, float *S) {
+PK_AVX2 static void att_scores(int T, int Tp, int E, const float *x, long xs, const float *yT, float *S,
+                               int wide) {
   for (int t0 = 0; t0 < T; t0 += 4) {
     int rows = T - t0 < 4 ? T - t0 : 4;
-    for (int s0 = 0; s0 <= t0 + rows - 1; s0 += 16)
+    for (int s0 = 0; s0 <= t0 + rows - 1; s0 += 16) {
+      if (wide && s0 + 16 <= t0 + rows - 1) { /* both 16-column blocks are needed */
+        att_tile32_avx512(x + (size_t)t0 * xs, xs, 1, rows, yT + s0, Tp, 0, E, S + (size_t)t0 * Tp + s0, Tp, 0);
+        s0 += 16;
+        continue;
+      }
       att_tile16(x + (size_t)t0 * xs, xs, 1, rows, yT + s0, Tp, 0, E, S + (size_t)t0 * Tp + s0, Tp, 0);
+    }
   }
 }
 
@@ -937,7 +977,7 @@ static void att_prefetch(const float *at, long ld, int T, int width) {
 
 /* Returns 0 when the scratch could not be had (the caller then runs the
  * portable loops). */
-PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(const att_seq *q) {
+PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(const att_seq *q, int wide) {
   int T = q->T, E = q->E;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
@@ -949,13 +989,13 @@ PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(const att_seq 
   long ld = q->ld;
   for (int part = 0; part < 3; ++part) att_prefetch(base + part * q->kv, ld, T, E);
   att_transpose(T, Tp, E, base + q->kv, ld, kT);
-  att_scores(T, Tp, E, base, ld, kT, S);
+  att_scores(T, Tp, E, base, ld, kT, S, wide);
   for (int t = 0; t < T; ++t) att_softmax_row(S + (size_t)t * Tp, t, T, scale, q->P + (size_t)t * T);
-  att_product(T, E, q->P, T, 1, base + 2 * q->kv, ld, q->o, q->ol, 0, 1, 0, T);
+  att_product(T, E, q->P, T, 1, base + 2 * q->kv, ld, q->o, q->ol, 0, 1, 0, T, wide);
   return 1;
 }
 
-PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const att_seq *q) {
+PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const att_seq *q, int wide) {
   int T = q->T, E = q->E;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
@@ -975,7 +1015,7 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const
    * vectors with the lanes past t masked (P's row ends at T; dP past the
    * computed blocks is not set). */
   att_transpose(T, Tp, E, base + 2 * kv, ld, vT);
-  att_scores(T, Tp, E, dout, q->dl, vT, dS);
+  att_scores(T, Tp, E, dout, q->dl, vT, dS, wide);
   __m256 sc = _mm256_set1_ps(scale);
   for (int t = 0; t < T; ++t) {
     const float *p = P + (size_t)t * T;
@@ -999,9 +1039,9 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const
   }
   /* dQ += dS · K; dK += dSᵀ · Q; dV += Pᵀ · dO (the transposes read as
    * columns, no copies). */
-  att_product(T, E, dS, Tp, 1, base + kv, ld, dbase, ld, 1, 1, 0, T);
-  att_product(T, E, dS, 1, Tp, base, ld, dbase + kv, ld, 1, 0, 1, T);
-  att_product(T, E, P, 1, T, dout, q->dl, dbase + 2 * kv, ld, 1, 0, 1, T);
+  att_product(T, E, dS, Tp, 1, base + kv, ld, dbase, ld, 1, 1, 0, T, wide);
+  att_product(T, E, dS, 1, Tp, base, ld, dbase + kv, ld, 1, 0, 1, T, wide);
+  att_product(T, E, P, 1, T, dout, q->dl, dbase + 2 * kv, ld, 1, 0, 1, T, wide);
   return 1;
 }
 #endif
@@ -1009,7 +1049,7 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const
 /* Causal softmax(q kᵀ / sqrt(E)) v for one sequence and head. */
 PK_MULTIVERSION static void attention_seq(const att_seq *q, int avx2) {
 #if defined(__x86_64__)
-  if (avx2 && q->E % 8 == 0 && attention_tiled_avx2(q)) return;
+  if (avx2 && q->E % 8 == 0 && attention_tiled_avx2(q, avx2 > 1)) return;
 #endif
   int T = q->T, E = q->E;
   long ld = q->ld, kv = q->kv;
@@ -1045,7 +1085,7 @@ PK_MULTIVERSION static void attention_seq(const att_seq *q, int avx2) {
 /* Adds attention_seq's gradients to q->dq from q->dout. */
 PK_MULTIVERSION static void attention_backward_seq(const att_seq *q, int avx2) {
 #if defined(__x86_64__)
-  if (avx2 && q->E % 8 == 0 && attention_backward_tiled_avx2(q)) return;
+  if (avx2 && q->E % 8 == 0 && attention_backward_tiled_avx2(q, avx2 > 1)) return;
 #endif
   int T = q->T, E = q->E;
   long ld = q->ld, kv = q->kv;
@@ -1199,7 +1239,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     layer_acts *la = &a->layer[l];
     parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
     pk_gemm_bias(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 0.0f, la->qkv, 3 * D, w + o->qkv_b);
-    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, pk_has_avx2_fma(),
+    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, pk_has_avx2_fma() + pk_has_avx512(),
                    a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_for(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
@@ -1441,7 +1481,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
     float *dqkv = dbig;
     parallel_copy(dqkv, NULL, N * 3 * D);
-    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, pk_has_avx2_fma(),
+    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, pk_has_avx2_fma() + pk_has_avx512(),
                    a.off, a.root, a.skip, a.next, a.roots, 0};
     pk_parallel_for(a.root_count * d.heads, attention_backward_task, &job);
     if (job.failed) return -1;
