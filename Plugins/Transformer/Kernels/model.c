@@ -406,6 +406,11 @@ static void layernorm(const float *x, const float *w, const float *b, float *y, 
   layernorm_portable(x, w, b, y, mu, rs, N, D);
 }
 
+/* Columns per task of the column passes (a multiple of 8 lanes), rows per
+ * task of the row pass. */
+#define COLUMN_CHUNK 32
+#define ROW_CHUNK 128
+
 /* LayerNorm backward in two independent parts: dx += ... needs each row's
  * two reductions (rows [r0, r1)), dw and db sum each column over all rows
  * (columns [c0, c1)). Split this way both run in parallel and every sum
@@ -436,6 +441,22 @@ PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float
 PK_MULTIVERSION static void layernorm_backward_columns(const float *dy, const float *x, const float *mu,
                                                        const float *rs, float *dw, float *db, size_t N,
                                                        int D, int c0, int c1) {
+  if (c1 - c0 == COLUMN_CHUNK) {
+    /* The sums in registers across the rows (a constant width, so the
+     * compiler keeps them in vectors); through dw and db they were a
+     * store-to-load chain per row. The same additions in the same order. */
+    float sw[COLUMN_CHUNK], sb[COLUMN_CHUNK];
+    for (int i = 0; i < COLUMN_CHUNK; ++i) sw[i] = dw[c0 + i], sb[i] = db[c0 + i];
+    for (size_t n = 0; n < N; ++n) {
+      const float *dyn = dy + n * D + c0, *xn = x + n * D + c0;
+      for (int i = 0; i < COLUMN_CHUNK; ++i) {
+        sw[i] += dyn[i] * ((xn[i] - mu[n]) * rs[n]);
+        sb[i] += dyn[i];
+      }
+    }
+    for (int i = 0; i < COLUMN_CHUNK; ++i) dw[c0 + i] = sw[i], db[c0 + i] = sb[i];
+    return;
+  }
   for (size_t n = 0; n < N; ++n) {
     const float *dyn = dy + n * D, *xn = x + n * D;
     for (int i = c0; i < c1; ++i) {
@@ -447,16 +468,21 @@ PK_MULTIVERSION static void layernorm_backward_columns(const float *dy, const fl
 
 /* out[c0:c1] += the column sums of d [N][width] over those columns. */
 PK_MULTIVERSION static void column_sums_range(const float *d, float *out, size_t N, int width, int c0, int c1) {
+  if (c1 - c0 == COLUMN_CHUNK) { /* in registers, as layernorm_backward_columns */
+    float sum[COLUMN_CHUNK];
+    for (int i = 0; i < COLUMN_CHUNK; ++i) sum[i] = out[c0 + i];
+    for (size_t n = 0; n < N; ++n) {
+      const float *row = d + n * width + c0;
+      for (int i = 0; i < COLUMN_CHUNK; ++i) sum[i] += row[i];
+    }
+    for (int i = 0; i < COLUMN_CHUNK; ++i) out[c0 + i] = sum[i];
+    return;
+  }
   for (size_t n = 0; n < N; ++n) {
     const float *row = d + n * width;
     for (int i = c0; i < c1; ++i) out[i] += row[i];
   }
 }
-
-/* Columns per task of the column passes (a multiple of 8 lanes), rows per
- * task of the row pass. */
-#define COLUMN_CHUNK 32
-#define ROW_CHUNK 128
 
 typedef struct lnb_job {
   const float *dy, *x, *w, *mu, *rs;
