@@ -22,9 +22,10 @@ extern "C" {
 
 /* 1 if the AVX2+FMA kernels are in use on the calling thread. */
 int pk_has_avx2_fma(void);
-/* 1 if the GEMM uses its AVX-512 micro-kernel on the calling thread (the
- * CPU has AVX-512F and neither pk_force_portable nor pk_force_avx2 is on).
- * It gives the AVX2 kernel's results bit for bit. */
+/* 1 if the kernels use their AVX-512 forms on the calling thread (the CPU
+ * has AVX-512F and neither pk_force_portable nor pk_force_avx2 is on): the
+ * GEMM's micro-kernel, GELU, attention's tiles. They give the AVX2 forms'
+ * results bit for bit. */
 int pk_has_avx512(void);
 /* "AVX-512", "AVX2+FMA" or "portable": the GEMM kernels in use. */
 const char *pk_kernels_name(void);
@@ -32,8 +33,9 @@ const char *pk_kernels_name(void);
  * 0 = the fastest the CPU has); returns the previous setting. A model
  * applies its own choice (pk_model_use_portable) around each call. */
 int pk_force_portable(int portable);
-/* Keeps the calling thread's GEMMs on AVX2 on an AVX-512 CPU (1 = AVX2 at
- * most, 0 = the fastest); returns the previous setting. For comparisons. */
+/* Keeps the calling thread's kernels on AVX2 on an AVX-512 CPU (1 = AVX2
+ * at most, 0 = the fastest); returns the previous setting. For
+ * comparisons. */
 int pk_force_avx2(int avx2);
 /* Sets the number of threads (1..16) used by the kernels; default: the
  * number of online CPUs, capped at 16. */
