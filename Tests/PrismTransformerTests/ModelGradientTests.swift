@@ -18,6 +18,45 @@ struct ModelGradientTests {
         return model
     }
 
+    /// `count` values uniform in [-0.5, 0.5) from `rng`.
+    static func uniforms(_ count: Int, _ rng: inout RandomState) -> [Float] {
+        (0..<count).map { _ in Float(rng.uniform() - 0.5) }
+    }
+
+    /// One GEMM's operands: op(A) m x k, op(B) k x n (transposed in storage
+    /// when ta / tb is 1), a bias [n] and a starting C [m][n].
+    struct Product {
+        let m, n, k, ta, tb: Int
+        let a, b, bias, start: [Float]
+
+        /// C = op(A)·op(B) + beta·start + bias by pk_gemm_bias, and the same
+        /// by pk_gemm_packed from B packed by pk_pack_b.
+        func directAndPacked(beta: Float, bias: [Float]?) -> (direct: [Float], packed: [Float]) {
+            let (lda, ldb) = (Int32(ta == 1 ? m : k), Int32(tb == 1 ? k : n))
+            var direct = start, packed = start
+            pk_gemm_bias(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, lda, b, ldb, beta, &direct,
+                         Int32(n), bias)
+            var panels = [Float](repeating: .nan, count: pk_packed_b_floats(Int32(k), Int32(n)))
+            pk_pack_b(Int32(tb), Int32(k), Int32(n), b, ldb, &panels)
+            pk_gemm_packed(Int32(ta), Int32(m), Int32(n), Int32(k), a, lda, panels, beta, &packed, Int32(n), bias)
+            return (direct, packed)
+        }
+    }
+
+    /// Every shape (m, n, k) with both transposes, its operands drawn from
+    /// `seed`.
+    static func eachProduct(_ shapes: [(Int, Int, Int)], seed: UInt64, _ body: (Product) -> Void) {
+        var rng = RandomState(seed: seed)
+        for (m, n, k) in shapes {
+            for ta in [0, 1] {
+                for tb in [0, 1] {
+                    body(Product(m: m, n: n, k: k, ta: ta, tb: tb, a: uniforms(m * k, &rng), b: uniforms(k * n, &rng),
+                                 bias: uniforms(n, &rng), start: uniforms(m * n, &rng)))
+                }
+            }
+        }
+    }
+
     /// (name, offset, count) of every tensor in the C layout.
     static func tensors(_ dims: pk_dims) -> [(String, Int, Int)] {
         let lay = pk_make_layout(dims)
@@ -52,12 +91,12 @@ struct ModelGradientTests {
                           (20, 32, 40), (200, 32, 70)] {
             for ta in [0, 1] {
                 for tb in [0, 1] {
-                    let a = (0..<(m * k)).map { _ in Float(rng.uniform() - 0.5) }
-                    let b = (0..<(k * n)).map { _ in Float(rng.uniform() - 0.5) }
+                    let a = Self.uniforms(m * k, &rng)
+                    let b = Self.uniforms(k * n, &rng)
                     // With a bias on the transposed-B cases: the fused bias
                     // goes through the same edge stores (rows past a 6-row
                     // group, masked columns past a 16-column panel).
-                    let bias: [Float]? = tb == 1 ? (0..<n).map { _ in Float(rng.uniform() - 0.5) } : nil
+                    let bias: [Float]? = tb == 1 ? Self.uniforms(n, &rng) : nil
                     var c = [Float](repeating: 1, count: m * n)
                     pk_gemm_bias(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b,
                                  Int32(tb == 1 ? k : n), 0.5, &c, Int32(n), bias)
@@ -84,25 +123,10 @@ struct ModelGradientTests {
     func prepackedBGivesTheSameProduct(portable: Bool) {
         let previous = pk_force_portable(portable ? 1 : 0)
         defer { pk_force_portable(previous) }
-        var rng = RandomState(seed: 4)
-        for (m, n, k) in [(64, 48, 300), (5, 17, 7), (64, 32, 128), (130, 384, 40)] {
-            for ta in [0, 1] {
-                for tb in [0, 1] {
-                    let a = (0..<(m * k)).map { _ in Float(rng.uniform() - 0.5) }
-                    let b = (0..<(k * n)).map { _ in Float(rng.uniform() - 0.5) }
-                    let bias = (0..<n).map { _ in Float(rng.uniform() - 0.5) }
-                    let start = (0..<(m * n)).map { _ in Float(rng.uniform() - 0.5) }
-                    var direct = start, packed = start
-                    pk_gemm_bias(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b,
-                                 Int32(tb == 1 ? k : n), 1, &direct, Int32(n), bias)
-                    var panels = [Float](repeating: .nan, count: pk_packed_b_floats(Int32(k), Int32(n)))
-                    pk_pack_b(Int32(tb), Int32(k), Int32(n), b, Int32(tb == 1 ? k : n), &panels)
-                    pk_gemm_packed(Int32(ta), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), panels, 1,
-                                   &packed, Int32(n), bias)
-                    let differing = zip(packed, direct).filter { $0.bitPattern != $1.bitPattern }.count
-                    #expect(differing == 0, "\(m)x\(n)x\(k) ta \(ta) tb \(tb) portable \(portable): \(differing) differ")
-                }
-            }
+        Self.eachProduct([(64, 48, 300), (5, 17, 7), (64, 32, 128), (130, 384, 40)], seed: 4) { p in
+            let (direct, packed) = p.directAndPacked(beta: 1, bias: p.bias)
+            let differing = zip(packed, direct).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(differing == 0, "\(p.m)x\(p.n)x\(p.k) ta \(p.ta) tb \(p.tb) portable \(portable): \(differing) differ")
         }
     }
 
@@ -124,30 +148,18 @@ struct ModelGradientTests {
             pk_force_avx2(0)
             return (narrow, run())
         }
-        var rng = RandomState(seed: 12)
-        for (m, n, k) in [(13, 33, 300), (12, 32, 7), (7, 48, 260), (1, 17, 5), (130, 384, 40), (64, 80, 513),
-                          (200, 32, 70), (25, 100, 9)] {
-            for ta in [0, 1] {
-                for tb in [0, 1] {
-                    let a = (0..<(m * k)).map { _ in Float(rng.uniform() - 0.5) }
-                    let b = (0..<(k * n)).map { _ in Float(rng.uniform() - 0.5) }
-                    let bias = (0..<n).map { _ in Float(rng.uniform() - 0.5) }
-                    let start = (0..<(m * n)).map { _ in Float(rng.uniform() - 0.5) }
-                    let (narrow, wide) = both { () -> [UInt32] in
-                        var c = start, packed = start
-                        pk_gemm_bias(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), b,
-                                     Int32(tb == 1 ? k : n), 0.5, &c, Int32(n), tb == 1 ? bias : nil)
-                        var panels = [Float](repeating: .nan, count: pk_packed_b_floats(Int32(k), Int32(n)))
-                        pk_pack_b(Int32(tb), Int32(k), Int32(n), b, Int32(tb == 1 ? k : n), &panels)
-                        pk_gemm_packed(Int32(ta), Int32(m), Int32(n), Int32(k), a, Int32(ta == 1 ? m : k), panels, 1,
-                                       &packed, Int32(n), bias)
-                        return (c + packed).map(\.bitPattern)
-                    }
-                    let differing = zip(narrow, wide).filter { $0 != $1 }.count
-                    #expect(differing == 0, "\(m)x\(n)x\(k) ta \(ta) tb \(tb): \(differing) differ")
-                }
+        // Beta 0.5 and no bias when B is untransposed; beta 1 and a bias
+        // otherwise.
+        Self.eachProduct([(13, 33, 300), (12, 32, 7), (7, 48, 260), (1, 17, 5), (130, 384, 40), (64, 80, 513),
+                          (200, 32, 70), (25, 100, 9)], seed: 12) { p in
+            let (narrow, wide) = both { () -> [UInt32] in
+                let (direct, packed) = p.directAndPacked(beta: p.tb == 1 ? 1 : 0.5, bias: p.tb == 1 ? p.bias : nil)
+                return (direct + packed).map(\.bitPattern)
             }
+            let differing = zip(narrow, wide).filter { $0 != $1 }.count
+            #expect(differing == 0, "\(p.m)x\(p.n)x\(p.k) ta \(p.ta) tb \(p.tb): \(differing) differ")
         }
+        var rng = RandomState(seed: 13)
         // Head sizes 24 (attention's 16- and 8-column tiles) and 32 (its
         // 32-column AVX-512 tile), score rows past 16 columns, and rows
         // sharing a prefix (their attention through gathered copies).

@@ -373,7 +373,7 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(
  * adjacent panels of B: b, and b + b2 for the second), in up to 24
  * accumulators of 16 floats. Every element of C is still one chain of FMAs
  * in k order from zero, stored as tile_out stores it, so it gives the AVX2
- * kernel's bits (ModelGradientTests compares them). */
+ * kernel's bits (ModelGradientTests.avx512GivesTheAVX2Bits). */
 #define AVX512 __attribute__((target("avx512f")))
 
 AVX512 static inline __m512 tile_out512(__m512 acc, __m512 c, __m512 bias, int accumulate, int has_bias) {
@@ -395,7 +395,7 @@ AVX512 __attribute__((always_inline)) static inline void k_loop512(
     const float *b, long ldbk, long b2, __m512 acc[2 * MR][2]) {
   UNROLL for (int r = 0; r < ROWS; ++r)
     UNROLL for (int v = 0; v < VECS; ++v) acc[r][v] = _mm512_setzero_ps();
-  const float *lo = a, *hi = a + a2;
+  const float *lo = a, *hi = ROWS > MR ? a + a2 : a; /* no pointer past a single group */
   for (int k = 0; k < kc; ++k, lo += csa, hi += csa, b += ldbk) {
     __m512 bv[2];
     bv[0] = _mm512_loadu_ps(b);
@@ -527,9 +527,6 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
   else kernel_portable(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, accumulate, bias);
 }
 
-/* A task owns a block of C (rows x panels) for the current KC block: it
- * applies beta there on the first block, then computes its tiles, MC rows
- * at a time so those rows of A stay in L2 while every panel of B passes. */
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
 
 /* The task's row groups and panels. The AVX-512 kernel takes row groups
@@ -580,7 +577,9 @@ static void gemm_task(void *ctx, int task) {
 }
 
 /* A task's tiles of C (row groups g0..g1-1, panels p0..p1-1) for the
- * current KC block. */
+ * current KC block: beta applied there on the first block, then the tiles,
+ * MC rows at a time so those rows of A stay in L2 while every panel of B
+ * passes. */
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
   const int step = j->isa == ISA_AVX512 ? 2 : 1;
   int first = j->k0 == 0;
@@ -734,53 +733,36 @@ static double seconds_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* 10 independent chains of 8 lanes hide the FMA latency; returns flops.
- * Each chain starts from its own value and passes an empty asm barrier
- * every iteration: chains starting equal were merged into one by GCC (so an
- * earlier version counted 10 FMAs where the CPU ran 1, latency-bound, and
- * reported 1.25x the real peak). */
-__attribute__((target("avx2,fma"))) static double fma_loop_avx2(long iterations, float *sink) {
-  __m256 a0 = _mm256_set1_ps(1.0f), a1 = _mm256_set1_ps(1.1f), a2 = _mm256_set1_ps(1.2f);
-  __m256 a3 = _mm256_set1_ps(1.3f), a4 = _mm256_set1_ps(1.4f), a5 = _mm256_set1_ps(1.5f);
-  __m256 a6 = _mm256_set1_ps(1.6f), a7 = _mm256_set1_ps(1.7f), a8 = _mm256_set1_ps(1.8f);
-  __m256 a9 = _mm256_set1_ps(1.9f);
-  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-  for (long i = 0; i < iterations; ++i) {
-    __asm__("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7), "+x"(a8), "+x"(a9));
-    a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y);
-    a2 = _mm256_fmadd_ps(a2, x, y); a3 = _mm256_fmadd_ps(a3, x, y);
-    a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
-    a6 = _mm256_fmadd_ps(a6, x, y); a7 = _mm256_fmadd_ps(a7, x, y);
-    a8 = _mm256_fmadd_ps(a8, x, y); a9 = _mm256_fmadd_ps(a9, x, y);
+/* 10 independent chains of LANES-float vectors hide the FMA latency;
+ * returns flops. Each chain starts from its own value and passes an empty
+ * asm barrier every iteration: chains starting equal were merged into one
+ * by GCC (so an earlier version counted 10 FMAs where the CPU ran 1,
+ * latency-bound, and reported 1.25x the real peak). V is the vector type,
+ * P its intrinsics' prefix. */
+#define FMA_LOOP(NAME, TARGET, V, P, LANES)                                                           \
+  __attribute__((target(TARGET))) static double NAME(long iterations, float *sink) {                  \
+    V a0 = P##_set1_ps(1.0f), a1 = P##_set1_ps(1.1f), a2 = P##_set1_ps(1.2f), a3 = P##_set1_ps(1.3f); \
+    V a4 = P##_set1_ps(1.4f), a5 = P##_set1_ps(1.5f), a6 = P##_set1_ps(1.6f), a7 = P##_set1_ps(1.7f); \
+    V a8 = P##_set1_ps(1.8f), a9 = P##_set1_ps(1.9f);                                                 \
+    const V x = P##_set1_ps(0.999999f), y = P##_set1_ps(1e-7f);                                      \
+    for (long i = 0; i < iterations; ++i) {                                                          \
+      __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7),  \
+                   "+v"(a8), "+v"(a9));                                                              \
+      a0 = P##_fmadd_ps(a0, x, y), a1 = P##_fmadd_ps(a1, x, y), a2 = P##_fmadd_ps(a2, x, y);         \
+      a3 = P##_fmadd_ps(a3, x, y), a4 = P##_fmadd_ps(a4, x, y), a5 = P##_fmadd_ps(a5, x, y);         \
+      a6 = P##_fmadd_ps(a6, x, y), a7 = P##_fmadd_ps(a7, x, y), a8 = P##_fmadd_ps(a8, x, y);         \
+      a9 = P##_fmadd_ps(a9, x, y);                                                                   \
+    }                                                                                                \
+    V sum = P##_add_ps(P##_add_ps(P##_add_ps(a0, a1), P##_add_ps(a2, a3)),                           \
+                       P##_add_ps(P##_add_ps(a4, a5), P##_add_ps(P##_add_ps(a6, a7), P##_add_ps(a8, a9)))); \
+    float out[LANES];                                                                                \
+    P##_storeu_ps(out, sum);                                                                         \
+    *sink += out[0];                                                                                 \
+    return (double)iterations * 10 * LANES * 2;                                                      \
   }
-  __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(_mm256_add_ps(a6, a7), _mm256_add_ps(a8, a9))));
-  float out[8];
-  _mm256_storeu_ps(out, sum);
-  *sink += out[0];
-  return (double)iterations * 10 * 8 * 2;
-}
-
-/* The same with 16-lane vectors. */
-__attribute__((target("avx512f"))) static double fma_loop_avx512(long iterations, float *sink) {
-  __m512 a0 = _mm512_set1_ps(1.0f), a1 = _mm512_set1_ps(1.1f), a2 = _mm512_set1_ps(1.2f);
-  __m512 a3 = _mm512_set1_ps(1.3f), a4 = _mm512_set1_ps(1.4f), a5 = _mm512_set1_ps(1.5f);
-  __m512 a6 = _mm512_set1_ps(1.6f), a7 = _mm512_set1_ps(1.7f), a8 = _mm512_set1_ps(1.8f);
-  __m512 a9 = _mm512_set1_ps(1.9f);
-  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-  for (long i = 0; i < iterations; ++i) {
-    __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9));
-    a0 = _mm512_fmadd_ps(a0, x, y); a1 = _mm512_fmadd_ps(a1, x, y);
-    a2 = _mm512_fmadd_ps(a2, x, y); a3 = _mm512_fmadd_ps(a3, x, y);
-    a4 = _mm512_fmadd_ps(a4, x, y); a5 = _mm512_fmadd_ps(a5, x, y);
-    a6 = _mm512_fmadd_ps(a6, x, y); a7 = _mm512_fmadd_ps(a7, x, y);
-    a8 = _mm512_fmadd_ps(a8, x, y); a9 = _mm512_fmadd_ps(a9, x, y);
-  }
-  __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(_mm512_add_ps(a6, a7), _mm512_add_ps(a8, a9))));
-  *sink += _mm512_reduce_add_ps(sum);
-  return (double)iterations * 10 * 16 * 2;
-}
+FMA_LOOP(fma_loop_avx2, "avx2,fma", __m256, _mm256, 8)
+FMA_LOOP(fma_loop_avx512, "avx512f", __m512, _mm512, 16)
+#undef FMA_LOOP
 
 static double fma_loop_portable(long iterations, float *sink) {
   float a[40];
