@@ -41,10 +41,12 @@ static inline float pk_expf(float x) {
   return p * scale.f;
 }
 
-/* Element-wise and attention loops get an AVX2+FMA clone chosen at load
- * time (ifunc) besides the portable one. PK_NO_MULTIVERSION turns that off
- * for sanitizer builds: ThreadSanitizer crashes in ifunc resolvers, which
- * run before its runtime is initialised. */
+/* Element-wise and attention loops get an AVX2 clone chosen at load time
+ * (ifunc) besides the portable one. PK_NO_MULTIVERSION turns that off for
+ * sanitizer builds: ThreadSanitizer crashes in ifunc resolvers, which run
+ * before its runtime is initialised. No "avx512f" clone: that target
+ * implies FMA, and the compiler would contract a * b + c in these loops
+ * into fused operations, changing their bits (Decisions #63). */
 #if defined(__x86_64__) && defined(__linux__) && !defined(PK_NO_MULTIVERSION)
 #define PK_MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
