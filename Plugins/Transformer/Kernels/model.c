@@ -25,6 +25,13 @@
 /* AVX-512 forms where the GEMMs use AVX-512 (pk_has_avx512()), for loops
  * whose every value is the same operations per lane as in the AVX2 form. */
 #define PK_AVX512 __attribute__((target("avx512f")))
+#endif
+
+/* The calling thread's kernels for the loops that have AVX-512 forms:
+ * 0 portable, 1 AVX2+FMA, 2 AVX2+FMA and AVX-512. */
+static int kernel_level(void) { return pk_has_avx2_fma() + pk_has_avx512(); }
+
+#if defined(__x86_64__)
 
 PK_AVX2 static inline float hsum8(__m256 v) {
   __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -612,35 +619,34 @@ GELU_FORMS(PK_AVX512, __m512, __m512i, _mm512, 16, avx512, ROUND16, _mm512_casts
 #undef GELU_FORMS
 #endif
 
-/* y = gelu(x) (tanh form) with the kernels `avx2` (and `wide`: AVX-512)
- * choose. */
-static void gelu(const float *x, float *y, size_t n, int avx2, int wide) {
+/* y = gelu(x) (tanh form) with the kernels `level` chooses (kernel_level). */
+static void gelu(const float *x, float *y, size_t n, int level) {
 #if defined(__x86_64__)
-  if (wide) {
+  if (level > 1) {
     gelu_avx512(x, y, n);
     return;
   }
-  if (avx2) {
+  if (level) {
     gelu_avx2(x, y, n);
     return;
   }
 #endif
-  (void)avx2, (void)wide;
+  (void)level;
   gelu_portable(x, y, n);
 }
 
-static void gelu_backward(const float *x, float *d, size_t n, int avx2, int wide) {
+static void gelu_backward(const float *x, float *d, size_t n, int level) {
 #if defined(__x86_64__)
-  if (wide) {
+  if (level > 1) {
     gelu_backward_avx512(x, d, n);
     return;
   }
-  if (avx2) {
+  if (level) {
     gelu_backward_avx2(x, d, n);
     return;
   }
 #endif
-  (void)avx2, (void)wide;
+  (void)level;
   gelu_backward_portable(x, d, n);
 }
 
@@ -651,8 +657,7 @@ typedef struct rows_job {
   size_t N;
   int D;
   int chunk;
-  int avx2; /* the caller's kernel choice */
-  int wide; /* AVX-512 (GELU only) */
+  int avx2; /* the caller's kernel choice (kernel_level for GELU) */
 } rows_job;
 
 static void layernorm_chunk(void *ctx, int task) {
@@ -677,18 +682,18 @@ static void gelu_chunk(void *ctx, int task) {
   rows_job *j = ctx;
   size_t begin = (size_t)task * j->chunk, end = begin + j->chunk < j->N ? begin + j->chunk : j->N;
   if (j->dx) {
-    gelu_backward(j->x + begin, j->dx + begin, end - begin, j->avx2, j->wide);
+    gelu_backward(j->x + begin, j->dx + begin, end - begin, j->avx2);
   } else {
-    gelu(j->x + begin, j->y + begin, end - begin, j->avx2, j->wide);
+    gelu(j->x + begin, j->y + begin, end - begin, j->avx2);
   }
 }
 
 /* y = gelu(x), or with dx: dx *= gelu'(x); over n elements. */
 static void parallel_gelu(const float *x, float *y, float *dx, size_t n) {
-  int avx2 = pk_has_avx2_fma(), wide = pk_has_avx512();
-  rows_job job = {.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = avx2, .wide = wide};
+  int level = kernel_level();
+  rows_job job = {.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = level};
   if (n < 16384) {
-    gelu_chunk(&(rows_job){.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)n, .avx2 = avx2, .wide = wide}, 0);
+    gelu_chunk(&(rows_job){.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)n, .avx2 = level}, 0);
     return;
   }
   pk_parallel_for((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
@@ -727,7 +732,7 @@ typedef struct att_job {
   float *dqkv;
   const float *dao;
   int T, H, D;  /* T: the batch's stride (the probabilities' block size) */
-  int avx2; /* the caller's kernel choice: 0 portable, 1 AVX2, 2 AVX2 and AVX-512 */
+  int avx2; /* the caller's kernel_level() */
   /* Sequence b's own tokens are rows off[b] .. off[b+1]-1; its first
    * skip[b] tokens are its root's (see acts). */
   const int *off, *root, *skip, *next, *roots;
@@ -800,74 +805,46 @@ static _Thread_local pk_scratch att_tls;      /* the tiled kernels' */
 static _Thread_local pk_scratch view_tls;     /* a sharer's gathered rows */
 static _Thread_local pk_scratch att_out_tls;  /* its outputs or gradients */
 
-/* C[r][0:8*NV] (+)= sum over k in [k0, k1) of x(r, k) · y[k*ys + 0:8*NV] for
- * the `rows` (1..4) rows, x(r, k) = x[r*xs + k*xk] (xk = 1: rows of x; xs = 1:
- * columns of x, a product with xᵀ needing no transposed copy); `add`:
- * C += tile, else C = tile. */
-#define ATT_TILE(NAME, NV)                                                                          \
-  PK_AVX2 static inline void NAME(const float *x, long xs, long xk, int rows, const float *y,      \
-                                  long ys, int k0, int k1, float *c, long cs, int add) {          \
+/* C[r][0:L*NV] (+)= sum over k in [k0, k1) of x(r, k) · y[k*ys + 0:L*NV]
+ * for the `rows` (1..4) rows, x(r, k) = x[r*xs + k*xk] (xk = 1: rows of x;
+ * xs = 1: columns of x, a product with xᵀ needing no transposed copy);
+ * `add`: C += tile, else C = tile. Written once for L = 8 lanes (AVX2) and
+ * 16 (AVX-512, used when the GEMMs use it): each element is the same FMA
+ * chain over k from zero, then the same add, so the same bits. */
+#define ATT_TILE(NAME, ATTR, V, P, L, NV)                                                           \
+  ATTR static inline void NAME(const float *x, long xs, long xk, int rows, const float *y,         \
+                               long ys, int k0, int k1, float *c, long cs, int add) {             \
     const float *x0 = x + (size_t)k0 * xk, *x1 = x0 + (rows > 1 ? xs : 0);                         \
     const float *x2 = x0 + (rows > 2 ? 2 * xs : 0), *x3 = x0 + (rows > 3 ? 3 * xs : 0);            \
     const float *yk = y + (size_t)k0 * ys;                                                         \
-    __m256 acc[4][NV];                                                                             \
+    V acc[4][NV];                                                                                  \
     for (int r = 0; r < 4; ++r)                                                                    \
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();                                \
+      for (int v = 0; v < NV; ++v) acc[r][v] = P##_setzero_ps();                                   \
     for (int k = k0; k < k1; ++k) {                                                                \
-      __m256 yv[NV];                                                                               \
-      for (int v = 0; v < NV; ++v) yv[v] = _mm256_loadu_ps(yk + 8 * v);                            \
-      __m256 b0 = _mm256_broadcast_ss(x0), b1 = _mm256_broadcast_ss(x1);                           \
-      __m256 b2 = _mm256_broadcast_ss(x2), b3 = _mm256_broadcast_ss(x3);                           \
+      V yv[NV];                                                                                    \
+      for (int v = 0; v < NV; ++v) yv[v] = P##_loadu_ps(yk + L * v);                               \
+      V b0 = P##_set1_ps(*x0), b1 = P##_set1_ps(*x1), b2 = P##_set1_ps(*x2), b3 = P##_set1_ps(*x3); \
       for (int v = 0; v < NV; ++v) {                                                               \
-        acc[0][v] = _mm256_fmadd_ps(b0, yv[v], acc[0][v]);                                         \
-        acc[1][v] = _mm256_fmadd_ps(b1, yv[v], acc[1][v]);                                         \
-        acc[2][v] = _mm256_fmadd_ps(b2, yv[v], acc[2][v]);                                         \
-        acc[3][v] = _mm256_fmadd_ps(b3, yv[v], acc[3][v]);                                         \
+        acc[0][v] = P##_fmadd_ps(b0, yv[v], acc[0][v]);                                            \
+        acc[1][v] = P##_fmadd_ps(b1, yv[v], acc[1][v]);                                            \
+        acc[2][v] = P##_fmadd_ps(b2, yv[v], acc[2][v]);                                            \
+        acc[3][v] = P##_fmadd_ps(b3, yv[v], acc[3][v]);                                            \
       }                                                                                            \
       x0 += xk, x1 += xk, x2 += xk, x3 += xk, yk += ys;                                            \
     }                                                                                              \
     for (int r = 0; r < rows; ++r) {                                                               \
       float *row = c + (size_t)r * cs;                                                             \
       for (int v = 0; v < NV; ++v) {                                                               \
-        __m256 out = acc[r][v];                                                                    \
-        if (add) out = _mm256_add_ps(_mm256_loadu_ps(row + 8 * v), out);                           \
-        _mm256_storeu_ps(row + 8 * v, out);                                                        \
+        V out = acc[r][v];                                                                         \
+        if (add) out = P##_add_ps(P##_loadu_ps(row + L * v), out);                                 \
+        P##_storeu_ps(row + L * v, out);                                                           \
       }                                                                                            \
     }                                                                                              \
   }
-ATT_TILE(att_tile16, 2)
-ATT_TILE(att_tile8, 1)
+ATT_TILE(att_tile16, PK_AVX2, __m256, _mm256, 8, 2)
+ATT_TILE(att_tile8, PK_AVX2, __m256, _mm256, 8, 1)
+ATT_TILE(att_tile32_avx512, PK_AVX512, __m512, _mm512, 16, 2)
 #undef ATT_TILE
-
-/* att_tile16's work for 32 columns in 16-lane vectors (the GEMMs use
- * AVX-512): each element the same FMA chain over k from zero, then the
- * same add, so the same bits. */
-PK_AVX512 static void att_tile32_avx512(const float *x, long xs, long xk, int rows, const float *y, long ys,
-                                        int k0, int k1, float *c, long cs, int add) {
-  const float *x0 = x + (size_t)k0 * xk, *x1 = x0 + (rows > 1 ? xs : 0);
-  const float *x2 = x0 + (rows > 2 ? 2 * xs : 0), *x3 = x0 + (rows > 3 ? 3 * xs : 0);
-  const float *yk = y + (size_t)k0 * ys;
-  __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps(), a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
-  __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps(), a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
-  for (int k = k0; k < k1; ++k) {
-    __m512 y0 = _mm512_loadu_ps(yk), y1 = _mm512_loadu_ps(yk + 16);
-    __m512 b0 = _mm512_set1_ps(*x0), b1 = _mm512_set1_ps(*x1), b2 = _mm512_set1_ps(*x2), b3 = _mm512_set1_ps(*x3);
-    a00 = _mm512_fmadd_ps(b0, y0, a00), a01 = _mm512_fmadd_ps(b0, y1, a01);
-    a10 = _mm512_fmadd_ps(b1, y0, a10), a11 = _mm512_fmadd_ps(b1, y1, a11);
-    a20 = _mm512_fmadd_ps(b2, y0, a20), a21 = _mm512_fmadd_ps(b2, y1, a21);
-    a30 = _mm512_fmadd_ps(b3, y0, a30), a31 = _mm512_fmadd_ps(b3, y1, a31);
-    x0 += xk, x1 += xk, x2 += xk, x3 += xk, yk += ys;
-  }
-  __m512 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
-  for (int r = 0; r < rows; ++r) {
-    float *row = c + (size_t)r * cs;
-    for (int v = 0; v < 2; ++v) {
-      __m512 out = acc[r][v];
-      if (add) out = _mm512_add_ps(_mm512_loadu_ps(row + 16 * v), out);
-      _mm512_storeu_ps(row + 16 * v, out);
-    }
-  }
-}
 
 /* C[T][W] (+)= X · Y, X(t, k) = x[t*xs + k*xk], Y rows at stride ys with W
  * (a multiple of 8) columns contiguous, C rows at stride cs. causal_rows:
@@ -1223,7 +1200,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     layer_acts *la = &a->layer[l];
     parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
     pk_gemm_bias(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 0.0f, la->qkv, 3 * D, w + o->qkv_b);
-    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, pk_has_avx2_fma() + pk_has_avx512(),
+    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, kernel_level(),
                    a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_for(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
@@ -1465,7 +1442,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
     float *dqkv = dbig;
     parallel_copy(dqkv, NULL, N * 3 * D);
-    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, pk_has_avx2_fma() + pk_has_avx512(),
+    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, kernel_level(),
                    a.off, a.root, a.skip, a.next, a.roots, 0};
     pk_parallel_for(a.root_count * d.heads, attention_backward_task, &job);
     if (job.failed) return -1;
