@@ -467,7 +467,31 @@ static void kernel_portable(int kc, const float *a, long rsa, long csa, const fl
 
 /* ---------------------------------------------------------------- gemm */
 
+/* Each thread's scratch buffers, freed by the key's destructor when the
+ * thread exits (the pool's workers live as long as the process). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_made;
+static _Thread_local pk_scratch *thread_scratch;
+
+static void free_thread_scratch(void *first) {
+  for (pk_scratch *s = first; s; s = s->next) {
+    free(s->data);
+    s->data = NULL;
+    s->capacity = 0;
+  }
+}
+
+static void make_scratch_key(void) { scratch_key_made = pthread_key_create(&scratch_key, free_thread_scratch) == 0; }
+
 float *pk_reserve(pk_scratch *s, size_t floats) {
+  if (!s->listed) {
+    s->listed = 1;
+    s->next = thread_scratch;
+    thread_scratch = s;
+    pthread_once(&scratch_once, make_scratch_key);
+    if (scratch_key_made) pthread_setspecific(scratch_key, s);
+  }
   if (floats > s->capacity) {
     free(s->data);
     s->data = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64);

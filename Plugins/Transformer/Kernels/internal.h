@@ -28,14 +28,18 @@ typedef struct pk_gemm_hooks {
 void pk_gemm_hooked(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc, const float *bias, const pk_gemm_hooks *hooks);
 
-/* A growable buffer on a cache line (thread-local where it is used). */
+/* A growable buffer on a cache line, thread-local where it is used. */
 typedef struct pk_scratch {
   float *data;
   size_t capacity;
+  struct pk_scratch *next; /* the thread's other scratch buffers */
+  int listed;              /* on its thread's list */
 } pk_scratch;
 
 /* At least `floats` floats of `s`, its contents lost when it grows; NULL on
- * allocation failure. */
+ * allocation failure. `s` must be _Thread_local: the first call puts it on
+ * the calling thread's list, whose buffers are freed when the thread exits
+ * (a program embedding the kernels may run each call on a new thread). */
 float *pk_reserve(pk_scratch *s, size_t floats);
 
 #include <stdint.h>
