@@ -754,8 +754,9 @@ void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
 }
 
 void pk_gemm_hooked(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                    float beta, float *C, int ldc, const float *bias, const pk_gemm_hooks *hooks) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL, hooks);
+                    const float *packed_b, float beta, float *C, int ldc, const float *bias,
+                    const pk_gemm_hooks *hooks) {
+  gemm(ta, packed_b ? 0 : tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, packed_b, hooks);
 }
 
 size_t pk_packed_b_floats(int K, int N) {

@@ -24,9 +24,11 @@ typedef struct pk_gemm_hooks {
   int whole_rows;
 } pk_gemm_hooks;
 
-/* pk_gemm_bias with hooks (NULL: none). */
+/* pk_gemm_bias with hooks (NULL: none); with packed_b (pk_pack_b's layout,
+ * or NULL) it is pk_gemm_packed's product and B, ldb and tb are unused. */
 void pk_gemm_hooked(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                    float beta, float *C, int ldc, const float *bias, const pk_gemm_hooks *hooks);
+                    const float *packed_b, float beta, float *C, int ldc, const float *bias,
+                    const pk_gemm_hooks *hooks);
 
 /* A growable buffer on a cache line, thread-local where it is used. */
 typedef struct pk_scratch {

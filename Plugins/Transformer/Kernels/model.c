@@ -517,7 +517,7 @@ static void gemm_layernorm_backward(int K, const float *A, const float *B, float
                                     float *db, size_t N, int D) {
   lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D};
   pk_gemm_hooks hooks = {.after = layernorm_backward_block, .ctx = &job, .whole_rows = 1};
-  pk_gemm_hooked(0, 1, (int)N, D, K, A, K, B, K, 0.0f, dy, D, NULL, &hooks);
+  pk_gemm_hooked(0, 1, (int)N, D, K, A, K, B, K, NULL, 0.0f, dy, D, NULL, &hooks);
   pk_parallel_for((D + COLUMN_CHUNK - 1) / COLUMN_CHUNK, layernorm_backward_columns_task, &job);
 }
 
@@ -778,26 +778,27 @@ static int gelu_by_blocks(size_t N, int F, int level) {
 
 /* C = op(A) op(B) (+ bias), then gelu(C) into y (forward, y != NULL) or
  * C *= gelu'(x) (backward): in the GEMM's blocks when that keeps the bits,
- * else as a pass after it. */
-static void gemm_gelu(int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                      const float *bias, const float *x, float *y) {
+ * else as a pass after it. B may come packed (packed_b, pk_gemm_hooked). */
+static void gemm_gelu(int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *packed_b, float *C, const float *bias, const float *x, float *y) {
   int level = kernel_level();
   if (!gelu_by_blocks((size_t)M, N, level)) {
-    pk_gemm_bias(0, tb, M, N, K, A, lda, B, ldb, 0.0f, C, N, bias);
+    pk_gemm_hooked(0, tb, M, N, K, A, lda, B, ldb, packed_b, 0.0f, C, N, bias, NULL);
     parallel_gelu(x, y, y ? NULL : C, (size_t)M * N);
     return;
   }
   gelu_hook h = {x, y, y ? NULL : C, N, level};
   pk_gemm_hooks hooks = {.after = gelu_rows, .ctx = &h};
-  pk_gemm_hooked(0, tb, M, N, K, A, lda, B, ldb, 0.0f, C, N, bias, &hooks);
+  pk_gemm_hooked(0, tb, M, N, K, A, lda, B, ldb, packed_b, 0.0f, C, N, bias, &hooks);
 }
 
-/* dst = src + op(A) op(B) + bias ([M][N], the residual stream). */
-static void gemm_residual(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
-                          const float *src, float *dst) {
+/* dst = src + op(A) op(B) + bias ([M][N], the residual stream); B [K][N],
+ * or packed. */
+static void gemm_residual(int M, int N, int K, const float *A, int lda, const float *B, const float *packed_b,
+                          const float *bias, const float *src, float *dst) {
   residual_hook h = {src, dst, N};
   pk_gemm_hooks hooks = {.before = residual_rows, .ctx = &h};
-  pk_gemm_hooked(0, 0, M, N, K, A, lda, B, N, 1.0f, dst, N, bias, &hooks);
+  pk_gemm_hooked(0, 0, M, N, K, A, lda, B, N, packed_b, 1.0f, dst, N, bias, &hooks);
 }
 
 /* ------------------------------------------------------------- attention */
@@ -1280,11 +1281,11 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
                    a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_for(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
-    gemm_residual((int)N, D, D, la->ao, D, w + o->proj_w, w + o->proj_b, la->x, la->xm);
+    gemm_residual((int)N, D, D, la->ao, D, w + o->proj_w, NULL, w + o->proj_b, la->x, la->xm);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
-    gemm_gelu(0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, la->fc, w + o->fc_b, la->fc, la->ge);
+    gemm_gelu(0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, NULL, la->fc, w + o->fc_b, la->fc, la->ge);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
-    gemm_residual((int)N, D, F, la->ge, F, w + o->fcp_w, w + o->fcp_b, la->xm, next);
+    gemm_residual((int)N, D, F, la->ge, F, w + o->fcp_w, NULL, w + o->fcp_b, la->xm, next);
   }
   parallel_layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
   pk_gemm(0, 0, (int)N, V, D, a->lnf, D, w + m->lay.head_w, V, 0.0f, a->logits, V);
@@ -1500,7 +1501,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     float *dfc = dbig;
     pk_gemm(1, 0, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D);
     column_sums(dres, g + o->fcp_b, N, D);
-    gemm_gelu(1, (int)N, F, D, dres, D, w + o->fcp_w, D, dfc, NULL, la->fc, NULL);
+    gemm_gelu(1, (int)N, F, D, dres, D, w + o->fcp_w, D, NULL, dfc, NULL, la->fc, NULL);
     pk_gemm(1, 0, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F);
     column_sums(dfc, g + o->fc_b, N, F);
     gemm_layernorm_backward(F, dfc, w + o->fc_w, dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
@@ -1827,13 +1828,10 @@ static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *t
     for (int i = 0; i < n; ++i) cache_store(m, l, row[i], m->positions[row[i]], qkv + (size_t)i * 3 * D);
     decode_job job = {m, l, n, row, qkv, ao, avx2};
     pk_parallel_for((n * d.heads + DECODE_PAIRS - 1) / DECODE_PAIRS, decode_attention_task, &job);
-    memcpy(xm, x, (size_t)n * D * sizeof(float));
-    pk_gemm_packed(0, n, D, D, ao, D, dec_weights(m, l, DEC_PROJ), 1.0f, xm, D, w + o->proj_b);
+    gemm_residual(n, D, D, ao, D, NULL, dec_weights(m, l, DEC_PROJ), w + o->proj_b, x, xm);
     layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, n, D, avx2);
-    pk_gemm_packed(0, n, F, D, ln, D, dec_weights(m, l, DEC_FC), 0.0f, fc, F, w + o->fc_b);
-    parallel_gelu(fc, ge, NULL, (size_t)n * F);
-    memcpy(x, xm, (size_t)n * D * sizeof(float));
-    pk_gemm_packed(0, n, D, F, ge, F, dec_weights(m, l, DEC_FCP), 1.0f, x, D, w + o->fcp_b);
+    gemm_gelu(0, n, F, D, ln, D, NULL, 0, dec_weights(m, l, DEC_FC), fc, w + o->fc_b, fc, ge);
+    gemm_residual(n, D, F, ge, F, NULL, dec_weights(m, l, DEC_FCP), w + o->fcp_b, xm, x);
   }
   layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, n, D, avx2);
   pk_gemm_packed(0, n, V, D, ln, D, dec_weights(m, d.layers, 0), 0.0f, logits, V, NULL);
