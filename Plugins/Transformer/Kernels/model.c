@@ -418,9 +418,11 @@ static void layernorm(const float *x, const float *w, const float *b, float *y, 
 
 /* LayerNorm backward in two independent parts: dx += ... needs each row's
  * two reductions (rows [r0, r1)), dw and db sum each column over all rows
- * (columns [c0, c1)). Split this way both run in parallel and every sum
- * keeps one order whatever the threads: a column's rows are added first to
- * last, as the serial loop did. */
+ * (columns [c0, c1)). Split this way the row part runs on the blocks of
+ * the GEMM that computes dy (gemm_layernorm_backward), the column part in
+ * parallel over columns, and every sum keeps one order whatever the
+ * threads: a column's rows are added first to last, as the serial loop
+ * did. */
 PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float *x, const float *w,
                                                     const float *mu, const float *rs, float *dx,
                                                     size_t r0, size_t r1, int D) {
