@@ -409,6 +409,27 @@ struct TorchBackendTests {
         }
     }
 
+    /// The worker hands transformers its KV cache under the name the installed
+    /// version takes (5.24 renamed past_key_values to cache: the old name
+    /// warned on every call and goes in 5.40). With FutureWarning an error in
+    /// the worker's interpreter, a prefill of repeated prompts (the cache
+    /// spread to their rows), decoding, and the log-probs of rows sharing a
+    /// prompt (its cache reused) all run.
+    @Test func theWorkerUsesTheCacheArgumentOfItsTransformers() throws {
+        let dir = try TestSupport.temporaryDirectory("torch-strict")
+        let strict = dir.appendingPathComponent("python").path
+        try "#!/bin/sh\nexec '\(try Self.python())' -W error::FutureWarning \"$@\"\n".write(toFile: strict, atomically: true, encoding: .utf8)
+        #expect(chmod(strict, 0o755) == 0)
+        let b = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "python": "\#(strict)""#))
+        let prompt = [1] + (try b.tokenize("12+3="))
+        let logits = try b.beginDecoding(TokenBatch(sequences: [prompt, prompt, [1] + (try b.tokenize("7="))]))
+        let next = try b.decodeStep([5, 6, 7])
+        #expect(logits.count == next.count && next.allSatisfy(\.isFinite))
+        let rows = [prompt + (try b.tokenize("15;#15")), prompt + (try b.tokenize("16;")), prompt + (try b.tokenize("1"))]
+        let logprobs = try b.logprobs(TokenBatch(sequences: rows), model: .policy, temperature: 1)
+        #expect(logprobs.allSatisfy(\.isFinite) && logprobs.contains { $0 < 0 })
+    }
+
     /// Gradient checkpointing recomputes activations in backward: the same
     /// step as without it, and KV-cache decoding still works (the model is in
     /// training mode only during backward).

@@ -17,6 +17,7 @@ gradients over the ranks before the identical AdamW step on each.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import mmap
 import os
@@ -36,6 +37,19 @@ DTYPES = {"i32": np.int32, "f32": np.float32}
 # The fewest tokens a row shares with an earlier row for the training passes to
 # compute them once (the native transformer's rule; Decisions #59).
 SHARE_MIN = 4
+
+
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The forward's name for a KV cache: transformers 5.2x renamed past_key_values to cache
+    (the old name warns on every call and goes in 5.40); an older transformers (an interpreter
+    set with `python`) knows only the old one. A LoRA wrapper's forward passes it through."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache of a forward's output, under either name (see cache_keyword)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 def shared_groups(grid: np.ndarray, lengths: np.ndarray) -> list[tuple[list[int], int]]:
@@ -198,6 +212,7 @@ class Backend:
             # training mode only, so the model is in training mode just for backward).
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.eval()
+        self.cache_kw = cache_keyword(self.model)
         if self.world > 1:  # every rank starts from rank 0's weights
             for p in self.model.parameters():
                 torch.distributed.broadcast(p.data, src=0)
@@ -270,7 +285,7 @@ class Backend:
         out = self.model(input_ids=ids[distinct], attention_mask=mask[distinct], position_ids=positions[distinct],
                          use_cache=True)
         logits = out.logits[:, -1, :]
-        self.past = out.past_key_values
+        self.past = returned_cache(out)
         if len(first) < rows:
             spread = torch.tensor(which)
             self.past.reorder_cache(spread)
@@ -284,8 +299,8 @@ class Backend:
         self.mask = torch.cat([self.mask, torch.ones((len(tokens), 1), dtype=torch.long)], dim=1)
         self.positions = self.positions + 1
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=self.positions.unsqueeze(1),
-                         past_key_values=self.past, use_cache=True)
-        self.past = out.past_key_values
+                         use_cache=True, **{self.cache_kw: self.past})
+        self.past = returned_cache(out)
         return out.logits[:, -1, :].float().numpy()
 
     @torch.no_grad()
@@ -359,7 +374,7 @@ class Backend:
         head_lse = torch.logsumexp(head, dim=-1)
         owner = [g for g, (members, _) in enumerate(groups) for _ in members]
         rows = [(r, prefix) for members, prefix in groups for r in members]
-        cache = out.past_key_values
+        cache = returned_cache(out)
         cache.reorder_cache(torch.tensor(owner))
         tail = max(int(lengths[r]) - prefix for r, prefix in rows)
         own = torch.full((len(rows), tail), self.pad, dtype=torch.long)
@@ -370,7 +385,7 @@ class Backend:
             own_mask[i, :n] = 1
         own_positions = torch.tensor([[prefix + j for j in range(tail)] for _, prefix in rows], dtype=torch.long)
         out = model(input_ids=own, attention_mask=torch.cat([mask[owner], own_mask], dim=1),
-                    position_ids=own_positions, past_key_values=cache, use_cache=True)
+                    position_ids=own_positions, use_cache=True, **{self.cache_kw: cache})
         body = out.logits.float() / temperature if temperature != 1.0 else out.logits.float()
         body_lse = torch.logsumexp(body[:, :-1, :], dim=-1)
         picked = body[:, :-1, :].gather(-1, own[:, 1:].unsqueeze(-1)).squeeze(-1) - body_lse
