@@ -516,7 +516,6 @@ typedef struct gemm_job {
   int row_groups, panels;       /* MR-row groups and NR-column panels of C */
   int row_tasks, col_tasks;     /* the grid of tasks over them */
   int isa;                      /* the caller's kernels: ISA_PORTABLE, ISA_AVX2, ISA_AVX512 */
-  const pk_gemm_hooks *hooks;   /* or NULL */
 } gemm_job;
 
 /* The share [*begin, *end) of `count` units for part `part` of `parts`. */
@@ -553,17 +552,6 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
 }
 
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
-
-/* Rows [r0, r1) x columns [c0, c1) of C before their first block: the
- * hook `before`, then beta. */
-static void block_start(const gemm_job *j, int r0, int r1, int c0, int c1) {
-  if (j->hooks && j->hooks->before) j->hooks->before(j->hooks->ctx, r0, r1, c0, c1);
-  if (j->beta == 0.0f || j->beta == 1.0f) return;
-  for (int i = r0; i < r1; ++i) {
-    float *row = j->C + (size_t)i * j->ldc;
-    for (int c = c0; c < c1; ++c) row[c] *= j->beta;
-  }
-}
 
 /* The task's row groups and panels. The AVX-512 kernel takes row groups
  * and panels in pairs; a task's share of panels then starts on an even
@@ -613,16 +601,19 @@ static void gemm_task(void *ctx, int task) {
 }
 
 /* A task's tiles of C (row groups g0..g1-1, panels p0..p1-1) for the
- * current KC block, MC rows at a time so those rows of A stay in L2 while
- * every panel of B passes: on the first block the hook `before` and beta
- * on those rows, then their tiles, then on the last block the hook
- * `after` (the rows are still in L2). */
+ * current KC block: beta applied there on the first block, then the tiles,
+ * MC rows at a time so those rows of A stay in L2 while every panel of B
+ * passes. */
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
   const int step = j->isa == ISA_AVX512 ? 2 : 1;
-  int first = j->k0 == 0, last = j->k0 + j->kc >= j->K;
+  int first = j->k0 == 0;
   int accumulate = !first || j->beta != 0.0f;
-  int c0 = p0 * NR, c1 = p1 * NR < j->N ? p1 * NR : j->N;
-  if (c0 >= c1) return; /* a column split with more tasks than panel pairs */
+  if (first && j->beta != 0.0f && j->beta != 1.0f) {
+    for (int i = g0 * MR; i < g1 * MR && i < j->M; ++i) {
+      float *row = j->C + (size_t)i * j->ldc;
+      for (int c = p0 * NR; c < p1 * NR && c < j->N; ++c) row[c] *= j->beta;
+    }
+  }
   const float *bias = first ? j->bias : NULL;
   const int groups_per_block = MC / MR;
   /* This task's packed A panels, an MC block at a time. */
@@ -636,8 +627,6 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
   int in_place = !j->ta;
   for (int gb = g0; gb < g1; gb += groups_per_block) {
     int ge = gb + groups_per_block < g1 ? gb + groups_per_block : g1;
-    int r0 = gb * MR, r1 = ge * MR < j->M ? ge * MR : j->M;
-    if (first) block_start(j, r0, r1, c0, c1);
     if (!in_place) {
       pack_a_groups(j->ta, j->A, j->lda, j->M, gb, ge, j->k0, j->kc, pa);
     } else if (ge * MR > j->M) {
@@ -668,47 +657,36 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
         for (int p = p0; p < p1; p += step)
           tile(j, g, ge - g < step ? 1 : step, p, p1 - p < step ? 1 : step, gb, pa, in_place, accumulate, bias);
       }
-    } else {
-      const int row_lines = (j->kc * (int)sizeof(float) + 63) / 64;
-      for (int p = p0; p < p1; p += step) {
-        int np = p1 - p < step ? 1 : step;
-        if (next_a) {
-          long lines = (long)next_rows * row_lines, all = p1 - p0;
-          long l = lines * (p - p0) / all, end = lines * (p - p0 + np) / all;
-          /* Line l is line l % row_lines of row l / row_lines: one division
-           * per slice, not per line. */
-          const float *row = next_a + (size_t)(l / row_lines) * j->lda;
-          for (int line = (int)(l % row_lines); l < end; ++l) {
-            _mm_prefetch((const char *)(row + line * 16), _MM_HINT_T1);
-            if (++line == row_lines) line = 0, row += j->lda;
-          }
-        }
-        for (int g = gb; g < ge; g += step) tile(j, g, ge - g < step ? 1 : step, p, np, gb, pa, in_place, accumulate, bias);
-      }
+      continue;
     }
-    if (last && j->hooks && j->hooks->after) j->hooks->after(j->hooks->ctx, r0, r1, c0, c1);
+    const int row_lines = (j->kc * (int)sizeof(float) + 63) / 64;
+    for (int p = p0; p < p1; p += step) {
+      int np = p1 - p < step ? 1 : step;
+      if (next_a) {
+        long lines = (long)next_rows * row_lines, all = p1 - p0;
+        for (long l = lines * (p - p0) / all; l < lines * (p - p0 + np) / all; ++l)
+          _mm_prefetch((const char *)(next_a + (size_t)(l / row_lines) * j->lda + (l % row_lines) * 16), _MM_HINT_T1);
+      }
+      for (int g = gb; g < ge; g += step) tile(j, g, ge - g < step ? 1 : step, p, np, gb, pa, in_place, accumulate, bias);
+    }
   }
 }
 
 /* pk_gemm_bias, with op(B) already packed by pk_pack_b when `prepacked` is
  * not NULL (then B, ldb and tb are unused). */
 static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float beta, float *C, int ldc, const float *bias, const float *prepacked,
-                 const pk_gemm_hooks *hooks) {
+                 float beta, float *C, int ldc, const float *bias, const float *prepacked) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
-    if (hooks && hooks->before) hooks->before(hooks->ctx, 0, M, 0, N);
     for (int i = 0; i < M; ++i) {
       float *row = C + (size_t)i * ldc;
       for (int c = 0; c < N; ++c) row[c] = (beta == 0.0f ? 0.0f : beta * row[c]) + (bias ? bias[c] : 0.0f);
     }
-    if (hooks && hooks->after) hooks->after(hooks->ctx, 0, M, 0, N);
     return;
   }
   gemm_job job = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
                   .A = A, .B = B, .C = C, .beta = beta, .bias = bias,
-                  .isa = pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE,
-                  .hooks = hooks};
+                  .isa = pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE};
   job.row_groups = (M + MR - 1) / MR;
   job.panels = (N + NR - 1) / NR;
   /* B is read in place only when its rows hold NR-column panels whole and
@@ -735,8 +713,7 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     /* Largest share in units of tiles, for each split. */
     long rows_cost = (long)((job.row_groups + by_rows - 1) / by_rows) * job.panels;
     long cols_cost = (long)((job.panels + by_cols - 1) / by_cols) * job.row_groups;
-    if (rows_cost < cols_cost || (rows_cost == cols_cost && N <= M) || (hooks && hooks->whole_rows))
-      job.row_tasks = by_rows;
+    if (rows_cost < cols_cost || (rows_cost == cols_cost && N <= M)) job.row_tasks = by_rows;
     else job.col_tasks = by_cols;
   }
   pk_parallel_for(job.row_tasks * job.col_tasks, gemm_task, &job);
@@ -745,18 +722,12 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
 void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc,
                   const float *bias) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL, NULL);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL);
 }
 
 void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL);
-}
-
-void pk_gemm_hooked(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                    const float *packed_b, float beta, float *C, int ldc, const float *bias,
-                    const pk_gemm_hooks *hooks) {
-  gemm(ta, packed_b ? 0 : tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, packed_b, hooks);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
 }
 
 size_t pk_packed_b_floats(int K, int N) {
@@ -775,7 +746,7 @@ void pk_pack_b(int trans_b, int K, int N, const float *B, int ldb, float *out) {
 
 void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                     float beta, float *C, int ldc, const float *bias) {
-  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b, NULL);
+  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b);
 }
 
 /* ------------------------------------------------------------ FMA peak */

@@ -10,26 +10,6 @@ typedef void (*pk_task_fn)(void *ctx, int task);
  * all are done. Not reentrant. */
 void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx);
 
-/* Work on a GEMM's output while it is in cache: the task that computes
- * rows [r0, r1) x columns [c0, c1) of C calls `before` on them ahead of
- * their first KC block (before beta is applied: it may fill C, say with a
- * residual) and `after` once they are final (say an activation of them),
- * an MC block of rows at a time. Each element of C is in exactly one such
- * block. whole_rows: the GEMM splits its work by rows only, so every block
- * holds whole rows of C (c0 = 0, c1 = N). */
-typedef void (*pk_block_fn)(void *ctx, int r0, int r1, int c0, int c1);
-typedef struct pk_gemm_hooks {
-  pk_block_fn before, after; /* either may be NULL */
-  void *ctx;
-  int whole_rows;
-} pk_gemm_hooks;
-
-/* pk_gemm_bias with hooks (NULL: none); with packed_b (pk_pack_b's layout,
- * or NULL) it is pk_gemm_packed's product and B, ldb and tb are unused. */
-void pk_gemm_hooked(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                    const float *packed_b, float beta, float *C, int ldc, const float *bias,
-                    const pk_gemm_hooks *hooks);
-
 /* A growable buffer on a cache line, thread-local where it is used. */
 typedef struct pk_scratch {
   float *data;

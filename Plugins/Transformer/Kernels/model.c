@@ -413,16 +413,16 @@ static void layernorm(const float *x, const float *w, const float *b, float *y, 
   layernorm_portable(x, w, b, y, mu, rs, N, D);
 }
 
-/* Columns per task of the column passes (a multiple of 8 lanes). */
+/* Columns per task of the column passes (a multiple of 8 lanes), rows per
+ * task of the row pass. */
 #define COLUMN_CHUNK 32
+#define ROW_CHUNK 128
 
 /* LayerNorm backward in two independent parts: dx += ... needs each row's
  * two reductions (rows [r0, r1)), dw and db sum each column over all rows
- * (columns [c0, c1)). Split this way the row part runs on the blocks of
- * the GEMM that computes dy (gemm_layernorm_backward), the column part in
- * parallel over columns, and every sum keeps one order whatever the
- * threads: a column's rows are added first to last, as the serial loop
- * did. */
+ * (columns [c0, c1)). Split this way both run in parallel and every sum
+ * keeps one order whatever the threads: a column's rows are added first to
+ * last, as the serial loop did. */
 PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float *x, const float *w,
                                                     const float *mu, const float *rs, float *dx,
                                                     size_t r0, size_t r1, int D) {
@@ -495,32 +495,25 @@ typedef struct lnb_job {
   const float *dy, *x, *w, *mu, *rs;
   float *dx, *dw, *db;
   size_t N;
-  int D;
+  int D, row_tasks;
 } lnb_job;
 
-static void layernorm_backward_columns_task(void *ctx, int task) {
-  const lnb_job *j = ctx;
-  int c0 = task * COLUMN_CHUNK, c1 = c0 + COLUMN_CHUNK < j->D ? c0 + COLUMN_CHUNK : j->D;
-  layernorm_backward_columns(j->dy, j->x, j->mu, j->rs, j->dw, j->db, j->N, j->D, c0, c1);
+static void layernorm_backward_task(void *ctx, int task) {
+  lnb_job *j = ctx;
+  if (task < j->row_tasks) {
+    size_t r0 = (size_t)task * ROW_CHUNK, r1 = r0 + ROW_CHUNK < j->N ? r0 + ROW_CHUNK : j->N;
+    layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, r0, r1, j->D);
+  } else {
+    int c0 = (task - j->row_tasks) * COLUMN_CHUNK, c1 = c0 + COLUMN_CHUNK < j->D ? c0 + COLUMN_CHUNK : j->D;
+    layernorm_backward_columns(j->dy, j->x, j->mu, j->rs, j->dw, j->db, j->N, j->D, c0, c1);
+  }
 }
 
-/* The row part on a GEMM's block of whole rows (pk_gemm_hooks.after). */
-static void layernorm_backward_block(void *ctx, int r0, int r1, int c0, int c1) {
-  const lnb_job *j = ctx;
-  (void)c0, (void)c1;
-  layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, (size_t)r0, (size_t)r1, j->D);
-}
-
-/* dy = op(A) · op(B)ᵀ ([N][D], B a weight read transposed), then dx += LN
- * backward from dy and dw, db accumulate: the row part on the GEMM's
- * blocks while they are in cache, then the column sums over all rows. */
-static void gemm_layernorm_backward(int K, const float *A, const float *B, float *dy, const float *x,
-                                    const float *w, const float *mu, const float *rs, float *dx, float *dw,
-                                    float *db, size_t N, int D) {
-  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D};
-  pk_gemm_hooks hooks = {.after = layernorm_backward_block, .ctx = &job, .whole_rows = 1};
-  pk_gemm_hooked(0, 1, (int)N, D, K, A, K, B, K, NULL, 0.0f, dy, D, NULL, &hooks);
-  pk_parallel_for((D + COLUMN_CHUNK - 1) / COLUMN_CHUNK, layernorm_backward_columns_task, &job);
+/* dx += LN backward; dw, db accumulate. */
+static void layernorm_backward(const float *dy, const float *x, const float *w, const float *mu,
+                               const float *rs, float *dx, float *dw, float *db, size_t N, int D) {
+  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, (int)((N + ROW_CHUNK - 1) / ROW_CHUNK)};
+  pk_parallel_for(job.row_tasks + (D + COLUMN_CHUNK - 1) / COLUMN_CHUNK, layernorm_backward_task, &job);
 }
 
 typedef struct colsum_job {
@@ -729,78 +722,6 @@ static void parallel_copy(float *dst, const float *src, size_t n) {
     return;
   }
   pk_parallel_for((int)((n + job.chunk - 1) / job.chunk), copy_chunk, &job);
-}
-
-/* Element-wise passes done by the GEMM whose output they read or fill, on
- * each block of rows while it is in cache (pk_gemm_hooks), instead of as a
- * separate pass over the whole array afterwards. */
-
-/* before: a residual's rows copied into the GEMM's C, which then
- * accumulates onto them (the bits of a copy, then a GEMM with beta 1). */
-typedef struct residual_hook {
-  const float *src;
-  float *dst;
-  int ld;
-} residual_hook;
-
-static void residual_rows(void *ctx, int r0, int r1, int c0, int c1) {
-  const residual_hook *h = ctx;
-  for (int r = r0; r < r1; ++r)
-    memcpy(h->dst + (size_t)r * h->ld + c0, h->src + (size_t)r * h->ld + c0, (size_t)(c1 - c0) * sizeof(float));
-}
-
-/* after: y = gelu(x) on the block (forward; x is the GEMM's output), or
- * d *= gelu'(x) (backward; d is). */
-typedef struct gelu_hook {
-  const float *x;
-  float *y, *d;
-  int ld, level;
-} gelu_hook;
-
-static void gelu_rows(void *ctx, int r0, int r1, int c0, int c1) {
-  const gelu_hook *h = ctx;
-  int whole = c0 == 0 && c1 == h->ld;
-  for (int r = r0; r < r1; r = whole ? r1 : r + 1) {
-    size_t at = (size_t)r * h->ld + c0, n = whole ? (size_t)(r1 - r0) * h->ld : (size_t)(c1 - c0);
-    if (h->d) gelu_backward(h->x + at, h->d + at, n, h->level);
-    else gelu(h->x + at, h->y + at, n, h->level);
-  }
-}
-
-/* Whether GELU over [N][F] gives parallel_gelu's bits when done by GEMM
- * blocks (columns a multiple of 16 apart, whole rows or NR-column
- * panels): the vector forms and the scalar tail differ in their last
- * bits, so every element must take the widest vector form both ways: F,
- * n and parallel_gelu's chunks a whole number of vectors. */
-static int gelu_by_blocks(size_t N, int F, int level) {
-  size_t lanes = level > 1 ? 16 : level ? 8 : 1, n = N * (size_t)F;
-  size_t chunk = n < 16384 ? n : (n + 7) / 8;
-  return (size_t)F % lanes == 0 && n % lanes == 0 && chunk % lanes == 0;
-}
-
-/* C = op(A) op(B) (+ bias), then gelu(C) into y (forward, y != NULL) or
- * C *= gelu'(x) (backward): in the GEMM's blocks when that keeps the bits,
- * else as a pass after it. B may come packed (packed_b, pk_gemm_hooked). */
-static void gemm_gelu(int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                      const float *packed_b, float *C, const float *bias, const float *x, float *y) {
-  int level = kernel_level();
-  if (!gelu_by_blocks((size_t)M, N, level)) {
-    pk_gemm_hooked(0, tb, M, N, K, A, lda, B, ldb, packed_b, 0.0f, C, N, bias, NULL);
-    parallel_gelu(x, y, y ? NULL : C, (size_t)M * N);
-    return;
-  }
-  gelu_hook h = {x, y, y ? NULL : C, N, level};
-  pk_gemm_hooks hooks = {.after = gelu_rows, .ctx = &h};
-  pk_gemm_hooked(0, tb, M, N, K, A, lda, B, ldb, packed_b, 0.0f, C, N, bias, &hooks);
-}
-
-/* dst = src + op(A) op(B) + bias ([M][N], the residual stream); B [K][N],
- * or packed. */
-static void gemm_residual(int M, int N, int K, const float *A, int lda, const float *B, const float *packed_b,
-                          const float *bias, const float *src, float *dst) {
-  residual_hook h = {src, dst, N};
-  pk_gemm_hooks hooks = {.before = residual_rows, .ctx = &h};
-  pk_gemm_hooked(0, 0, M, N, K, A, lda, B, N, packed_b, 1.0f, dst, N, bias, &hooks);
 }
 
 /* ------------------------------------------------------------- attention */
@@ -1283,11 +1204,14 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
                    a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_for(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
-    gemm_residual((int)N, D, D, la->ao, D, w + o->proj_w, NULL, w + o->proj_b, la->x, la->xm);
+    parallel_copy(la->xm, la->x, N * D);
+    pk_gemm_bias(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D, w + o->proj_b);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
-    gemm_gelu(0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, NULL, la->fc, w + o->fc_b, la->fc, la->ge);
+    pk_gemm_bias(0, 0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, 0.0f, la->fc, F, w + o->fc_b);
+    parallel_gelu(la->fc, la->ge, NULL, N * F);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
-    gemm_residual((int)N, D, F, la->ge, F, w + o->fcp_w, NULL, w + o->fcp_b, la->xm, next);
+    parallel_copy(next, la->xm, N * D);
+    pk_gemm_bias(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, 1.0f, next, D, w + o->fcp_b);
   }
   parallel_layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
   pk_gemm(0, 0, (int)N, V, D, a->lnf, D, w + m->lay.head_w, V, 0.0f, a->logits, V);
@@ -1493,8 +1417,9 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
   dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, &a};
   pk_parallel_for(rows, dlogits_task, &dj);
   pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
-  gemm_layernorm_backward(V, dlogits, w + m->lay.head_w, dln, a.xf, w + m->lay.lnf_w, a.muf, a.rsf, dres,
-                          g + m->lay.lnf_w, g + m->lay.lnf_b, N, D);
+  pk_gemm(0, 1, (int)N, D, V, dlogits, V, w + m->lay.head_w, V, 0.0f, dln, D);
+  layernorm_backward(dln, a.xf, w + m->lay.lnf_w, a.muf, a.rsf, dres,
+                     g + m->lay.lnf_w, g + m->lay.lnf_b, N, D);
 
   for (int l = d.layers - 1; l >= 0; --l) {
     const pk_layer_offsets *o = &m->lay.layer[l];
@@ -1503,11 +1428,13 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     float *dfc = dbig;
     pk_gemm(1, 0, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D);
     column_sums(dres, g + o->fcp_b, N, D);
-    gemm_gelu(1, (int)N, F, D, dres, D, w + o->fcp_w, D, NULL, dfc, NULL, la->fc, NULL);
+    pk_gemm(0, 1, (int)N, F, D, dres, D, w + o->fcp_w, D, 0.0f, dfc, F);
+    parallel_gelu(la->fc, NULL, dfc, N * F);
     pk_gemm(1, 0, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F);
     column_sums(dfc, g + o->fc_b, N, F);
-    gemm_layernorm_backward(F, dfc, w + o->fc_w, dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
-                            g + o->ln2_w, g + o->ln2_b, N, D);
+    pk_gemm(0, 1, (int)N, D, F, dfc, F, w + o->fc_w, F, 0.0f, dln, D);
+    layernorm_backward(dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
+                       g + o->ln2_w, g + o->ln2_b, N, D);
     /* Attention: xm = x + attn(ln1(x)) Wproj + bproj */
     pk_gemm(1, 0, D, D, (int)N, la->ao, D, dres, D, 1.0f, g + o->proj_w, D);
     column_sums(dres, g + o->proj_b, N, D);
@@ -1521,8 +1448,9 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     if (job.failed) return -1;
     pk_gemm(1, 0, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D);
     column_sums(dqkv, g + o->qkv_b, N, 3 * D);
-    gemm_layernorm_backward(3 * D, dqkv, w + o->qkv_w, dln, la->x, w + o->ln1_w, la->mu1, la->rs1, dres,
-                            g + o->ln1_w, g + o->ln1_b, N, D);
+    pk_gemm(0, 1, (int)N, D, 3 * D, dqkv, 3 * D, w + o->qkv_w, 3 * D, 0.0f, dln, D);
+    layernorm_backward(dln, la->x, w + o->ln1_w, la->mu1, la->rs1, dres,
+                       g + o->ln1_w, g + o->ln1_b, N, D);
   }
   for (int r = 0; r < rows; ++r) {
     for (int own = 0; own < a.off[r + 1] - a.off[r]; ++own) {
@@ -1830,10 +1758,13 @@ static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *t
     for (int i = 0; i < n; ++i) cache_store(m, l, row[i], m->positions[row[i]], qkv + (size_t)i * 3 * D);
     decode_job job = {m, l, n, row, qkv, ao, avx2};
     pk_parallel_for((n * d.heads + DECODE_PAIRS - 1) / DECODE_PAIRS, decode_attention_task, &job);
-    gemm_residual(n, D, D, ao, D, NULL, dec_weights(m, l, DEC_PROJ), w + o->proj_b, x, xm);
+    memcpy(xm, x, (size_t)n * D * sizeof(float));
+    pk_gemm_packed(0, n, D, D, ao, D, dec_weights(m, l, DEC_PROJ), 1.0f, xm, D, w + o->proj_b);
     layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, n, D, avx2);
-    gemm_gelu(0, n, F, D, ln, D, NULL, 0, dec_weights(m, l, DEC_FC), fc, w + o->fc_b, fc, ge);
-    gemm_residual(n, D, F, ge, F, NULL, dec_weights(m, l, DEC_FCP), w + o->fcp_b, xm, x);
+    pk_gemm_packed(0, n, F, D, ln, D, dec_weights(m, l, DEC_FC), 0.0f, fc, F, w + o->fc_b);
+    parallel_gelu(fc, ge, NULL, (size_t)n * F);
+    memcpy(x, xm, (size_t)n * D * sizeof(float));
+    pk_gemm_packed(0, n, D, F, ge, F, dec_weights(m, l, DEC_FCP), 1.0f, x, D, w + o->fcp_b);
   }
   layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, n, D, avx2);
   pk_gemm_packed(0, n, V, D, ln, D, dec_weights(m, d.layers, 0), 0.0f, logits, V, NULL);
