@@ -38,6 +38,25 @@ import Testing
         #expect(!result.stderr.contains("ThreadSanitizer"), "\(result.stderr)")
     }
 
+    /// The pool's sleeping paths (Tests/Fixtures/pool_sleep.c): workers that
+    /// fell asleep between jobs are woken by the next job, and a caller
+    /// waiting for a worker's slow task is woken when it ends; every task
+    /// runs once. Under ThreadSanitizer, as publishing and joining take no
+    /// lock while both sides spin. Shown to fail without the job's wake-up
+    /// broadcast ("no worker ran a task after any pause") and without the
+    /// worker's (a hang ended by the fixture's alarm).
+    @Test func sleepingWorkersAndCallerWakeForEveryJob() throws {
+        let dir = try TestSupport.temporaryDirectory("kernel-sleep")
+        let program = try TestSupport.compileProgram(
+            [TestSupport.fixture("pool_sleep.c"), "\(Self.kernels)/gemm.c"], name: "pool_sleep", compiler: "gcc",
+            flags: ["-std=c11", "-O1", "-g", "-fsanitize=thread", "-DPK_NO_MULTIVERSION", "-Wall", "-Wextra", "-Werror"]
+                + Self.includes, in: dir)
+        let result = try TestSupport.run(program, ["150"], environment: ["TSAN_OPTIONS": "halt_on_error=1 exitcode=66"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("150 rounds agreed"), "\(result.stdout)")
+        #expect(!result.stderr.contains("ThreadSanitizer"), "\(result.stderr)")
+    }
+
     /// Threads that each make a few kernel calls and exit, as in a program
     /// embedding Prism (Tests/Fixtures/scratch_threads.c), under
     /// AddressSanitizer: LeakSanitizer finds none of their packing and
