@@ -2,14 +2,30 @@ import Foundation
 import PrismTestSupport
 import Testing
 
-/// The kernels' shared thread pool under contention: Tests/Fixtures/kernel_stress.c
-/// built with the kernels' sources, run as a separate process.
+/// The kernels' shared thread pool under contention, asleep and across
+/// threads that come and go: C fixtures (Tests/Fixtures) built with the
+/// kernels' sources, some under a sanitizer, each run as a separate process.
 @Suite struct KernelStressTests {
     static let kernels = TestSupport.packageRoot.appendingPathComponent("Plugins/Transformer/Kernels").path
     static var sources: [String] {
         [TestSupport.fixture("kernel_stress.c"), "\(kernels)/gemm.c", "\(kernels)/model.c"]
     }
     static let includes = ["-D_GNU_SOURCE", "-I", "\(kernels)/include", "-I", kernels]
+
+    /// A fixture built with the kernels' `sources` under gcc's `sanitizer`
+    /// (the Swift toolchain's clang lacks the standalone runtimes), run with
+    /// `arguments`: status, output and the sanitizer's report on stderr.
+    /// Multiversioned loops are off: TSan cannot run ifunc resolvers.
+    static func runSanitized(_ fixture: String, with sources: [String], sanitizer: String, _ arguments: [String],
+                             environment: [String: String]) throws -> TestSupport.ProcessResult {
+        let name = (fixture as NSString).deletingPathExtension + "_" + sanitizer
+        let program = try TestSupport.compileProgram(
+            [TestSupport.fixture(fixture)] + sources.map { "\(kernels)/\($0)" }, name: name, compiler: "gcc",
+            flags: ["-std=c11", "-O1", "-g", "-fsanitize=\(sanitizer)", "-DPK_NO_MULTIVERSION", "-Wall", "-Wextra", "-Werror"]
+                + includes,
+            in: try TestSupport.temporaryDirectory(name))
+        return try TestSupport.run(program, arguments, environment: environment)
+    }
 
     /// Two threads share the pool while two more burn the CPU. Before the
     /// pool tagged task claims with the job's epoch, a worker waking late for
@@ -25,15 +41,10 @@ import Testing
         #expect(result.stdout.contains("2 threads x 800 iterations agreed"))
     }
 
-    /// ThreadSanitizer (gcc's: the Swift toolchain's clang lacks a standalone
-    /// runtime) over the same program reports no data race. Multiversioned
-    /// loops are off in this build: TSan cannot run ifunc resolvers.
+    /// ThreadSanitizer over the same program reports no data race.
     @Test func threadSanitizerFindsNoRace() throws {
-        let dir = try TestSupport.temporaryDirectory("kernel-tsan")
-        let program = try TestSupport.compileProgram(
-            Self.sources, name: "kernel_stress_tsan", compiler: "gcc",
-            flags: ["-std=c11", "-O1", "-g", "-fsanitize=thread", "-DPK_NO_MULTIVERSION"] + Self.includes, in: dir)
-        let result = try TestSupport.run(program, ["12", "2"], environment: ["TSAN_OPTIONS": "halt_on_error=1 exitcode=66"])
+        let result = try Self.runSanitized("kernel_stress.c", with: ["gemm.c", "model.c"], sanitizer: "thread", ["12", "2"],
+                                           environment: ["TSAN_OPTIONS": "halt_on_error=1 exitcode=66"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(!result.stderr.contains("ThreadSanitizer"), "\(result.stderr)")
     }
@@ -46,12 +57,8 @@ import Testing
     /// broadcast ("no worker ran a task after any pause") and without the
     /// worker's (a hang ended by the fixture's alarm).
     @Test func sleepingWorkersAndCallerWakeForEveryJob() throws {
-        let dir = try TestSupport.temporaryDirectory("kernel-sleep")
-        let program = try TestSupport.compileProgram(
-            [TestSupport.fixture("pool_sleep.c"), "\(Self.kernels)/gemm.c"], name: "pool_sleep", compiler: "gcc",
-            flags: ["-std=c11", "-O1", "-g", "-fsanitize=thread", "-DPK_NO_MULTIVERSION", "-Wall", "-Wextra", "-Werror"]
-                + Self.includes, in: dir)
-        let result = try TestSupport.run(program, ["150"], environment: ["TSAN_OPTIONS": "halt_on_error=1 exitcode=66"])
+        let result = try Self.runSanitized("pool_sleep.c", with: ["gemm.c"], sanitizer: "thread", ["150"],
+                                           environment: ["TSAN_OPTIONS": "halt_on_error=1 exitcode=66"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("150 rounds agreed"), "\(result.stdout)")
         #expect(!result.stderr.contains("ThreadSanitizer"), "\(result.stderr)")
@@ -63,13 +70,8 @@ import Testing
     /// attention scratch left behind. Before the scratch was freed at thread
     /// exit, eight threads left 24 buffers (1.6 MB).
     @Test func exitedThreadsLeaveNoScratchBehind() throws {
-        let dir = try TestSupport.temporaryDirectory("kernel-scratch")
-        let program = try TestSupport.compileProgram(
-            [TestSupport.fixture("scratch_threads.c"), "\(Self.kernels)/gemm.c", "\(Self.kernels)/model.c"],
-            name: "scratch_threads", compiler: "gcc",
-            flags: ["-std=c11", "-O1", "-g", "-fsanitize=address", "-DPK_NO_MULTIVERSION", "-Wall", "-Wextra", "-Werror"]
-                + Self.includes, in: dir)
-        let result = try TestSupport.run(program, ["8"], environment: ["ASAN_OPTIONS": "detect_leaks=1 exitcode=23"])
+        let result = try Self.runSanitized("scratch_threads.c", with: ["gemm.c", "model.c"], sanitizer: "address", ["8"],
+                                           environment: ["ASAN_OPTIONS": "detect_leaks=1 exitcode=23"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("8 threads came and went, results agreed"), "\(result.stdout)")
         #expect(!result.stderr.contains("LeakSanitizer"), "\(result.stderr)")

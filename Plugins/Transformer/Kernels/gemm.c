@@ -75,12 +75,16 @@ int pk_force_avx2(int avx2) {
 
 #include "internal.h"
 
-/* A job is published without a lock: its function, context and task count,
- * then a new epoch, which a spinning worker sees and then reads the job.
- * Tasks are claimed from `claim`, which holds the job's epoch in its high
- * 32 bits and the next task index in its low 32 bits, so a claim is valid
- * only for the job it was made for: a worker that read an older (or a
- * half-replaced) job finds the epoch changed and claims nothing. (An
+/* A job is published without a lock: its function, context and task count
+ * into the slot of its epoch's parity, then the epoch, which a spinning
+ * worker sees before it reads that slot. Tasks are claimed from `claim`,
+ * which holds the job's epoch in its high 32 bits and the next task index
+ * in its low 32 bits, so a claim is valid only for the job it was made
+ * for. A worker late enough to read a slot being rewritten (job E's slot
+ * is rewritten by job E + 2) claims nothing: job E + 1 has replaced the
+ * epoch in `claim`. With one slot, a worker could read job E + 1's task
+ * count for job E while `claim` still held E, and claim a task of E past
+ * its end (kernel_stress: "a task did not run exactly once"). (An
  * earlier version kept a bare `next` counter that each job reset: a worker
  * that woke for a job after its caller had already finished and returned
  * could then take a stale index from the *next* job's counter just before
@@ -104,9 +108,11 @@ static struct {
   int started;               /* workers running */
   atomic_int wanted;         /* threads to use, including the caller; 0 = not set */
   atomic_uint epoch;         /* bumped for each job, after the job is written */
-  _Atomic(pk_task_fn) fn;    /* the current job */
-  _Atomic(void *) ctx;
-  atomic_int tasks;
+  struct {
+    _Atomic(pk_task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_int tasks;
+  } job[2];                  /* the job of epoch e in job[e & 1] */
   atomic_uint_fast64_t claim; /* (epoch << 32) | next task index */
   atomic_int finished;
   atomic_int sleepers;       /* workers asleep on `wake` (or about to be) */
@@ -147,9 +153,9 @@ static void *worker(void *arg) {
       pthread_mutex_unlock(&pool.lock);
     }
     seen = atomic_load(&pool.epoch);
-    run_tasks(seen, atomic_load_explicit(&pool.fn, memory_order_relaxed),
-              atomic_load_explicit(&pool.ctx, memory_order_relaxed),
-              atomic_load_explicit(&pool.tasks, memory_order_relaxed));
+    run_tasks(seen, atomic_load_explicit(&pool.job[seen & 1].fn, memory_order_relaxed),
+              atomic_load_explicit(&pool.job[seen & 1].ctx, memory_order_relaxed),
+              atomic_load_explicit(&pool.job[seen & 1].tasks, memory_order_relaxed));
     if (atomic_load(&pool.waiting)) {
       pthread_mutex_lock(&pool.lock);
       pthread_cond_broadcast(&pool.done);
@@ -193,9 +199,9 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
     pool.started++;
   }
   unsigned epoch = atomic_load(&pool.epoch) + 1;
-  atomic_store_explicit(&pool.fn, fn, memory_order_relaxed);
-  atomic_store_explicit(&pool.ctx, ctx, memory_order_relaxed);
-  atomic_store_explicit(&pool.tasks, tasks, memory_order_relaxed);
+  atomic_store_explicit(&pool.job[epoch & 1].fn, fn, memory_order_relaxed);
+  atomic_store_explicit(&pool.job[epoch & 1].ctx, ctx, memory_order_relaxed);
+  atomic_store_explicit(&pool.job[epoch & 1].tasks, tasks, memory_order_relaxed);
   atomic_store(&pool.finished, 0);
   atomic_store(&pool.claim, (uint_fast64_t)epoch << 32);
   atomic_store(&pool.epoch, epoch);
