@@ -6,7 +6,8 @@
  * its spinning), and every third round pauses 20 ms (so the workers fall
  * asleep). Every task of every job must run exactly once, a worker must
  * take part in some job after a pause (it was woken), and the whole run
- * ends within two minutes (a lost wake-up hangs: SIGALRM ends it). Exit 0 and "N rounds agreed", or 1 naming what went wrong.
+ * ends within two minutes (a lost wake-up hangs: SIGALRM ends it). Exit
+ * 0 and "N rounds agreed", or 1 naming what went wrong.
  *
  *   pool_sleep [rounds]
  */
