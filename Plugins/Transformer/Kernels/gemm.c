@@ -249,32 +249,55 @@ static void pack_a_panel(int ta, const float *A, int lda, int i0, int rows, int 
   }
 }
 
+/* Packed panels of a task's own buffers lie one cache line further apart
+ * than their size: at 256 x 16 floats (16 KB) or 256 x 6 (6 KB) apart,
+ * the rows a packing loop writes across all panels at once fell into one
+ * or two L1 sets (2048 x 512 packed at 16.5 GB/s, 24.5 with the line; one
+ * thread). */
+#define PANEL_PAD 16
+
+/* Packing a source a row at a time requests the row PACK_AHEAD rows on
+ * (into L2): the weight gradients' operands come from L3 or memory, and
+ * the hardware prefetchers did not keep up (128 x 384 x 2048 from 16
+ * operand sets: 62% of the FMA peak at one thread, 67% this way; at two,
+ * the weight gradients' shapes +5..6 points). */
+#define PACK_AHEAD 8
+
+/* The distance between packed A groups (B panels) of a KC block of kc. */
+static size_t a_stride(int kc) { return (size_t)MR * kc + PANEL_PAD; }
+static size_t b_stride(int kc) { return (size_t)NR * kc + PANEL_PAD; }
+
 /* Row groups g0..g1-1 of op(A)[0:M][k0:k0+kc] as MR-row panels, group g
- * at out + (g - g0) * MR * kc. A transposed (the weight gradients' Aᵀ) is
- * read a source row at a time across every group, as pack_b reads B,
- * instead of group by group down the rows. */
+ * at out + (g - g0) * a_stride(kc). A transposed (the weight gradients'
+ * Aᵀ) is read a source row at a time across every group, as pack_b reads
+ * B, instead of group by group down the rows. */
 static void pack_a_groups(int ta, const float *A, int lda, int M, int g0, int g1, int k0, int kc,
                           float *out) {
+  const size_t stride = a_stride(kc);
   int whole = g1 * MR <= M ? g1 - g0 : (M - g0 * MR) / MR;
   if (ta && whole > 0) {
     for (int k = 0; k < kc; ++k) {
       const float *src = A + (size_t)(k0 + k) * lda + (size_t)g0 * MR;
-      for (int q = 0; q < whole; ++q) memcpy(out + ((size_t)q * kc + k) * MR, src + q * MR, MR * sizeof(float));
+      if (k + PACK_AHEAD < kc)
+        for (int q = 0; q < whole * MR; q += 16) _mm_prefetch((const char *)(src + (size_t)PACK_AHEAD * lda + q), _MM_HINT_T1);
+      for (int q = 0; q < whole; ++q) memcpy(out + q * stride + (size_t)k * MR, src + q * MR, MR * sizeof(float));
     }
-    out += (size_t)whole * MR * kc;
+    out += whole * stride;
     g0 += whole;
   }
-  for (int g = g0; g < g1; ++g, out += (size_t)MR * kc) {
+  for (int g = g0; g < g1; ++g, out += stride) {
     int rows = M - g * MR < MR ? M - g * MR : MR;
     pack_a_panel(ta, A, lda, g * MR, rows, k0, kc, out);
   }
 }
 
-/* NR-column panels p0..p1-1 of op(B)[k0:k0+kc][0:N]: [panel][k][NR],
- * zero-padded. */
+/* NR-column panels p0..p1-1 of op(B)[k0:k0+kc][0:N], zero-padded, panel
+ * p at out + p * stride ([k][NR]; stride >= kc * NR). With `sum` (B
+ * untransposed only), sum[j] += B[k][j] for those panels' columns, k in
+ * order. */
 static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
-                   int p0, int p1, float *out) {
-  out += (size_t)p0 * kc * NR;
+                   int p0, int p1, size_t stride, float *out, float *sum) {
+  out += p0 * stride;
   /* Whole panels of an untransposed B a source row at a time across all
    * of them (panel by panel, each 64-byte piece came from another row:
    * 2048 x 128 packed in 95 us, 72 this way, one thread). */
@@ -282,9 +305,13 @@ static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
   if (!tb && whole > 0) {
     for (int k = 0; k < kc; ++k) {
       const float *src = B + (size_t)(k0 + k) * ldb + (size_t)p0 * NR;
-      for (int q = 0; q < whole; ++q) memcpy(out + ((size_t)q * kc + k) * NR, src + q * NR, NR * sizeof(float));
+      if (k + PACK_AHEAD < kc)
+        for (int q = 0; q < whole; ++q) _mm_prefetch((const char *)(src + (size_t)PACK_AHEAD * ldb + q * NR), _MM_HINT_T1);
+      for (int q = 0; q < whole; ++q) memcpy(out + q * stride + (size_t)k * NR, src + q * NR, NR * sizeof(float));
+      if (sum)
+        for (int c = 0; c < whole * NR; ++c) sum[p0 * NR + c] += src[c];
     }
-    out += (size_t)whole * kc * NR;
+    out += whole * stride;
     p0 += whole;
   }
   for (int j = p0 * NR; j < p1 * NR && j < N; j += NR) {
@@ -297,12 +324,15 @@ static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
         const float *src = B + (size_t)(j + c) * ldb + k0;
         for (int k = 0; k < kc; ++k) out[(size_t)k * NR + c] = src[k];
       }
-      out += (size_t)kc * NR;
+      out += stride;
       continue;
     }
     for (int k = 0; k < kc; ++k) {
-      for (int c = 0; c < NR; ++c) *out++ = c < cols ? BT(k0 + k, j + c) : 0.0f;
+      for (int c = 0; c < NR; ++c) out[(size_t)k * NR + c] = c < cols ? BT(k0 + k, j + c) : 0.0f;
+      if (sum && !tb)
+        for (int c = 0; c < cols; ++c) sum[j + c] += B[(size_t)(k0 + k) * ldb + j + c];
     }
+    out += stride;
   }
 }
 
@@ -310,10 +340,11 @@ static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
 
 /* Each micro-kernel computes the MR x NR tile C[0:mr][0:nr] from a
  * (element (r, k) at a[r*rsa + k*csa]) and b (row k at b + k*ldbk, NR
- * floats) into acc, then C = bias + acc (store) or C = (C + bias) + acc
- * (accumulate), bias optional: the order of a separate "fill with bias,
- * then accumulate" pass, so fusing the bias changes no bit. Edges come
- * zero-padded. */
+ * floats) into acc, then C = bias + acc (store, `in` NULL) or
+ * C = (in + bias) + acc (accumulate: `in` is C itself, or the residual a
+ * first KC block adds; row stride ldi), bias optional: the order of a
+ * separate "fill with bias, then accumulate" pass, so fusing the bias
+ * changes no bit. Edges come zero-padded. */
 
 /* A tile's stored value: (C + bias) + acc when accumulating, else
  * acc + bias or acc, the order of a "fill with bias, then accumulate" pass. */
@@ -325,7 +356,8 @@ __attribute__((target("avx2,fma"))) static inline __m256 tile_out(__m256 acc, __
 
 __attribute__((target("avx2,fma"))) static void kernel_avx2(
     int kc, const float *a, long rsa, long csa, const float *b, long ldbk,
-    float *C, int ldc, int mr, int nr, int accumulate, const float *bias) {
+    float *C, int ldc, int mr, int nr, const float *in, long ldi, const float *bias) {
+  const int accumulate = in != NULL;
   for (int r = 0; r < mr; ++r) {
     _mm_prefetch((const char *)(C + (size_t)r * ldc), _MM_HINT_T0);
     _mm_prefetch((const char *)(C + (size_t)r * ldc + NR - 1), _MM_HINT_T0);
@@ -371,8 +403,9 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(
     const __m256 bias1 = has_bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
     for (int r = 0; r < mr; ++r) {
       float *row = C + (size_t)r * ldc;
-      __m256 c0 = accumulate ? _mm256_loadu_ps(row) : _mm256_setzero_ps();
-      __m256 c1 = accumulate ? _mm256_loadu_ps(row + 8) : _mm256_setzero_ps();
+      const float *src = accumulate ? in + r * ldi : row;
+      __m256 c0 = accumulate ? _mm256_loadu_ps(src) : _mm256_setzero_ps();
+      __m256 c1 = accumulate ? _mm256_loadu_ps(src + 8) : _mm256_setzero_ps();
       _mm256_storeu_ps(row, tile_out(acc[r][0], c0, bias0, accumulate, has_bias));
       _mm256_storeu_ps(row + 8, tile_out(acc[r][1], c1, bias1, accumulate, has_bias));
     }
@@ -385,8 +418,9 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(
   const __m256 bias1 = has_bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
   for (int r = 0; r < mr; ++r) {
     float *row = C + (size_t)r * ldc;
-    __m256 c0 = accumulate ? _mm256_maskload_ps(row, m0) : _mm256_setzero_ps();
-    __m256 c1 = accumulate ? _mm256_maskload_ps(row + 8, m1) : _mm256_setzero_ps();
+    const float *src = accumulate ? in + r * ldi : row;
+    __m256 c0 = accumulate ? _mm256_maskload_ps(src, m0) : _mm256_setzero_ps();
+    __m256 c1 = accumulate ? _mm256_maskload_ps(src + 8, m1) : _mm256_setzero_ps();
     _mm256_maskstore_ps(row, m0, tile_out(acc[r][0], c0, bias0, accumulate, has_bias));
     _mm256_maskstore_ps(row + 8, m1, tile_out(acc[r][1], c1, bias1, accumulate, has_bias));
   }
@@ -432,8 +466,9 @@ AVX512 __attribute__((always_inline)) static inline void k_loop512(
 }
 
 AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, long a2, const float *b,
-                                 long ldbk, long b2, float *C, int ldc, int mr, int nr, int accumulate,
-                                 const float *bias) {
+                                 long ldbk, long b2, float *C, int ldc, int mr, int nr, const float *in,
+                                 long ldi, const float *bias) {
+  const int accumulate = in != NULL;
   for (int r = 0; r < mr; ++r) {
     _mm_prefetch((const char *)(C + (size_t)r * ldc), _MM_HINT_T0);
     _mm_prefetch((const char *)(C + (size_t)r * ldc + nr - 1), _MM_HINT_T0);
@@ -457,10 +492,11 @@ AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, lon
   const __m512 bias1 = has_bias ? _mm512_maskz_loadu_ps(m1, bias + NR) : _mm512_setzero_ps();
   for (int r = 0; r < mr; ++r) {
     float *row = C + (size_t)r * ldc;
-    __m512 c0 = accumulate ? _mm512_maskz_loadu_ps(m0, row) : _mm512_setzero_ps();
+    const float *src = accumulate ? in + r * ldi : row;
+    __m512 c0 = accumulate ? _mm512_maskz_loadu_ps(m0, src) : _mm512_setzero_ps();
     _mm512_mask_storeu_ps(row, m0, tile_out512(acc[r][0], c0, bias0, accumulate, has_bias));
     if (m1) {
-      __m512 c1 = accumulate ? _mm512_maskz_loadu_ps(m1, row + NR) : _mm512_setzero_ps();
+      __m512 c1 = accumulate ? _mm512_maskz_loadu_ps(m1, src + NR) : _mm512_setzero_ps();
       _mm512_mask_storeu_ps(row + NR, m1, tile_out512(acc[r][1], c1, bias1, accumulate, has_bias));
     }
   }
@@ -469,8 +505,9 @@ AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, lon
 #undef AVX512
 
 static void kernel_portable(int kc, const float *a, long rsa, long csa, const float *b,
-                            long ldbk, float *C, int ldc, int mr, int nr, int accumulate,
+                            long ldbk, float *C, int ldc, int mr, int nr, const float *in, long ldi,
                             const float *bias) {
+  const int accumulate = in != NULL;
   float acc[MR][NR] = {{0}};
   for (int k = 0; k < kc; ++k) {
     for (int r = 0; r < MR; ++r) {
@@ -481,8 +518,9 @@ static void kernel_portable(int kc, const float *a, long rsa, long csa, const fl
   }
   for (int r = 0; r < mr; ++r) {
     float *row = C + (size_t)r * ldc;
+    const float *src = accumulate ? in + r * ldi : row;
     for (int c = 0; c < nr; ++c) {
-      float base = accumulate ? row[c] : 0.0f;
+      float base = accumulate ? src[c] : 0.0f;
       if (bias) base = accumulate ? base + bias[c] : bias[c];
       row[c] = accumulate || bias ? base + acc[r][c] : acc[r][c];
     }
@@ -532,10 +570,14 @@ typedef struct gemm_job {
   float *C;
   float beta;
   const float *bias;
+  const float *residual;        /* C = residual + bias + op(A)·op(B) instead of beta·C + ..., */
+  int ldr;                      /* its row stride */
   const float *prepacked;       /* op(B) packed by pk_pack_b, or NULL */
   int pack;                     /* 1: each task packs its panels of op(B) per KC block */
   const float *packed_b;        /* a task's current KC block of op(B) (its panels at their
                                    places); NULL = B read in place */
+  size_t b_stride;              /* the distance between packed_b's panels */
+  float *b_sums;                /* op(B)'s column sums are added here (packing an untransposed B) */
   int k0, kc;
   int row_groups, panels;       /* MR-row groups and NR-column panels of C */
   int row_tasks, col_tasks;     /* the grid of tasks over them */
@@ -562,17 +604,21 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
     return;
   }
   int nr = j->N - col < np * NR ? j->N - col : np * NR;
-  const float *b = j->packed_b ? j->packed_b + (size_t)p * j->kc * NR : j->B + (size_t)j->k0 * j->ldb + col;
+  const float *b = j->packed_b ? j->packed_b + (size_t)p * j->b_stride : j->B + (size_t)j->k0 * j->ldb + col;
   long ldbk = j->packed_b ? NR : j->ldb;
-  long b2 = j->packed_b ? (long)j->kc * NR : NR; /* the next panel's row k */
+  long b2 = j->packed_b ? (long)j->b_stride : NR; /* the next panel's row k */
   float *c = j->C + (size_t)row * j->ldc + col;
-  const float *a = pa + (size_t)(g - gb) * MR * j->kc;
-  long rsa = 1, csa = MR, a2 = (long)MR * j->kc; /* the next group's row 0 */
+  const float *a = pa + (size_t)(g - gb) * a_stride(j->kc);
+  long rsa = 1, csa = MR, a2 = (long)a_stride(j->kc); /* the next group's row 0 */
   if (in_place && mr == ng * MR) a = j->A + (size_t)row * j->lda + j->k0, rsa = j->lda, csa = 1, a2 = (long)MR * j->lda;
   if (bias) bias += col;
-  if (j->isa == ISA_AVX512) kernel_avx512(j->kc, a, rsa, csa, a2, b, ldbk, b2, c, j->ldc, mr, nr, accumulate, bias);
-  else if (j->isa == ISA_AVX2) kernel_avx2(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, accumulate, bias);
-  else kernel_portable(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, accumulate, bias);
+  /* What the tile adds to: C, or on the first KC block the residual. */
+  int residual = j->residual && j->k0 == 0;
+  const float *in = !accumulate ? NULL : residual ? j->residual + (size_t)row * j->ldr + col : c;
+  long ldi = residual ? j->ldr : j->ldc;
+  if (j->isa == ISA_AVX512) kernel_avx512(j->kc, a, rsa, csa, a2, b, ldbk, b2, c, j->ldc, mr, nr, in, ldi, bias);
+  else if (j->isa == ISA_AVX2) kernel_avx2(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
+  else kernel_portable(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
 }
 
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
@@ -608,7 +654,7 @@ static void gemm_task(void *ctx, int task) {
   gemm_job block = *j;
   float *panels = NULL;
   if (j->pack) {
-    panels = pk_reserve(&b_scratch, (size_t)j->panels * NR * KC);
+    panels = pk_reserve(&b_scratch, (size_t)j->panels * b_stride(KC));
     if (!panels) return;
   }
   for (int k0 = 0; k0 < j->K; k0 += KC) {
@@ -616,8 +662,12 @@ static void gemm_task(void *ctx, int task) {
     block.kc = j->K - k0 < KC ? j->K - k0 : KC;
     if (j->prepacked) {
       block.packed_b = j->prepacked + (size_t)j->panels * NR * k0;
+      block.b_stride = (size_t)block.kc * NR;
     } else if (panels) {
-      pack_b(j->tb, j->B, j->ldb, k0, block.kc, j->N, p0, p1, panels);
+      block.b_stride = b_stride(block.kc);
+      /* In a row split every task packs all of B; the first sums it. */
+      float *sums = task / j->col_tasks == 0 ? j->b_sums : NULL;
+      pack_b(j->tb, j->B, j->ldb, k0, block.kc, j->N, p0, p1, block.b_stride, panels, sums);
       block.packed_b = panels;
     }
     compute_block(&block, g0, g1, p0, p1);
@@ -631,8 +681,8 @@ static void gemm_task(void *ctx, int task) {
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
   const int step = j->isa == ISA_AVX512 ? 2 : 1;
   int first = j->k0 == 0;
-  int accumulate = !first || j->beta != 0.0f;
-  if (first && j->beta != 0.0f && j->beta != 1.0f) {
+  int accumulate = !first || j->beta != 0.0f || j->residual;
+  if (first && !j->residual && j->beta != 0.0f && j->beta != 1.0f) {
     for (int i = g0 * MR; i < g1 * MR && i < j->M; ++i) {
       float *row = j->C + (size_t)i * j->ldc;
       for (int c = p0 * NR; c < p1 * NR && c < j->N; ++c) row[c] *= j->beta;
@@ -641,7 +691,7 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
   const float *bias = first ? j->bias : NULL;
   const int groups_per_block = MC / MR;
   /* This task's packed A panels, an MC block at a time. */
-  float *pa = pk_reserve(&a_scratch, (size_t)groups_per_block * MR * KC);
+  float *pa = pk_reserve(&a_scratch, (size_t)groups_per_block * a_stride(KC));
   if (!pa) return;
   /* An untransposed A is read in place: its rows are already contiguous
    * along k, and packing them cost as much as the product when B has few
@@ -656,7 +706,7 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
     } else if (ge * MR > j->M) {
       /* Only a short edge group is packed. */
       int g = ge - 1;
-      pack_a_panel(j->ta, j->A, j->lda, g * MR, j->M - g * MR, j->k0, j->kc, pa + (size_t)(g - gb) * MR * j->kc);
+      pack_a_panel(j->ta, j->A, j->lda, g * MR, j->M - g * MR, j->k0, j->kc, pa + (size_t)(g - gb) * a_stride(j->kc));
     }
     /* The next block's rows of an in-place A, fetched into L2 a slice per
      * panel while this block is computed: activations arrive cold from the
@@ -697,19 +747,24 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
 }
 
 /* pk_gemm_bias, with op(B) already packed by pk_pack_b when `prepacked` is
- * not NULL (then B, ldb and tb are unused). */
+ * not NULL (then B, ldb and tb are unused), B's column sums added to
+ * b_sums when not NULL, and `residual` (row stride ldr) in place of
+ * beta·C when not NULL. */
 static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float beta, float *C, int ldc, const float *bias, const float *prepacked) {
+                 float beta, float *C, int ldc, const float *bias, const float *prepacked, float *b_sums,
+                 const float *residual, int ldr) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (int i = 0; i < M; ++i) {
       float *row = C + (size_t)i * ldc;
-      for (int c = 0; c < N; ++c) row[c] = (beta == 0.0f ? 0.0f : beta * row[c]) + (bias ? bias[c] : 0.0f);
+      const float *in = residual ? residual + (size_t)i * ldr : row;
+      float scale = residual ? 1.0f : beta;
+      for (int c = 0; c < N; ++c) row[c] = (scale == 0.0f ? 0.0f : scale * in[c]) + (bias ? bias[c] : 0.0f);
     }
     return;
   }
   gemm_job job = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
-                  .A = A, .B = B, .C = C, .beta = beta, .bias = bias,
+                  .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .residual = residual, .ldr = ldr,
                   .isa = pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE};
   job.row_groups = (M + MR - 1) / MR;
   job.panels = (N + NR - 1) / NR;
@@ -720,7 +775,8 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * The MLP's first weight gradient (128 x 2048 x 512) read its B in
    * place at 73% of the one-thread peak, packed at 81%. */
   job.prepacked = prepacked;
-  job.pack = !prepacked && (tb || N % NR != 0 || M > MC);
+  job.pack = !prepacked && (tb || N % NR != 0 || M > MC || b_sums);
+  job.b_sums = b_sums;
   /* One task per thread, split the way that balances best: rows for tall
    * matrices, columns for short ones (decoding), where A is then shared.
    * On a tie the split shares the smaller operand, as every task reads all
@@ -746,12 +802,33 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
 void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc,
                   const float *bias) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL, NULL, NULL, 0);
+}
+
+/* The residual connections' products: adding into a copy of the residual
+ * made a pass over 2 MB for each (forward, reference shape). */
+void pk_gemm_residual(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *residual, int ldr, float *C, int ldc, const float *bias) {
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, 1.0f, C, ldc, bias, NULL, NULL, residual, ldr);
 }
 
 void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0);
+}
+
+/* The weight gradients' sums of B's columns (the bias gradients) are taken
+ * while B is packed: a separate pass read B again from L3 (0.4 ms of a
+ * 25 ms training pass at the reference shape). */
+void pk_gemm_sums(int ta, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc, float *b_sums) {
+  if (M <= 0 || N <= 0 || K <= 0) {
+    gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0);
+    for (int k = 0; k < K && N > 0; ++k)
+      for (int j = 0; j < N; ++j) b_sums[j] += B[(size_t)k * ldb + j];
+    return;
+  }
+  gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, b_sums, NULL, 0);
 }
 
 size_t pk_packed_b_floats(int K, int N) {
@@ -764,13 +841,13 @@ void pk_pack_b(int trans_b, int K, int N, const float *B, int ldb, float *out) {
   int panels = (N + NR - 1) / NR;
   for (int k0 = 0; k0 < K; k0 += KC) {
     int kc = K - k0 < KC ? K - k0 : KC;
-    pack_b(trans_b, B, ldb, k0, kc, N, 0, panels, out + (size_t)panels * NR * k0);
+    pack_b(trans_b, B, ldb, k0, kc, N, 0, panels, (size_t)kc * NR, out + (size_t)panels * NR * k0, NULL);
   }
 }
 
 void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                     float beta, float *C, int ldc, const float *bias) {
-  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b);
+  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b, NULL, NULL, 0);
 }
 
 /* ------------------------------------------------------------ FMA peak */

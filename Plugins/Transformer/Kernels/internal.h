@@ -10,6 +10,16 @@ typedef void (*pk_task_fn)(void *ctx, int task);
  * all are done. Not reentrant. */
 void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx);
 
+/* C = op(A)·B + beta·C (B untransposed), and b_sums[j] += the sum of B's
+ * column j over its K rows, first to last (the bits of a separate loop). */
+void pk_gemm_sums(int trans_a, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc, float *b_sums);
+
+/* C = residual + bias + op(A)·op(B) (row strides ldr, ldc; bias may be
+ * NULL): the bits of copying the residual into C and accumulating. */
+void pk_gemm_residual(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
+                      int ldb, const float *residual, int ldr, float *C, int ldc, const float *bias);
+
 /* A growable buffer on a cache line, thread-local where it is used. */
 typedef struct pk_scratch {
   float *data;

@@ -423,24 +423,92 @@ static void layernorm(const float *x, const float *w, const float *b, float *y, 
  * (columns [c0, c1)). Split this way both run in parallel and every sum
  * keeps one order whatever the threads: a column's rows are added first to
  * last, as the serial loop did. */
+#if defined(__x86_64__)
+/* Transposes eight rows of eight floats in registers: r[j] becomes column j. */
+__attribute__((target("avx2"))) static inline void transpose8(__m256 r[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* The two row sums of LayerNorm backward for rows n..n+7, one row per lane:
+ * eight 8 x 8 blocks transposed in registers, so each lane adds its row's
+ * terms first to last with the scalar loop's operations (a multiply, then
+ * an add: "avx2" without "fma", so nothing is contracted) and gives its
+ * bits. The scalar loop was two chains of D dependent additions per row:
+ * latency-bound, 3x LayerNorm forward's time. */
+__attribute__((target("avx2"))) static void layernorm_row_sums8(const float *dy, const float *x,
+                                                              const float *w, const float *mu,
+                                                              const float *rs, int D, float *mean_d,
+                                                              float *mean_dx) {
+  const __m256 m = _mm256_loadu_ps(mu), s = _mm256_loadu_ps(rs);
+  __m256 sd = _mm256_setzero_ps(), sdx = _mm256_setzero_ps();
+  for (int i = 0; i < D; i += 8) {
+    __m256 yv[8], xv[8];
+    for (int r = 0; r < 8; ++r) {
+      yv[r] = _mm256_loadu_ps(dy + (size_t)r * D + i);
+      xv[r] = _mm256_loadu_ps(x + (size_t)r * D + i);
+    }
+    transpose8(yv);
+    transpose8(xv);
+    for (int j = 0; j < 8; ++j) {
+      __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(xv[j], m), s);
+      __m256 d = _mm256_mul_ps(yv[j], _mm256_set1_ps(w[i + j]));
+      sd = _mm256_add_ps(sd, d);
+      sdx = _mm256_add_ps(sdx, _mm256_mul_ps(d, xhat));
+    }
+  }
+  const __m256 n = _mm256_set1_ps((float)D);
+  _mm256_storeu_ps(mean_d, _mm256_div_ps(sd, n));
+  _mm256_storeu_ps(mean_dx, _mm256_div_ps(sdx, n));
+}
+#endif
+
+/* dx += LayerNorm backward for rows [r0, r1); `avx2` takes their sums
+ * eight rows at a time (the same bits). */
 PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float *x, const float *w,
                                                     const float *mu, const float *rs, float *dx,
-                                                    size_t r0, size_t r1, int D) {
-  for (size_t n = r0; n < r1; ++n) {
-    const float *dyn = dy + n * D, *xn = x + n * D;
-    float mean_d = 0, mean_dx = 0;
-    for (int i = 0; i < D; ++i) {
-      float xhat = (xn[i] - mu[n]) * rs[n];
-      float d = dyn[i] * w[i];
-      mean_d += d;
-      mean_dx += d * xhat;
+                                                    size_t r0, size_t r1, int D, int avx2) {
+  float mean_d[8], mean_dx[8];
+  (void)avx2;
+  for (size_t n0 = r0; n0 < r1; n0 += 8) {
+    size_t rows = r1 - n0 < 8 ? r1 - n0 : 8;
+#if defined(__x86_64__)
+    if (avx2 && D % 8 == 0 && rows == 8) {
+      layernorm_row_sums8(dy + n0 * D, x + n0 * D, w, mu + n0, rs + n0, D, mean_d, mean_dx);
+    } else
+#endif
+    {
+      for (size_t r = 0; r < rows; ++r) {
+        const float *dyn = dy + (n0 + r) * D, *xn = x + (n0 + r) * D;
+        float sd = 0, sdx = 0;
+        for (int i = 0; i < D; ++i) {
+          float xhat = (xn[i] - mu[n0 + r]) * rs[n0 + r];
+          float d = dyn[i] * w[i];
+          sd += d;
+          sdx += d * xhat;
+        }
+        mean_d[r] = sd / D;
+        mean_dx[r] = sdx / D;
+      }
     }
-    mean_d /= D;
-    mean_dx /= D;
-    float *dxn = dx + n * D;
-    for (int i = 0; i < D; ++i) {
-      float xhat = (xn[i] - mu[n]) * rs[n];
-      dxn[i] += rs[n] * (dyn[i] * w[i] - mean_d - xhat * mean_dx);
+    for (size_t r = 0; r < rows; ++r) {
+      size_t n = n0 + r;
+      const float *dyn = dy + n * D, *xn = x + n * D;
+      float *dxn = dx + n * D;
+      for (int i = 0; i < D; ++i) {
+        float xhat = (xn[i] - mu[n]) * rs[n];
+        dxn[i] += rs[n] * (dyn[i] * w[i] - mean_d[r] - xhat * mean_dx[r]);
+      }
     }
   }
 }
@@ -473,36 +541,19 @@ PK_MULTIVERSION static void layernorm_backward_columns(const float *dy, const fl
   }
 }
 
-/* out[c0:c1] += the column sums of d [N][width] over those columns. */
-PK_MULTIVERSION static void column_sums_range(const float *d, float *out, size_t N, int width, int c0, int c1) {
-  if (c1 - c0 == COLUMN_CHUNK) { /* in registers, as layernorm_backward_columns */
-    float sum[COLUMN_CHUNK];
-    for (int i = 0; i < COLUMN_CHUNK; ++i) sum[i] = out[c0 + i];
-    for (size_t n = 0; n < N; ++n) {
-      const float *row = d + n * width + c0;
-      for (int i = 0; i < COLUMN_CHUNK; ++i) sum[i] += row[i];
-    }
-    for (int i = 0; i < COLUMN_CHUNK; ++i) out[c0 + i] = sum[i];
-    return;
-  }
-  for (size_t n = 0; n < N; ++n) {
-    const float *row = d + n * width;
-    for (int i = c0; i < c1; ++i) out[i] += row[i];
-  }
-}
-
 typedef struct lnb_job {
   const float *dy, *x, *w, *mu, *rs;
   float *dx, *dw, *db;
   size_t N;
   int D, row_tasks;
+  int avx2; /* the caller's kernel choice */
 } lnb_job;
 
 static void layernorm_backward_task(void *ctx, int task) {
   lnb_job *j = ctx;
   if (task < j->row_tasks) {
     size_t r0 = (size_t)task * ROW_CHUNK, r1 = r0 + ROW_CHUNK < j->N ? r0 + ROW_CHUNK : j->N;
-    layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, r0, r1, j->D);
+    layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, r0, r1, j->D, j->avx2);
   } else {
     int c0 = (task - j->row_tasks) * COLUMN_CHUNK, c1 = c0 + COLUMN_CHUNK < j->D ? c0 + COLUMN_CHUNK : j->D;
     layernorm_backward_columns(j->dy, j->x, j->mu, j->rs, j->dw, j->db, j->N, j->D, c0, c1);
@@ -512,27 +563,8 @@ static void layernorm_backward_task(void *ctx, int task) {
 /* dx += LN backward; dw, db accumulate. */
 static void layernorm_backward(const float *dy, const float *x, const float *w, const float *mu,
                                const float *rs, float *dx, float *dw, float *db, size_t N, int D) {
-  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, (int)((N + ROW_CHUNK - 1) / ROW_CHUNK)};
+  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, (int)((N + ROW_CHUNK - 1) / ROW_CHUNK), pk_has_avx2_fma()};
   pk_parallel_for(job.row_tasks + (D + COLUMN_CHUNK - 1) / COLUMN_CHUNK, layernorm_backward_task, &job);
-}
-
-typedef struct colsum_job {
-  const float *d;
-  float *out;
-  size_t N;
-  int width;
-} colsum_job;
-
-static void column_sums_task(void *ctx, int task) {
-  colsum_job *j = ctx;
-  int c0 = task * COLUMN_CHUNK, c1 = c0 + COLUMN_CHUNK < j->width ? c0 + COLUMN_CHUNK : j->width;
-  column_sums_range(j->d, j->out, j->N, j->width, c0, c1);
-}
-
-/* out[i] += sum over rows of d[n][i]; columns in parallel, rows in order. */
-static void column_sums(const float *d, float *out, size_t N, int width) {
-  colsum_job job = {d, out, N, width};
-  pk_parallel_for((width + COLUMN_CHUNK - 1) / COLUMN_CHUNK, column_sums_task, &job);
 }
 
 #define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
@@ -1204,14 +1236,12 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
                    a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_for(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
-    parallel_copy(la->xm, la->x, N * D);
-    pk_gemm_bias(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, 1.0f, la->xm, D, w + o->proj_b);
+    pk_gemm_residual(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, la->x, D, la->xm, D, w + o->proj_b);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
     pk_gemm_bias(0, 0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, 0.0f, la->fc, F, w + o->fc_b);
     parallel_gelu(la->fc, la->ge, NULL, N * F);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
-    parallel_copy(next, la->xm, N * D);
-    pk_gemm_bias(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, 1.0f, next, D, w + o->fcp_b);
+    pk_gemm_residual(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, la->xm, D, next, D, w + o->fcp_b);
   }
   parallel_layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
   pk_gemm(0, 0, (int)N, V, D, a->lnf, D, w + m->lay.head_w, V, 0.0f, a->logits, V);
@@ -1426,18 +1456,15 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     layer_acts *la = &a.layer[l];
     /* MLP: next = xm + gelu(ln2(xm) Wfc + bfc) Wfcp + bfcp */
     float *dfc = dbig;
-    pk_gemm(1, 0, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D);
-    column_sums(dres, g + o->fcp_b, N, D);
+    pk_gemm_sums(1, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D, g + o->fcp_b);
     pk_gemm(0, 1, (int)N, F, D, dres, D, w + o->fcp_w, D, 0.0f, dfc, F);
     parallel_gelu(la->fc, NULL, dfc, N * F);
-    pk_gemm(1, 0, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F);
-    column_sums(dfc, g + o->fc_b, N, F);
+    pk_gemm_sums(1, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F, g + o->fc_b);
     pk_gemm(0, 1, (int)N, D, F, dfc, F, w + o->fc_w, F, 0.0f, dln, D);
     layernorm_backward(dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
                        g + o->ln2_w, g + o->ln2_b, N, D);
     /* Attention: xm = x + attn(ln1(x)) Wproj + bproj */
-    pk_gemm(1, 0, D, D, (int)N, la->ao, D, dres, D, 1.0f, g + o->proj_w, D);
-    column_sums(dres, g + o->proj_b, N, D);
+    pk_gemm_sums(1, D, D, (int)N, la->ao, D, dres, D, 1.0f, g + o->proj_w, D, g + o->proj_b);
     float *dao = dln;
     pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
     float *dqkv = dbig;
@@ -1446,8 +1473,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
                    a.off, a.root, a.skip, a.next, a.roots, 0};
     pk_parallel_for(a.root_count * d.heads, attention_backward_task, &job);
     if (job.failed) return -1;
-    pk_gemm(1, 0, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D);
-    column_sums(dqkv, g + o->qkv_b, N, 3 * D);
+    pk_gemm_sums(1, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D, g + o->qkv_b);
     pk_gemm(0, 1, (int)N, D, 3 * D, dqkv, 3 * D, w + o->qkv_w, 3 * D, 0.0f, dln, D);
     layernorm_backward(dln, la->x, w + o->ln1_w, la->mu1, la->rs1, dres,
                        g + o->ln1_w, g + o->ln1_b, N, D);
