@@ -596,6 +596,9 @@ static void gelu_backward_portable(const float *x, float *d, size_t n) {
  * e^x: the same method as pk_expf (round to nearest instead of half away
  * from zero: the same accuracy). tanh(c (v + 0.044715 v³)) as
  * 1 - 2 / (e^(2u) + 1). */
+#ifndef GELU_UNROLL
+#define GELU_UNROLL 4
+#endif
 #define GELU_FORMS(ATTR, V, VI, P, L, SUFFIX, ROUND, CAST, TAIL)                                            \
   ATTR static inline V exp##L(V x) {                                                                         \
     x = P##_min_ps(P##_max_ps(x, P##_set1_ps(-87.0f)), P##_set1_ps(88.0f));                                 \
@@ -617,27 +620,40 @@ static void gelu_backward_portable(const float *x, float *d, size_t n) {
     V e = exp##L(P##_add_ps(u, u));                                                                          \
     return P##_sub_ps(P##_set1_ps(1.0f), P##_div_ps(P##_set1_ps(2.0f), P##_add_ps(e, P##_set1_ps(1.0f))));   \
   }                                                                                                          \
+  ATTR static inline V gelu_value##L(V v) {                                                                  \
+    return P##_mul_ps(P##_mul_ps(P##_set1_ps(0.5f), v), P##_add_ps(P##_set1_ps(1.0f), gelu_tanh##L(v)));      \
+  }                                                                                                          \
+  /* gelu'(v) */                                                                                             \
+  ATTR static inline V gelu_slope##L(V v) {                                                                  \
+    const V half = P##_set1_ps(0.5f), one = P##_set1_ps(1.0f);                                               \
+    V t = gelu_tanh##L(v);                                                                                   \
+    V slope = P##_mul_ps(P##_set1_ps(GELU_C), P##_fmadd_ps(P##_set1_ps(3.0f * 0.044715f), P##_mul_ps(v, v), one)); \
+    V dth = P##_mul_ps(P##_fnmadd_ps(t, t, one), slope);                                                     \
+    return P##_fmadd_ps(P##_mul_ps(half, v), dth, P##_mul_ps(half, P##_add_ps(one, t)));                     \
+  }                                                                                                          \
+  /* GELU_UNROLL vectors per iteration: their long dependent chains                                          \
+   * (e^x, the division) interleave. */                                                                      \
   ATTR static void gelu_##SUFFIX(const float *x, float *y, size_t n) {                                       \
     size_t i = 0;                                                                                            \
-    for (; i + L <= n; i += L) {                                                                             \
-      V v = P##_loadu_ps(x + i);                                                                             \
-      V t = gelu_tanh##L(v);                                                                                 \
-      P##_storeu_ps(y + i, P##_mul_ps(P##_mul_ps(P##_set1_ps(0.5f), v), P##_add_ps(P##_set1_ps(1.0f), t)));  \
+    for (; i + GELU_UNROLL * L <= n; i += GELU_UNROLL * L) {                                                 \
+      V v[GELU_UNROLL];                                                                                      \
+      for (int u = 0; u < GELU_UNROLL; ++u) v[u] = P##_loadu_ps(x + i + u * L);                              \
+      for (int u = 0; u < GELU_UNROLL; ++u) v[u] = gelu_value##L(v[u]);                                      \
+      for (int u = 0; u < GELU_UNROLL; ++u) P##_storeu_ps(y + i + u * L, v[u]);                              \
     }                                                                                                        \
+    for (; i + L <= n; i += L) P##_storeu_ps(y + i, gelu_value##L(P##_loadu_ps(x + i)));                     \
     gelu_##TAIL(x + i, y + i, n - i);                                                                        \
   }                                                                                                          \
   /* dx = dy · gelu'(x), in place on dy. */                                                                  \
   ATTR static void gelu_backward_##SUFFIX(const float *x, float *d, size_t n) {                              \
     size_t i = 0;                                                                                            \
-    const V half = P##_set1_ps(0.5f), one = P##_set1_ps(1.0f);                                               \
-    for (; i + L <= n; i += L) {                                                                             \
-      V v = P##_loadu_ps(x + i);                                                                             \
-      V t = gelu_tanh##L(v);                                                                                 \
-      V slope = P##_mul_ps(P##_set1_ps(GELU_C), P##_fmadd_ps(P##_set1_ps(3.0f * 0.044715f), P##_mul_ps(v, v), one)); \
-      V dth = P##_mul_ps(P##_fnmadd_ps(t, t, one), slope);                                                   \
-      V g = P##_fmadd_ps(P##_mul_ps(half, v), dth, P##_mul_ps(half, P##_add_ps(one, t)));                    \
-      P##_storeu_ps(d + i, P##_mul_ps(P##_loadu_ps(d + i), g));                                              \
+    for (; i + GELU_UNROLL * L <= n; i += GELU_UNROLL * L) {                                                 \
+      V v[GELU_UNROLL], g[GELU_UNROLL];                                                                      \
+      for (int u = 0; u < GELU_UNROLL; ++u) v[u] = P##_loadu_ps(x + i + u * L), g[u] = P##_loadu_ps(d + i + u * L); \
+      for (int u = 0; u < GELU_UNROLL; ++u) g[u] = P##_mul_ps(g[u], gelu_slope##L(v[u]));                    \
+      for (int u = 0; u < GELU_UNROLL; ++u) P##_storeu_ps(d + i + u * L, g[u]);                              \
     }                                                                                                        \
+    for (; i + L <= n; i += L) P##_storeu_ps(d + i, P##_mul_ps(P##_loadu_ps(d + i), gelu_slope##L(P##_loadu_ps(x + i)))); \
     gelu_backward_##TAIL(x + i, d + i, n - i);                                                               \
   }
 #define ROUND8(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
