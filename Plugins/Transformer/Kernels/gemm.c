@@ -186,7 +186,10 @@ void pk_set_threads(int threads) {
 static pthread_mutex_t pool_owner = PTHREAD_MUTEX_INITIALIZER;
 
 /* Runs fn(ctx, 0..tasks-1) on the pool and the calling thread; returns
- * when all are done. Safe to call from several threads at once. */
+ * when all are done. Safe to call from several threads at once. The
+ * caller runs task 0, so with two threads a job of two tasks runs its
+ * first on the caller and, unless the worker is late, its second on the
+ * worker: see pk_parallel_ranges. */
 void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
   int threads = pk_threads();
   if (tasks <= 1 || threads <= 1 || pthread_mutex_trylock(&pool_owner) != 0) {
@@ -203,13 +206,16 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
   atomic_store_explicit(&pool.job[epoch & 1].ctx, ctx, memory_order_relaxed);
   atomic_store_explicit(&pool.job[epoch & 1].tasks, tasks, memory_order_relaxed);
   atomic_store(&pool.finished, 0);
-  atomic_store(&pool.claim, (uint_fast64_t)epoch << 32);
+  /* Task 0 is the caller's: the workers claim from 1. */
+  atomic_store(&pool.claim, ((uint_fast64_t)epoch << 32) | 1u);
   atomic_store(&pool.epoch, epoch);
   if (atomic_load(&pool.sleepers) > 0) {
     pthread_mutex_lock(&pool.lock);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
   }
+  fn(ctx, 0);
+  atomic_fetch_add(&pool.finished, 1);
   run_tasks(epoch, fn, ctx, tasks);
   for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.finished) < tasks; ++spin) {
     __builtin_ia32_pause();
@@ -222,6 +228,30 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
     atomic_store(&pool.waiting, 0);
   }
   pthread_mutex_unlock(&pool_owner);
+}
+
+/* pk_parallel_ranges: `threads` tasks, each running a contiguous range of
+ * the job's tasks in order, range 0 on the caller. */
+typedef struct ranges_job {
+  pk_task_fn fn;
+  void *ctx;
+  int tasks, parts;
+} ranges_job;
+
+static void ranges_task(void *ctx, int part) {
+  const ranges_job *j = ctx;
+  int begin = (int)((long)j->tasks * part / j->parts), end = (int)((long)j->tasks * (part + 1) / j->parts);
+  for (int t = begin; t < end; ++t) j->fn(j->ctx, t);
+}
+
+void pk_parallel_ranges(int tasks, pk_task_fn fn, void *ctx) {
+  int threads = pk_threads();
+  if (threads <= 1 || tasks <= 1) {
+    for (int t = 0; t < tasks; ++t) fn(ctx, t);
+    return;
+  }
+  ranges_job job = {fn, ctx, tasks, threads < tasks ? threads : tasks};
+  pk_parallel_for(job.parts, ranges_task, &job);
 }
 
 /* ------------------------------------------------------------- packing */

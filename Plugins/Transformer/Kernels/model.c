@@ -413,10 +413,9 @@ static void layernorm(const float *x, const float *w, const float *b, float *y, 
   layernorm_portable(x, w, b, y, mu, rs, N, D);
 }
 
-/* Columns per task of the column passes (a multiple of 8 lanes), rows per
- * task of the row pass. */
+/* Columns per task of LayerNorm backward's column pass (a multiple of 8
+ * lanes). */
 #define COLUMN_CHUNK 32
-#define ROW_CHUNK 128
 
 /* LayerNorm backward in two independent parts: dx += ... needs each row's
  * two reductions (rows [r0, r1)), dw and db sum each column over all rows
@@ -549,10 +548,13 @@ typedef struct lnb_job {
   int avx2; /* the caller's kernel choice */
 } lnb_job;
 
+/* Tasks 0 .. row_tasks-1 take the rows in contiguous shares, one per
+ * thread, the first on the caller (as pk_parallel_ranges); the column tasks
+ * follow, each reading every row. */
 static void layernorm_backward_task(void *ctx, int task) {
   lnb_job *j = ctx;
   if (task < j->row_tasks) {
-    size_t r0 = (size_t)task * ROW_CHUNK, r1 = r0 + ROW_CHUNK < j->N ? r0 + ROW_CHUNK : j->N;
+    size_t r0 = j->N * task / j->row_tasks, r1 = j->N * (task + 1) / j->row_tasks;
     layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, r0, r1, j->D, j->avx2);
   } else {
     int c0 = (task - j->row_tasks) * COLUMN_CHUNK, c1 = c0 + COLUMN_CHUNK < j->D ? c0 + COLUMN_CHUNK : j->D;
@@ -563,7 +565,7 @@ static void layernorm_backward_task(void *ctx, int task) {
 /* dx += LN backward; dw, db accumulate. */
 static void layernorm_backward(const float *dy, const float *x, const float *w, const float *mu,
                                const float *rs, float *dx, float *dw, float *db, size_t N, int D) {
-  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, (int)((N + ROW_CHUNK - 1) / ROW_CHUNK), pk_has_avx2_fma()};
+  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, N < (size_t)pk_threads() ? 1 : pk_threads(), pk_has_avx2_fma()};
   pk_parallel_for(job.row_tasks + (D + COLUMN_CHUNK - 1) / COLUMN_CHUNK, layernorm_backward_task, &job);
 }
 
@@ -723,7 +725,7 @@ static void parallel_layernorm(const float *x, const float *w, const float *b, f
     layernorm(x, w, b, y, mu, rs, N, D, job.avx2);
     return;
   }
-  pk_parallel_for((int)((N + job.chunk - 1) / job.chunk), layernorm_chunk, &job);
+  pk_parallel_ranges((int)((N + job.chunk - 1) / job.chunk), layernorm_chunk, &job);
 }
 
 static void gelu_chunk(void *ctx, int task) {
@@ -744,7 +746,7 @@ static void parallel_gelu(const float *x, float *y, float *dx, size_t n) {
     gelu_chunk(&(rows_job){.x = x, .y = y, .dx = dx, .N = n, .chunk = (int)n, .avx2 = level}, 0);
     return;
   }
-  pk_parallel_for((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
+  pk_parallel_ranges((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
 }
 
 /* dst = src (or 0 when src is NULL) for n floats, in chunks on the pool:
@@ -769,7 +771,7 @@ static void parallel_copy(float *dst, const float *src, size_t n) {
     copy_chunk(&job, 0);
     return;
   }
-  pk_parallel_for((int)((n + job.chunk - 1) / job.chunk), copy_chunk, &job);
+  pk_parallel_ranges((int)((n + job.chunk - 1) / job.chunk), copy_chunk, &job);
 }
 
 /* ------------------------------------------------------------- attention */
@@ -1250,7 +1252,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     pk_gemm_bias(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 0.0f, la->qkv, 3 * D, w + o->qkv_b);
     att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, kernel_level(),
                    a->off, a->root, a->skip, a->next, a->roots, 0};
-    pk_parallel_for(B * d.heads, attention_task, &job);
+    pk_parallel_ranges(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
     pk_gemm_residual(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, la->x, D, la->xm, D, w + o->proj_b);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
@@ -1312,7 +1314,7 @@ static void logprobs_task(void *ctx, int r) {
 static void logprobs_from(const pk_model *m, const acts *a, const int32_t *tokens,
                           int rows, int stride, float temperature, float *out) {
   logprobs_job job = {a, tokens, m->d.vocab, stride, temperature, out};
-  pk_parallel_for(rows, logprobs_task, &job);
+  pk_parallel_ranges(rows, logprobs_task, &job);
 }
 
 static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
@@ -1461,7 +1463,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
   parallel_copy(dlogits, NULL, N * V);
 
   dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, &a};
-  pk_parallel_for(rows, dlogits_task, &dj);
+  pk_parallel_ranges(rows, dlogits_task, &dj);
   pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
   pk_gemm(0, 1, (int)N, D, V, dlogits, V, w + m->lay.head_w, V, 0.0f, dln, D);
   layernorm_backward(dln, a.xf, w + m->lay.lnf_w, a.muf, a.rsf, dres,
@@ -1487,7 +1489,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     parallel_copy(dqkv, NULL, N * 3 * D);
     att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, kernel_level(),
                    a.off, a.root, a.skip, a.next, a.roots, 0};
-    pk_parallel_for(a.root_count * d.heads, attention_backward_task, &job);
+    pk_parallel_ranges(a.root_count * d.heads, attention_backward_task, &job);
     if (job.failed) return -1;
     pk_gemm_sums(1, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D, g + o->qkv_b);
     pk_gemm(0, 1, (int)N, D, 3 * D, dqkv, 3 * D, w + o->qkv_w, 3 * D, 0.0f, dln, D);
