@@ -3,7 +3,9 @@
  * Several threads (default 2) hammer the kernels at once, each on data of
  * its own, and check every result:
  *   - pool:  jobs of alternating small and large task counts straight on
- *            pk_parallel_for; every task of every job must run exactly once;
+ *            pk_parallel_for and pk_parallel_ranges (whose threads take
+ *            tasks from each other's ranges when done with their own);
+ *            every task of every job must run exactly once;
  *   - gemm:  the model's GEMM shapes, bit for bit equal to the result the
  *            same thread computed alone before the race started;
  *   - model: forward log-probs and a backward pass of a small transformer
@@ -65,10 +67,12 @@ static void gemm(worker *w, int s, float *out) {
 
 static void count_task(void *ctx, int task) { atomic_fetch_add(&((worker *)ctx)->runs[task], 1); }
 
-/* Runs a job of `tasks` tasks; 1 if every task ran exactly once. */
-static int exactly_once(worker *w, int tasks) {
+/* Runs a job of `tasks` tasks (in ranges per thread if `ranges`); 1 if
+ * every task ran exactly once. */
+static int exactly_once(worker *w, int tasks, int ranges) {
   for (int t = 0; t < tasks; ++t) atomic_store(&w->runs[t], 0);
-  pk_parallel_for(tasks, count_task, w);
+  if (ranges) pk_parallel_ranges(tasks, count_task, w);
+  else pk_parallel_for(tasks, count_task, w);
   for (int t = 0; t < tasks; ++t) {
     if (atomic_load(&w->runs[t]) != 1) return 0;
   }
@@ -100,7 +104,8 @@ static void *run(void *arg) {
   size_t P = pk_make_layout(dims).total;
   for (int it = 0; it < w->iterations && !w->failed_check; ++it) {
     for (int round = 0; round < 20 && !w->failed_check; ++round) {
-      if (!exactly_once(w, 2) || !exactly_once(w, MAX_TASKS) || !exactly_once(w, 3)) {
+      int ranges = round % 2;
+      if (!exactly_once(w, 2, ranges) || !exactly_once(w, MAX_TASKS, ranges) || !exactly_once(w, 3, ranges)) {
         w->failed_check = "pool: a task did not run exactly once";
       }
     }

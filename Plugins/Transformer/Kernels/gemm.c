@@ -230,18 +230,36 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
   pthread_mutex_unlock(&pool_owner);
 }
 
-/* pk_parallel_ranges: `threads` tasks, each running a contiguous range of
- * the job's tasks in order, range 0 on the caller. */
+/* pk_parallel_ranges: one pool task per thread, each owning a contiguous
+ * range of the job's tasks, which it takes from the front; a thread done
+ * with its own range takes tasks from the back of the others' (a thread
+ * the VM stalled for a while then costs no idle wait on the other). Each
+ * range is (front << 32 | back) in one atomic word, so the owner and a
+ * thief never take the same task. */
 typedef struct ranges_job {
   pk_task_fn fn;
   void *ctx;
-  int tasks, parts;
+  int parts;
+  atomic_uint_fast64_t range[16];
 } ranges_job;
 
+/* Takes the next task of range `part` from the front (or, thieving, from
+ * the back); -1 when none is left. */
+static int range_take(ranges_job *j, int part, int from_back) {
+  uint_fast64_t current = atomic_load(&j->range[part]);
+  for (;;) {
+    uint32_t front = (uint32_t)(current >> 32), back = (uint32_t)current;
+    if (front >= back) return -1;
+    uint_fast64_t next = from_back ? current - 1 : current + ((uint_fast64_t)1 << 32);
+    if (atomic_compare_exchange_weak(&j->range[part], &current, next)) return (int)(from_back ? back - 1 : front);
+  }
+}
+
 static void ranges_task(void *ctx, int part) {
-  const ranges_job *j = ctx;
-  int begin = (int)((long)j->tasks * part / j->parts), end = (int)((long)j->tasks * (part + 1) / j->parts);
-  for (int t = begin; t < end; ++t) j->fn(j->ctx, t);
+  ranges_job *j = ctx;
+  for (int t; (t = range_take(j, part, 0)) >= 0;) j->fn(j->ctx, t);
+  for (int other = 1; other < j->parts; ++other)
+    for (int t; (t = range_take(j, (part + other) % j->parts, 1)) >= 0;) j->fn(j->ctx, t);
 }
 
 void pk_parallel_ranges(int tasks, pk_task_fn fn, void *ctx) {
@@ -250,7 +268,11 @@ void pk_parallel_ranges(int tasks, pk_task_fn fn, void *ctx) {
     for (int t = 0; t < tasks; ++t) fn(ctx, t);
     return;
   }
-  ranges_job job = {fn, ctx, tasks, threads < tasks ? threads : tasks};
+  ranges_job job = {.fn = fn, .ctx = ctx, .parts = threads < tasks ? threads : tasks};
+  for (int p = 0; p < job.parts; ++p) {
+    uint_fast64_t front = (uint_fast64_t)((long)tasks * p / job.parts), back = (uint_fast64_t)((long)tasks * (p + 1) / job.parts);
+    atomic_init(&job.range[p], front << 32 | back);
+  }
   pk_parallel_for(job.parts, ranges_task, &job);
 }
 

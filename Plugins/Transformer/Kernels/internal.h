@@ -11,11 +11,13 @@ typedef void (*pk_task_fn)(void *ctx, int task);
 void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx);
 
 /* As pk_parallel_for, the tasks taken in one contiguous range per thread,
- * the first range on the calling thread. For passes over the activations'
- * rows: each thread then works on the rows it wrote in the pass before
- * (a GEMM split by rows gives the caller the first rows), which are in
- * its own L2. Reading lines another core had just written ran at 22 GB/s
- * against 60 from its own L2 (1 MB, this Xeon). */
+ * the first range on the calling thread (a thread done early takes tasks
+ * from the end of another's range). For passes over the activations' rows:
+ * each thread then works on the rows it wrote in the pass before (a GEMM
+ * split by rows gives the caller the first rows), which are in its own
+ * L2. Reading lines another core had just written ran at 22 GB/s against
+ * 60 from its own L2 (1 MB, this Xeon). Tasks must not depend on their
+ * order. */
 void pk_parallel_ranges(int tasks, pk_task_fn fn, void *ctx);
 
 /* C = op(A)·B + beta·C (B untransposed), and b_sums[j] += the sum of B's
