@@ -409,6 +409,16 @@ struct TorchBackendTests {
         }
     }
 
+    /// The pinned interpreter with FutureWarning an error (a deprecated
+    /// transformers name then fails the worker), as a `python` config entry.
+    static func strictPython() throws -> String {
+        let dir = try TestSupport.temporaryDirectory("torch-strict")
+        let strict = dir.appendingPathComponent("python").path
+        try "#!/bin/sh\nexec '\(try Self.python())' -W error::FutureWarning \"$@\"\n".write(toFile: strict, atomically: true, encoding: .utf8)
+        #expect(chmod(strict, 0o755) == 0)
+        return #""python": "\#(strict)""#
+    }
+
     /// The worker hands transformers its KV cache under the name the installed
     /// version takes (5.24 renamed past_key_values to cache: the old name
     /// warned on every call and goes in 5.40). With FutureWarning an error in
@@ -416,11 +426,7 @@ struct TorchBackendTests {
     /// spread to their rows), decoding, and the log-probs of rows sharing a
     /// prompt (its cache reused) all run.
     @Test func theWorkerUsesTheCacheArgumentOfItsTransformers() throws {
-        let dir = try TestSupport.temporaryDirectory("torch-strict")
-        let strict = dir.appendingPathComponent("python").path
-        try "#!/bin/sh\nexec '\(try Self.python())' -W error::FutureWarning \"$@\"\n".write(toFile: strict, atomically: true, encoding: .utf8)
-        #expect(chmod(strict, 0o755) == 0)
-        let b = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "python": "\#(strict)""#))
+        let b = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "# + (try Self.strictPython())))
         let prompt = [1] + (try b.tokenize("12+3="))
         let logits = try b.beginDecoding(TokenBatch(sequences: [prompt, prompt, [1] + (try b.tokenize("7="))]))
         let next = try b.decodeStep([5, 6, 7])
@@ -432,10 +438,13 @@ struct TorchBackendTests {
 
     /// Gradient checkpointing recomputes activations in backward: the same
     /// step as without it, and KV-cache decoding still works (the model is in
-    /// training mode only during backward).
+    /// training mode only during backward). Its worker runs with
+    /// FutureWarning an error: transformers 5.24 renamed the call that turns
+    /// checkpointing on (the old name warned, and goes in v6).
     @Test func gradientCheckpointingTakesTheSameStep() throws {
         let plain = try Self.backend()
-        let checkpointed = try Self.backend(Self.tiny.replacingOccurrences(of: #""seed": 3"#, with: #""seed": 3, "gradient_checkpointing": true"#))
+        let checkpointed = try Self.backend(Self.tiny.replacingOccurrences(
+            of: #""seed": 3"#, with: #""seed": 3, "gradient_checkpointing": true, "# + (try Self.strictPython())))
         let batch = TokenBatch(sequences: [[1] + (try plain.tokenize("12+3=15;#15")) + [2], [1] + (try plain.tokenize("9=")) + [2]])
         let grad = (0..<(batch.rows * batch.stride)).map { Float(($0 * 31) % 7) / 7 - 0.5 }
         var norms: [Double] = []

@@ -47,6 +47,16 @@ def cache_keyword(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Activations recomputed in backward, non-reentrant. transformers 5.2x renamed
+    gradient_checkpointing_enable to activation_checkpointing_enable (the old name warns
+    on every call and goes in v6); an older transformers knows only the old one."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def returned_cache(out: Any) -> Any:
     """The KV cache of a forward's output, under either name (see cache_keyword)."""
     return out["cache"] if "cache" in out else out["past_key_values"]
@@ -210,7 +220,7 @@ class Backend:
         if config.get("gradient_checkpointing"):
             # Activations are recomputed in backward instead of kept (transformers applies it in
             # training mode only, so the model is in training mode just for backward).
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(self.model)
         self.model.eval()
         self.cache_kw = cache_keyword(self.model)
         if self.world > 1:  # every rank starts from rank 0's weights
