@@ -77,10 +77,10 @@ int pk_force_avx2(int avx2) {
 
 /* A job is published without a lock: its function, context and task count
  * into the slot of its epoch's parity, then the epoch, which a spinning
- * worker sees before it reads that slot. Tasks are claimed from `claim`,
- * which holds the job's epoch in its high 32 bits and the next task index
- * in its low 32 bits, so a claim is valid only for the job it was made
- * for. A worker late enough to read a slot being rewritten (job E's slot
+ * worker sees before it reads that slot. The caller runs task 0; the
+ * others are claimed from `claim`, which holds the job's epoch in its high
+ * 32 bits and the next task index in its low 32 bits (from 1), so a claim
+ * is valid only for the job it was made for. A worker late enough to read a slot being rewritten (job E's slot
  * is rewritten by job E + 2) claims nothing: job E + 1 has replaced the
  * epoch in `claim`. With one slot, a worker could read job E + 1's task
  * count for job E while `claim` still held E, and claim a task of E past
@@ -622,7 +622,7 @@ typedef struct gemm_job {
   float *C;
   float beta;
   const float *bias;
-  const float *residual;        /* C = residual + bias + op(A)·op(B) instead of beta·C + ..., */
+  const float *residual;        /* if not NULL, C = residual + bias + op(A)·op(B) (beta unused) */
   int ldr;                      /* its row stride */
   const float *prepacked;       /* op(B) packed by pk_pack_b, or NULL */
   int pack;                     /* 1: each task packs its panels of op(B) per KC block */
@@ -827,6 +827,8 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * The MLP's first weight gradient (128 x 2048 x 512) read its B in
    * place at 73% of the one-thread peak, packed at 81%. */
   job.prepacked = prepacked;
+  /* (Also packed when B's column sums are wanted: they are taken while
+   * packing.) */
   job.pack = !prepacked && (tb || N % NR != 0 || M > MC || b_sums);
   job.b_sums = b_sums;
   /* One task per thread, split the way that balances best: rows for tall

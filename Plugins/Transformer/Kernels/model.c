@@ -417,11 +417,6 @@ static void layernorm(const float *x, const float *w, const float *b, float *y, 
  * lanes). */
 #define COLUMN_CHUNK 32
 
-/* LayerNorm backward in two independent parts: dx += ... needs each row's
- * two reductions (rows [r0, r1)), dw and db sum each column over all rows
- * (columns [c0, c1)). Split this way both run in parallel and every sum
- * keeps one order whatever the threads: a column's rows are added first to
- * last, as the serial loop did. */
 #if defined(__x86_64__)
 /* Transposes eight rows of eight floats in registers: r[j] becomes column j. */
 __attribute__((target("avx2"))) static inline void transpose8(__m256 r[8]) {
@@ -472,8 +467,14 @@ __attribute__((target("avx2"))) static void layernorm_row_sums8(const float *dy,
 }
 #endif
 
-/* dx += LayerNorm backward for rows [r0, r1); `avx2` takes their sums
- * eight rows at a time (the same bits). */
+/* LayerNorm backward in two independent parts: dx += ... needs each row's
+ * two reductions (rows [r0, r1)), dw and db sum each column over all rows
+ * (columns [c0, c1)). Split this way both run in parallel and every sum
+ * keeps one order whatever the threads: a column's rows are added first to
+ * last, as the serial loop did.
+ *
+ * The row part: dx += LayerNorm backward for rows [r0, r1); `avx2` takes
+ * their sums eight rows at a time (the same bits). */
 PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float *x, const float *w,
                                                     const float *mu, const float *rs, float *dx,
                                                     size_t r0, size_t r1, int D, int avx2) {
@@ -565,7 +566,8 @@ static void layernorm_backward_task(void *ctx, int task) {
 /* dx += LN backward; dw, db accumulate. */
 static void layernorm_backward(const float *dy, const float *x, const float *w, const float *mu,
                                const float *rs, float *dx, float *dw, float *db, size_t N, int D) {
-  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, N < (size_t)pk_threads() ? 1 : pk_threads(), pk_has_avx2_fma()};
+  int threads = pk_threads();
+  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, N < (size_t)threads ? 1 : threads, pk_has_avx2_fma()};
   pk_parallel_for(job.row_tasks + (D + COLUMN_CHUNK - 1) / COLUMN_CHUNK, layernorm_backward_task, &job);
 }
 
@@ -598,9 +600,7 @@ static void gelu_backward_portable(const float *x, float *d, size_t n) {
  * e^x: the same method as pk_expf (round to nearest instead of half away
  * from zero: the same accuracy). tanh(c (v + 0.044715 v³)) as
  * 1 - 2 / (e^(2u) + 1). */
-#ifndef GELU_UNROLL
 #define GELU_UNROLL 4
-#endif
 #define GELU_FORMS(ATTR, V, VI, P, L, SUFFIX, ROUND, CAST, TAIL)                                            \
   ATTR static inline V exp##L(V x) {                                                                         \
     x = P##_min_ps(P##_max_ps(x, P##_set1_ps(-87.0f)), P##_set1_ps(88.0f));                                 \
