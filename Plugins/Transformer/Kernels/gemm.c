@@ -304,15 +304,16 @@ static void pack_a_panel(int ta, const float *A, int lda, int i0, int rows, int 
 /* Packed panels of a task's own buffers lie one cache line further apart
  * than their size: at 256 x 16 floats (16 KB) or 256 x 6 (6 KB) apart,
  * the rows a packing loop writes across all panels at once fell into one
- * or two L1 sets (2048 x 512 packed at 16.5 GB/s, 24.5 with the line; one
- * thread). */
+ * or two L1 sets (2048 x 512 packed a row at a time at 19.6 GB/s, 24.5
+ * with the line; one thread). */
 #define PANEL_PAD 16
 
 /* Packing a source a row at a time requests the row PACK_AHEAD rows on
  * (into L2): the weight gradients' operands come from L3 or memory, and
  * the hardware prefetchers did not keep up (128 x 384 x 2048 from 16
  * operand sets: 62% of the FMA peak at one thread, 67% this way; at two,
- * the weight gradients' shapes +5..6 points). */
+ * three of the four weight gradients' shapes +4.5..6 points, 128 x 128 x
+ * 2048 unchanged). */
 #define PACK_AHEAD 8
 
 /* The distance between packed A groups (B panels) of a KC block of kc. */
