@@ -791,7 +791,8 @@ typedef struct att_job {
 
 /* One sequence and head as the attention kernels see it: T tokens whose q
  * rows are at q (stride ld), k at q + kv, v at q + 2 kv; the gradients
- * (backward) in the same layout at dq. P: its probabilities [T][T]. The
+ * (backward) in the same layout at dq. P: its probabilities transposed,
+ * P[s * T + t] = p(query t attends to key s), zero for s > t. The
  * output (forward) rows at o, stride ol; the output's gradient (backward)
  * at dout, stride dl. */
 typedef struct att_seq {
@@ -847,9 +848,10 @@ PK_AVX2 static float softmax_unnormalised8(float *p, int n) {
  * broadcasts, 8 FMAs), so nothing sums through memory and no dot product
  * ends in a horizontal add (a row-at-a-time form accumulated the output
  * with a load-FMA-store per key, a chain through the store buffer).
- * K (forward) and V (backward) are transposed into a per-thread scratch for
- * the scores; the other products read a transposed operand by columns.
- * Causal blocks above the diagonal are skipped. */
+ * The scores are computed transposed (a row per key, a column per query;
+ * see att_softmax_cols), from Q (forward) or dO (backward) transposed into
+ * a per-thread scratch; the other products read a transposed operand by
+ * rows or columns. Causal blocks above the diagonal are skipped. */
 
 static _Thread_local pk_scratch att_tls;      /* the tiled kernels' */
 static _Thread_local pk_scratch view_tls;     /* a sharer's gathered rows */
@@ -894,6 +896,7 @@ static _Thread_local pk_scratch att_out_tls;  /* its outputs or gradients */
 ATT_TILE(att_tile16, PK_AVX2, __m256, _mm256, 8, 2)
 ATT_TILE(att_tile8, PK_AVX2, __m256, _mm256, 8, 1)
 ATT_TILE(att_tile32_avx512, PK_AVX512, __m512, _mm512, 16, 2)
+ATT_TILE(att_tile16_avx512, PK_AVX512, __m512, _mm512, 16, 1)
 #undef ATT_TILE
 
 /* C[T][W] (+)= X · Y, X(t, k) = x[t*xs + k*xk], Y rows at stride ys with W
@@ -910,72 +913,158 @@ PK_AVX2 static void att_product(int T, int W, const float *x, long xs, long xk, 
     int w = 0;
     if (wide)
       for (; w + 32 <= W; w += 32) att_tile32_avx512(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
-    for (; w + 16 <= W; w += 16) att_tile16(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
+    for (; w + 16 <= W; w += 16) {
+      if (wide) att_tile16_avx512(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
+      else att_tile16(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
+    }
     if (w < W) att_tile8(xt, xs, xk, rows, y + w, ys, k0, k1, c + (size_t)t0 * cs + w, cs, add);
   }
 }
 
-/* Scores S[t][0:Tp] = X[t] · Yᵀ for the columns a causal row needs (blocks of
- * 16 up to t), from yT [E][Tp] (Y transposed, zero-padded to Tp). */
-PK_AVX2 static void att_scores(int T, int Tp, int E, const float *x, long xs, const float *yT, float *S,
-                               int wide) {
-  for (int t0 = 0; t0 < T; t0 += 4) {
-    int rows = T - t0 < 4 ? T - t0 : 4;
-    for (int s0 = 0; s0 <= t0 + rows - 1; s0 += 16) {
-      if (wide && s0 + 16 <= t0 + rows - 1) { /* both 16-column blocks are needed */
-        att_tile32_avx512(x + (size_t)t0 * xs, xs, 1, rows, yT + s0, Tp, 0, E, S + (size_t)t0 * Tp + s0, Tp, 0);
-        s0 += 16;
-        continue;
-      }
-      att_tile16(x + (size_t)t0 * xs, xs, 1, rows, yT + s0, Tp, 0, E, S + (size_t)t0 * Tp + s0, Tp, 0);
+/* out[e][0:Tp] = in[t][e] for t < T (row stride ins), zero for t >= T; E
+ * a multiple of 8. Whole 8 x 8 blocks go through registers (transpose8):
+ * element by element, a 32 x 32 head took a third of the scores' time. */
+PK_AVX2 static void att_transpose(int T, int Tp, int E, const float *in, long ins, float *out) {
+  int t0 = 0;
+  for (; t0 + 8 <= T; t0 += 8) {
+    for (int e0 = 0; e0 < E; e0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(in + (size_t)(t0 + i) * ins + e0);
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (size_t)(e0 + i) * Tp + t0, r[i]);
     }
   }
-}
-
-/* out[e][0:Tp] = in[t][e] for t < T (row stride ins), zero for t >= T. */
-static void att_transpose(int T, int Tp, int E, const float *in, long ins, float *out) {
   for (int e = 0; e < E; ++e) {
     float *row = out + (size_t)e * Tp;
-    for (int t = 0; t < T; ++t) row[t] = in[(size_t)t * ins + e];
+    for (int t = t0; t < T; ++t) row[t] = in[(size_t)t * ins + e];
     for (int t = T; t < Tp; ++t) row[t] = 0;
   }
 }
 
-/* Lanes s0 .. s0+7 of a row that are below n. */
-PK_AVX2 static inline __m256 att_lanes_below(int s0, int n) {
-  __m256 index = _mm256_add_ps(_mm256_set1_ps((float)s0), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
-  return _mm256_cmp_ps(index, _mm256_set1_ps((float)n), _CMP_LT_OQ);
+/* Transposed scores Sᵀ[s][0:Tp] = Y[s] · Xᵀ, from xT [E][Tp] (X
+ * transposed, zero-padded to Tp): for row s only the 16-column blocks from
+ * the one holding s on (a causal column t needs s <= t). Each element is
+ * the FMA chain over e of the untransposed product: fma(y, x, acc) and
+ * fma(x, y, acc) are the same. */
+PK_AVX2 static void att_scores_t(int T, int Tp, int E, const float *y, long ys, const float *xT, float *St,
+                                 int wide) {
+  for (int s0 = 0; s0 < T; s0 += 4) {
+    int rows = T - s0 < 4 ? T - s0 : 4;
+    for (int t0 = s0 / 16 * 16; t0 < T; t0 += 16) {
+      if (wide && t0 + 32 <= Tp) {
+        att_tile32_avx512(y + (size_t)s0 * ys, ys, 1, rows, xT + t0, Tp, 0, E, St + (size_t)s0 * Tp + t0, Tp, 0);
+        t0 += 16;
+        continue;
+      }
+      if (wide) att_tile16_avx512(y + (size_t)s0 * ys, ys, 1, rows, xT + t0, Tp, 0, E, St + (size_t)s0 * Tp + t0, Tp, 0);
+      else att_tile16(y + (size_t)s0 * ys, ys, 1, rows, xT + t0, Tp, 0, E, St + (size_t)s0 * Tp + t0, Tp, 0);
+    }
+  }
 }
 
-PK_AVX2 static inline float att_hmax8(__m256 v) {
-  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_max_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
+/* The softmax and its gradient run on the transposed scores, L columns
+ * (queries t) at a time, a lane per query: no horizontal maximum or sum,
+ * and no chain of them per row (a row at a time, with 8-lane vectors along
+ * s, the softmax was 40% of a (sequence, head)'s forward). The bits are
+ * the row form's: that form summed a row in 8 lanes (lane l the terms
+ * s = l mod 8, in order) and then added the lanes as hsum8 does, and each
+ * lane here keeps those 8 partial sums and adds them in that order; terms
+ * past t are +0 in both. Written for 8 lanes (AVX2) and 16 (AVX-512).
+ *
+ * att_le(s, t): the lanes whose query t has s <= t; att_sel(m, a, b): a
+ * in them, b elsewhere; att_keep(m, a): a in them, +0 elsewhere;
+ * att_load/att_store: the first `left` lanes (the others read +0). */
+PK_AVX2 static inline __m256 att_iota8(int t0) {
+  return _mm256_add_ps(_mm256_set1_ps((float)t0), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
+}
+PK_AVX2 static inline __m256 att_le8(float s, __m256 t) { return _mm256_cmp_ps(_mm256_set1_ps(s), t, _CMP_LE_OQ); }
+PK_AVX2 static inline __m256 att_sel8(__m256 m, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, m); }
+PK_AVX2 static inline __m256 att_keep8(__m256 m, __m256 a) { return _mm256_and_ps(a, m); }
+PK_AVX2 static inline __m256i att_first8(int left) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+PK_AVX2 static inline __m256 att_load8(const float *p, int left) {
+  return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, att_first8(left));
+}
+PK_AVX2 static inline void att_store8(float *p, int left, __m256 v) {
+  if (left >= 8) _mm256_storeu_ps(p, v);
+  else _mm256_maskstore_ps(p, att_first8(left), v);
+}
+PK_AVX512 static inline __m512 att_iota16(int t0) {
+  return _mm512_add_ps(_mm512_set1_ps((float)t0),
+                       _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+}
+PK_AVX512 static inline __mmask16 att_le16(float s, __m512 t) {
+  return _mm512_cmp_ps_mask(_mm512_set1_ps(s), t, _CMP_LE_OQ);
+}
+PK_AVX512 static inline __m512 att_sel16(__mmask16 m, __m512 a, __m512 b) { return _mm512_mask_blend_ps(m, b, a); }
+PK_AVX512 static inline __m512 att_keep16(__mmask16 m, __m512 a) { return _mm512_maskz_mov_ps(m, a); }
+PK_AVX512 static inline __m512 att_load16(const float *p, int left) {
+  return left >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << left) - 1), p);
+}
+PK_AVX512 static inline void att_store16(float *p, int left, __m512 v) {
+  if (left >= 16) _mm512_storeu_ps(p, v);
+  else _mm512_mask_storeu_ps(p, (__mmask16)((1u << left) - 1), v);
 }
 
-/* Row t of the probabilities: softmax of scale · srow[0..t] in 8-lane
- * vectors (lanes past t masked to 0), written to prow[0:T] with zeros
- * past t. srow has room for ceil(T/8) vectors (Tp >= that). */
-PK_AVX2 static void att_softmax_row(float *srow, int t, int T, float scale, float *prow) {
-  int nv = (T + 7) / 8, live = t / 8 + 1;
-  __m256 sc = _mm256_set1_ps(scale), neg = _mm256_set1_ps(-INFINITY), mx = neg;
-  for (int v = 0; v < live; ++v) {
-    __m256 x = _mm256_blendv_ps(neg, _mm256_mul_ps(_mm256_loadu_ps(srow + 8 * v), sc), att_lanes_below(8 * v, t + 1));
-    _mm256_storeu_ps(srow + 8 * v, x);
-    mx = _mm256_max_ps(mx, x);
+/* hsum8's order over 8 partial sums, lane by lane. */
+#define ATT_TREE(P, part)                                                                         \
+  P##_add_ps(P##_add_ps(P##_add_ps(part[0], part[4]), P##_add_ps(part[2], part[6])),              \
+             P##_add_ps(P##_add_ps(part[1], part[5]), P##_add_ps(part[3], part[7])))
+#define ATT_COLUMNS(ATTR, V, M, P, L)                                                             \
+  /* Queries t0 .. t0+L-1: St's columns (scores, Tp floats a row) become                         \
+   * the probabilities Pᵀ[s][t] (T floats a row; zero for s > t). */                             \
+  ATTR static void att_softmax_cols##L(float *St, int Tp, int t0, int T, float scale, float *Pt) { \
+    const V t = att_iota##L(t0), sc = P##_set1_ps(scale), neg = P##_set1_ps(-INFINITY);          \
+    int end = T < t0 + L ? T : t0 + L, left = T - t0 < L ? T - t0 : L;                           \
+    V mx = neg, part[8];                                                                          \
+    for (int s = 0; s < end; ++s) {                                                               \
+      float *row = St + (size_t)s * Tp + t0;                                                      \
+      V x = att_sel##L(att_le##L((float)s, t), P##_mul_ps(P##_loadu_ps(row), sc), neg);          \
+      P##_storeu_ps(row, x);                                                                      \
+      mx = P##_max_ps(mx, x);                                                                     \
+    }                                                                                             \
+    for (int l = 0; l < 8; ++l) part[l] = P##_setzero_ps();                                       \
+    for (int s = 0; s < end; ++s) {                                                               \
+      float *row = St + (size_t)s * Tp + t0;                                                      \
+      V e = att_keep##L(att_le##L((float)s, t), exp##L(P##_sub_ps(P##_loadu_ps(row), mx)));      \
+      P##_storeu_ps(row, e);                                                                      \
+      part[s & 7] = P##_add_ps(part[s & 7], e);                                                   \
+    }                                                                                             \
+    V inv = P##_div_ps(P##_set1_ps(1.0f), ATT_TREE(P, part));                                     \
+    for (int s = 0; s < end; ++s)                                                                 \
+      att_store##L(Pt + (size_t)s * T + t0, left, P##_mul_ps(P##_loadu_ps(St + (size_t)s * Tp + t0), inv)); \
+    for (int s = end; s < T; ++s) att_store##L(Pt + (size_t)s * T + t0, left, P##_setzero_ps());   \
+  }                                                                                               \
+  /* dSᵀ = Pᵀ ⊙ (dPᵀ − Σ_s P ⊙ dP) · scale for queries t0 .. t0+L-1, in                          \
+   * place on dPᵀ (Tp floats a row). The row form computed its 8-lane                             \
+   * vectors up to t's (s/8 <= t/8, +-0 past t) and stored +0 beyond. */                        \
+  ATTR static void att_dscores_cols##L(float *dSt, int Tp, int t0, int T, float scale, const float *Pt) { \
+    const V t = att_iota##L(t0), sc = P##_set1_ps(scale);                                        \
+    int end = T < t0 + L ? T : t0 + L, left = T - t0 < L ? T - t0 : L;                           \
+    V part[8];                                                                                    \
+    for (int l = 0; l < 8; ++l) part[l] = P##_setzero_ps();                                       \
+    for (int s = 0; s < end; ++s) {                                                               \
+      float *row = dSt + (size_t)s * Tp + t0;                                                     \
+      M below = att_le##L((float)s, t);                                                           \
+      V pv = att_keep##L(below, att_load##L(Pt + (size_t)s * T + t0, left));                      \
+      V dv = att_keep##L(below, P##_loadu_ps(row));                                               \
+      P##_storeu_ps(row, dv);                                                                     \
+      part[s & 7] = P##_fmadd_ps(pv, dv, part[s & 7]);                                            \
+    }                                                                                             \
+    V d = ATT_TREE(P, part);                                                                      \
+    for (int s = 0; s < end; ++s) {                                                               \
+      float *row = dSt + (size_t)s * Tp + t0;                                                     \
+      V pv = att_keep##L(att_le##L((float)s, t), att_load##L(Pt + (size_t)s * T + t0, left));     \
+      V ds = P##_mul_ps(P##_mul_ps(pv, P##_sub_ps(P##_loadu_ps(row), d)), sc);                    \
+      P##_storeu_ps(row, att_keep##L(att_le##L((float)(s & ~7), t), ds)); /* s/8 <= t/8 */        \
+    }                                                                                             \
+    for (int s = end; s < T; ++s) P##_storeu_ps(dSt + (size_t)s * Tp + t0, P##_setzero_ps());     \
   }
-  __m256 m = _mm256_set1_ps(att_hmax8(mx)), sum = _mm256_setzero_ps();
-  for (int v = 0; v < live; ++v) {
-    __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(srow + 8 * v), m)), att_lanes_below(8 * v, t + 1));
-    _mm256_storeu_ps(srow + 8 * v, e);
-    sum = _mm256_add_ps(sum, e);
-  }
-  __m256 inv = _mm256_set1_ps(1.0f / hsum8(sum));
-  for (int v = 0; v < live; ++v) _mm256_storeu_ps(srow + 8 * v, _mm256_mul_ps(_mm256_loadu_ps(srow + 8 * v), inv));
-  for (int v = live; v < nv; ++v) _mm256_storeu_ps(srow + 8 * v, _mm256_setzero_ps());
-  memcpy(prow, srow, (size_t)T * sizeof(float));
-}
+ATT_COLUMNS(PK_AVX2, __m256, __m256, _mm256, 8)
+ATT_COLUMNS(PK_AVX512, __m512, __mmask16, _mm512, 16)
+#undef ATT_COLUMNS
+#undef ATT_TREE
 
 /* Requests every line of rows row0 .. row0+T-1, `width` floats from `at`
  * (row stride ld), before the task touches them: the activations come cold
@@ -987,22 +1076,25 @@ static void att_prefetch(const float *at, long ld, int T, int width) {
 }
 
 /* Returns 0 when the scratch could not be had (the caller then runs the
- * portable loops). */
+ * portable loops). The probabilities are kept transposed, Pᵀ[s][t]. */
 PK_AVX2 __attribute__((noinline)) static int attention_tiled_avx2(const att_seq *q, int wide) {
   int T = q->T, E = q->E;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
-  float *kT = pk_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
-  if (!kT) return 0;
-  float *S = kT + (size_t)E * Tp;
+  float *qT = pk_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
+  if (!qT) return 0;
+  float *St = qT + (size_t)E * Tp;
   float scale = 1.0f / sqrtf((float)E);
   const float *base = q->q;
   long ld = q->ld;
   for (int part = 0; part < 3; ++part) att_prefetch(base + part * q->kv, ld, T, E);
-  att_transpose(T, Tp, E, base + q->kv, ld, kT);
-  att_scores(T, Tp, E, base, ld, kT, S, wide);
-  for (int t = 0; t < T; ++t) att_softmax_row(S + (size_t)t * Tp, t, T, scale, q->P + (size_t)t * T);
-  att_product(T, E, q->P, T, 1, base + 2 * q->kv, ld, q->o, q->ol, 0, 1, 0, T, wide);
+  att_transpose(T, Tp, E, base, ld, qT);
+  att_scores_t(T, Tp, E, base + q->kv, ld, qT, St, wide);
+  if (wide)
+    for (int t0 = 0; t0 < T; t0 += 16) att_softmax_cols16(St, Tp, t0, T, scale, q->P);
+  else
+    for (int t0 = 0; t0 < T; t0 += 8) att_softmax_cols8(St, Tp, t0, T, scale, q->P);
+  att_product(T, E, q->P, 1, T, base + 2 * q->kv, ld, q->o, q->ol, 0, 1, 0, T, wide);
   return 1;
 }
 
@@ -1010,11 +1102,11 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const
   int T = q->T, E = q->E;
   if (T == 0) return 1;
   int Tp = (T + 15) / 16 * 16;
-  float *vT = pk_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
-  if (!vT) return 0;
-  float *dS = vT + (size_t)E * Tp;
+  float *doT = pk_reserve(&att_tls, (size_t)E * Tp + (size_t)T * Tp);
+  if (!doT) return 0;
+  float *dSt = doT + (size_t)E * Tp;
   float scale = 1.0f / sqrtf((float)E);
-  const float *base = q->q, *dout = q->dout, *P = q->P;
+  const float *base = q->q, *dout = q->dout, *Pt = q->P;
   float *dbase = q->dq;
   long ld = q->ld, kv = q->kv;
   for (int part = 0; part < 3; ++part) {
@@ -1022,37 +1114,18 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const
     att_prefetch(dbase + part * kv, ld, T, E);
   }
   att_prefetch(dout, q->dl, T, E);
-  /* dP = dO · Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale, in 8-lane
-   * vectors with the lanes past t masked (P's row ends at T; dP past the
-   * computed blocks is not set). */
-  att_transpose(T, Tp, E, base + 2 * kv, ld, vT);
-  att_scores(T, Tp, E, dout, q->dl, vT, dS, wide);
-  __m256 sc = _mm256_set1_ps(scale);
-  for (int t = 0; t < T; ++t) {
-    const float *p = P + (size_t)t * T;
-    float *ds = dS + (size_t)t * Tp;
-    int live = t / 8 + 1;
-    __m256 dot = _mm256_setzero_ps();
-    for (int v = 0; v < live; ++v) {
-      __m256 mask = att_lanes_below(8 * v, t + 1);
-      __m256 pv = _mm256_maskload_ps(p + 8 * v, _mm256_castps_si256(mask));
-      __m256 dv = _mm256_and_ps(_mm256_loadu_ps(ds + 8 * v), mask);
-      _mm256_storeu_ps(ds + 8 * v, dv);
-      dot = _mm256_fmadd_ps(pv, dv, dot);
-    }
-    __m256 d = _mm256_set1_ps(hsum8(dot));
-    for (int v = 0; v < live; ++v) {
-      __m256 mask = att_lanes_below(8 * v, t + 1);
-      __m256 pv = _mm256_maskload_ps(p + 8 * v, _mm256_castps_si256(mask));
-      _mm256_storeu_ps(ds + 8 * v, _mm256_mul_ps(_mm256_mul_ps(pv, _mm256_sub_ps(_mm256_loadu_ps(ds + 8 * v), d)), sc));
-    }
-    for (int s = 8 * live; s < Tp; ++s) ds[s] = 0;
-  }
-  /* dQ += dS · K; dK += dSᵀ · Q; dV += Pᵀ · dO (the transposes read as
-   * columns, no copies). */
-  att_product(T, E, dS, Tp, 1, base + kv, ld, dbase, ld, 1, 1, 0, T, wide);
-  att_product(T, E, dS, 1, Tp, base, ld, dbase + kv, ld, 1, 0, 1, T, wide);
-  att_product(T, E, P, 1, T, dout, q->dl, dbase + 2 * kv, ld, 1, 0, 1, T, wide);
+  /* dPᵀ = V · dOᵀ, then dSᵀ = Pᵀ ⊙ (dPᵀ − Σ_s P ⊙ dP) · scale. */
+  att_transpose(T, Tp, E, dout, q->dl, doT);
+  att_scores_t(T, Tp, E, base + 2 * kv, ld, doT, dSt, wide);
+  if (wide)
+    for (int t0 = 0; t0 < T; t0 += 16) att_dscores_cols16(dSt, Tp, t0, T, scale, Pt);
+  else
+    for (int t0 = 0; t0 < T; t0 += 8) att_dscores_cols8(dSt, Tp, t0, T, scale, Pt);
+  /* dQ += dS · K; dK += dSᵀ · Q; dV += Pᵀ · dO (each transposed operand
+   * read by rows or columns as the product needs, no copies). */
+  att_product(T, E, dSt, 1, Tp, base + kv, ld, dbase, ld, 1, 1, 0, T, wide);
+  att_product(T, E, dSt, Tp, 1, base, ld, dbase + kv, ld, 1, 0, 1, T, wide);
+  att_product(T, E, Pt, T, 1, dout, q->dl, dbase + 2 * kv, ld, 1, 0, 1, T, wide);
   return 1;
 }
 #endif
@@ -1067,29 +1140,29 @@ PK_MULTIVERSION static void attention_seq(const att_seq *q, int avx2) {
   float scale = 1.0f / sqrtf((float)E);
   for (int t = 0; t < T; ++t) {
     const float *qt = q->q + (size_t)t * ld;
-    float *p = q->P + (size_t)t * T;
+    float *p = q->P + t; /* P[t][s] at p[s * T] (Pᵀ) */
     float maxv = -INFINITY;
     for (int s = 0; s <= t; ++s) {
       const float *k = q->q + (size_t)s * ld + kv;
       float dot = 0;
       for (int e = 0; e < E; ++e) dot += qt[e] * k[e];
-      p[s] = dot * scale;
-      if (p[s] > maxv) maxv = p[s];
+      p[s * T] = dot * scale;
+      if (p[s * T] > maxv) maxv = p[s * T];
     }
     float sum = 0;
     for (int s = 0; s <= t; ++s) {
-      p[s] = pk_expf(p[s] - maxv);
-      sum += p[s];
+      p[s * T] = pk_expf(p[s * T] - maxv);
+      sum += p[s * T];
     }
     float inv = 1.0f / sum;
     float *o = q->o + (size_t)t * q->ol;
     for (int e = 0; e < E; ++e) o[e] = 0;
     for (int s = 0; s <= t; ++s) {
-      p[s] *= inv;
+      p[s * T] *= inv;
       const float *v = q->q + (size_t)s * ld + 2 * kv;
-      for (int e = 0; e < E; ++e) o[e] += p[s] * v[e];
+      for (int e = 0; e < E; ++e) o[e] += p[s * T] * v[e];
     }
-    for (int s = t + 1; s < T; ++s) p[s] = 0;
+    for (int s = t + 1; s < T; ++s) p[s * T] = 0;
   }
 }
 
@@ -1103,7 +1176,8 @@ PK_MULTIVERSION static void attention_backward_seq(const att_seq *q, int avx2) {
   float scale = 1.0f / sqrtf((float)E);
   float dp[1024];
   for (int t = 0; t < T; ++t) {
-    const float *p = q->P + (size_t)t * T;
+    float p[1024]; /* P[t][0..t], from Pᵀ */
+    for (int s = 0; s <= t; ++s) p[s] = q->P[(size_t)s * T + t];
     const float *dout = q->dout + (size_t)t * q->dl;
     const float *qt = q->q + (size_t)t * ld;
     float *dq = q->dq + (size_t)t * ld;
