@@ -131,6 +131,13 @@ struct pk_model {
    * (dec_weights). */
   float *dec_packed;
   size_t dec_packed_cap;
+  /* The softmax of each logits row pk_logprobs_keep took, for
+   * pk_backward_kept (kept_softmax): its exponentials [rows][V], their sum
+   * and whether the row has them. */
+  float *soft_exps;
+  double *soft_sums;
+  unsigned char *soft_set;
+  size_t soft_cap;
   /* First token row of each sequence in the activations, then the shared
    * prefixes' arrays: one block of 6 arrays of row_off_cap ints (set_rows). */
   int *row_off;
@@ -215,6 +222,9 @@ void pk_model_free(pk_model *m) {
   free(m->kept_lengths);
   free(m->decode_buf);
   free(m->dec_packed);
+  free(m->soft_exps);
+  free(m->soft_sums);
+  free(m->soft_set);
   free(m->row_off);
   free(m);
 }
@@ -1372,12 +1382,19 @@ static size_t row_of(const acts *a, int b, int t) {
   return t < a->skip[b] ? (size_t)a->off[a->root[b]] + t : (size_t)a->off[b] + t - a->skip[b];
 }
 
-/* log-softmax(z / temp)[k] for a row of V logits. */
-static float log_prob(const float *z, int V, float temp, int k) {
+/* log-softmax(z / temp)[k] for a row of V logits; with exps, the row's
+ * exponentials (as floats) and their sum are kept there and in *sum, as
+ * dlogits_task computes them. */
+static float log_prob(const float *z, int V, float temp, int k, float *exps, double *sum_out) {
   float maxv = -INFINITY;
   for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / temp);
   double sum = 0;
-  for (int i = 0; i < V; ++i) sum += exp((double)(z[i] / temp - maxv));
+  for (int i = 0; i < V; ++i) {
+    double e = exp((double)(z[i] / temp - maxv));
+    if (exps) exps[i] = (float)e;
+    sum += e;
+  }
+  if (exps) *sum_out = sum;
   return (float)((double)(z[k] / temp - maxv) - log(sum));
 }
 
@@ -1394,6 +1411,7 @@ typedef struct logprobs_job {
   int V, stride;
   float temperature;
   float *out;
+  pk_model *keep; /* not NULL: keep each own row's softmax there (kept_softmax) */
 } logprobs_job;
 
 /* Sequence r's log-probs: each is the softmax of one row of logits (an
@@ -1405,16 +1423,41 @@ static void logprobs_task(void *ctx, int r) {
   const acts *a = j->a;
   for (int t = 0; t < j->stride; ++t) {
     size_t n = (size_t)r * j->stride + t;
-    j->out[n] = (t >= 1 && t < a->skip[r] + a->off[r + 1] - a->off[r])
-                    ? log_prob(a->logits + row_of(a, r, t - 1) * j->V, j->V, j->temperature, j->tokens[n])
-                    : 0.0f;
+    if (t < 1 || t >= a->skip[r] + a->off[r + 1] - a->off[r]) {
+      j->out[n] = 0.0f;
+      continue;
+    }
+    size_t row = row_of(a, r, t - 1);
+    /* A row another sequence shares is kept by its own sequence's task. */
+    int keep = j->keep && t - 1 >= a->skip[r];
+    j->out[n] = log_prob(a->logits + row * j->V, j->V, j->temperature, j->tokens[n],
+                         keep ? j->keep->soft_exps + row * j->V : NULL, keep ? j->keep->soft_sums + row : NULL);
+    if (keep) j->keep->soft_set[row] = 1;
   }
 }
 
+/* Room for kept_softmax's rows, none of them set; -1 when it could not be
+ * had. */
+static int kept_softmax(pk_model *m, size_t rows) {
+  size_t V = (size_t)m->d.vocab;
+  if (rows > m->soft_cap) {
+    free(m->soft_exps);
+    free(m->soft_sums);
+    free(m->soft_set);
+    m->soft_exps = floats_new(rows * V);
+    m->soft_sums = malloc(rows * sizeof(double));
+    m->soft_set = malloc(rows);
+    m->soft_cap = m->soft_exps && m->soft_sums && m->soft_set ? rows : 0;
+    if (!m->soft_cap) return -1;
+  }
+  memset(m->soft_set, 0, rows);
+  return 0;
+}
+
 /* out[r][t] from the logits of a forward pass (the ABI's convention). */
-static void logprobs_from(const pk_model *m, const acts *a, const int32_t *tokens,
-                          int rows, int stride, float temperature, float *out) {
-  logprobs_job job = {a, tokens, m->d.vocab, stride, temperature, out};
+static void logprobs_from(pk_model *m, const acts *a, const int32_t *tokens, int rows, int stride,
+                          float temperature, float *out, int keep) {
+  logprobs_job job = {a, tokens, m->d.vocab, stride, temperature, out, keep ? m : NULL};
   pk_parallel_ranges(rows, logprobs_task, &job);
 }
 
@@ -1423,7 +1466,7 @@ static int logprobs_pass(pk_model *m, int reference, const int32_t *tokens,
                 float temperature, float *out) {
   acts a;
   if (forward(m, reference ? m->ref : m->params, tokens, rows, stride, lengths, m->share, 0, &a)) return -1;
-  logprobs_from(m, &a, tokens, rows, stride, temperature, out);
+  logprobs_from(m, &a, tokens, rows, stride, temperature, out, 0);
   return 0;
 }
 
@@ -1433,7 +1476,8 @@ static int logprobs_keep_pass(pk_model *m, const int32_t *tokens, const uint32_t
                               int rows, int stride, float temperature, float *out) {
   acts a;
   if (forward(m, m->params, tokens, rows, stride, lengths, m->share, 1, &a)) return -1;
-  logprobs_from(m, &a, tokens, rows, stride, temperature, out);
+  if (kept_softmax(m, a.N)) return -1;
+  logprobs_from(m, &a, tokens, rows, stride, temperature, out, 1);
   size_t count = (size_t)rows * stride;
   if (count > m->kept_cap || (size_t)rows > m->kept_cap) {
     size_t cap = count > (size_t)rows ? count : (size_t)rows;
@@ -1457,13 +1501,13 @@ static int logprobs_keep_pass(pk_model *m, const int32_t *tokens, const uint32_t
 /* -------------------------------------------------------------- backward */
 
 static int backward_from(pk_model *m, acts a, const int32_t *tokens,
-                         int rows, int stride, float temperature, const float *grad);
+                         int rows, int stride, float temperature, const float *grad, int kept);
 
 static int backward_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                 int rows, int stride, float temperature, const float *grad) {
   acts a;
   if (forward(m, m->params, tokens, rows, stride, lengths, m->share, 1, &a)) return -1;
-  return backward_from(m, a, tokens, rows, stride, temperature, grad);
+  return backward_from(m, a, tokens, rows, stride, temperature, grad, 0);
 }
 
 /* Back-propagation through the kept pass; -2 when none is kept. */
@@ -1475,7 +1519,7 @@ static int backward_kept_pass(pk_model *m, const float *grad) {
   if (make_acts(m, m->kept_rows, m->kept_stride, m->kept_lengths, m->kept_share ? m->kept_tokens : NULL, &a))
     return -1;
   return backward_from(m, a, m->kept_tokens, m->kept_rows, m->kept_stride,
-                       m->kept_temperature, grad);
+                       m->kept_temperature, grad, 1);
 }
 
 /* Back-propagation from dL/dlogprob through the forward pass `a` of tokens. */
@@ -1490,6 +1534,7 @@ typedef struct dlogits_job {
   int T, V;
   float temperature;
   const acts *a;
+  const pk_model *kept; /* not NULL: rows with kept_softmax's values take them */
 } dlogits_job;
 
 /* Whether sequence b's loss has a term at the row of its token t (the
@@ -1520,14 +1565,21 @@ static void dlogits_task(void *ctx, int r) {
     if (terms == 0) continue;
     const float *z = j->logits + row_of(a, r, t) * V;
     float *dz = j->dlogits + row_of(a, r, t) * V;
-    float maxv = -INFINITY;
-    for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / temp);
-    /* Each exponential once (kept in dz as a float), summed in double. */
+    /* Each exponential once (kept in dz as a float), summed in double;
+     * log_prob's, when the kept pass has them. */
     double sum = 0;
-    for (int i = 0; i < V; ++i) {
-      double e = exp((double)(z[i] / temp - maxv));
-      dz[i] = (float)e;
-      sum += e;
+    size_t row = row_of(a, r, t);
+    if (j->kept && j->kept->soft_set[row]) {
+      memcpy(dz, j->kept->soft_exps + row * V, (size_t)V * sizeof(float));
+      sum = j->kept->soft_sums[row];
+    } else {
+      float maxv = -INFINITY;
+      for (int i = 0; i < V; ++i) maxv = fmaxf(maxv, z[i] / temp);
+      for (int i = 0; i < V; ++i) {
+        double e = exp((double)(z[i] / temp - maxv));
+        dz[i] = (float)e;
+        sum += e;
+      }
     }
     for (int i = 0; i < V; ++i) {
       float p = (float)((double)dz[i] / sum);
@@ -1544,7 +1596,7 @@ static void dlogits_task(void *ctx, int r) {
 }
 
 static int backward_from(pk_model *m, acts a, const int32_t *tokens,
-                         int rows, int stride, float temperature, const float *grad) {
+                         int rows, int stride, float temperature, const float *grad, int kept) {
   const pk_dims d = m->d;
   size_t N = a.N;
   int D = d.d_model, F = d.d_ff, V = d.vocab, T = stride;
@@ -1563,7 +1615,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
   parallel_copy(dres, NULL, N * D);
   parallel_copy(dlogits, NULL, N * V);
 
-  dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, &a};
+  dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, &a, kept ? m : NULL};
   pk_parallel_ranges(rows, dlogits_task, &dj);
   pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
   pk_gemm(0, 1, (int)N, D, V, dlogits, V, w + m->lay.head_w, V, 0.0f, dln, D);
