@@ -486,9 +486,14 @@ __attribute__((target("avx2"))) static void layernorm_row_sums8(const float *dy,
  *
  * The row part: dx += LayerNorm backward for rows [r0, r1); `avx2` takes
  * their sums eight rows at a time (the same bits). */
+/* Rows r0 .. r1-1 of dx; with dw, db, their terms of columns c0 .. c1-1
+ * of the weight's and bias's gradients too (dw[0] is column c0's), added
+ * row by row as layernorm_backward_columns adds them (rows r0.. must be
+ * the next ones those sums take). */
 PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float *x, const float *w,
                                                     const float *mu, const float *rs, float *dx,
-                                                    size_t r0, size_t r1, int D, int avx2) {
+                                                    float *dw, float *db, int c0, int c1, size_t r0,
+                                                    size_t r1, int D, int avx2) {
   float mean_d[8], mean_dx[8];
   (void)avx2;
   for (size_t n0 = r0; n0 < r1; n0 += 8) {
@@ -516,6 +521,23 @@ PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float
       size_t n = n0 + r;
       const float *dyn = dy + n * D, *xn = x + n * D;
       float *dxn = dx + n * D;
+      if (dw) {
+        for (int i = 0; i < c0; ++i) {
+          float xhat = (xn[i] - mu[n]) * rs[n];
+          dxn[i] += rs[n] * (dyn[i] * w[i] - mean_d[r] - xhat * mean_dx[r]);
+        }
+        for (int i = c0; i < c1; ++i) {
+          float xhat = (xn[i] - mu[n]) * rs[n];
+          dxn[i] += rs[n] * (dyn[i] * w[i] - mean_d[r] - xhat * mean_dx[r]);
+          dw[i - c0] += dyn[i] * xhat;
+          db[i - c0] += dyn[i];
+        }
+        for (int i = c1; i < D; ++i) {
+          float xhat = (xn[i] - mu[n]) * rs[n];
+          dxn[i] += rs[n] * (dyn[i] * w[i] - mean_d[r] - xhat * mean_dx[r]);
+        }
+        continue;
+      }
       for (int i = 0; i < D; ++i) {
         float xhat = (xn[i] - mu[n]) * rs[n];
         dxn[i] += rs[n] * (dyn[i] * w[i] - mean_d[r] - xhat * mean_dx[r]);
@@ -552,34 +574,60 @@ PK_MULTIVERSION static void layernorm_backward_columns(const float *dy, const fl
   }
 }
 
+static _Thread_local pk_scratch lnb_tls; /* a task's running column sums */
+
 typedef struct lnb_job {
   const float *dy, *x, *w, *mu, *rs;
   float *dx, *dw, *db;
   size_t N;
-  int D, row_tasks;
+  int D, tasks;
   int avx2; /* the caller's kernel choice */
 } lnb_job;
 
-/* Tasks 0 .. row_tasks-1 take the rows in contiguous shares, one per
- * thread, the first on the caller (as pk_parallel_ranges); the column tasks
- * follow, each reading every row. */
+/* dw and db's columns c0 .. c1-1 over rows r0 .. r1-1, COLUMN_CHUNK
+ * columns at a time. */
+static void layernorm_backward_sums(const lnb_job *j, int c0, int c1, size_t r0, size_t r1) {
+  if (r1 <= r0) return;
+  for (int c = c0; c < c1; c += COLUMN_CHUNK)
+    layernorm_backward_columns(j->dy + r0 * j->D, j->x + r0 * j->D, j->mu + r0, j->rs + r0, j->dw, j->db,
+                               r1 - r0, j->D, c, c + COLUMN_CHUNK < c1 ? c + COLUMN_CHUNK : c1);
+}
+
+/* Task i: share i of the rows (contiguous, the first on the caller, as
+ * pk_parallel_ranges) and share i of dw and db's columns, each column
+ * summed over all rows in order: the rows before its own share, then its
+ * own while they are read for dx (one pass over them instead of two),
+ * then the rest. Every task does the same work, and a thread reads another
+ * thread's rows only for its columns. */
 static void layernorm_backward_task(void *ctx, int task) {
   lnb_job *j = ctx;
-  if (task < j->row_tasks) {
-    size_t r0 = j->N * task / j->row_tasks, r1 = j->N * (task + 1) / j->row_tasks;
-    layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, r0, r1, j->D, j->avx2);
+  size_t r0 = j->N * task / j->tasks, r1 = j->N * (task + 1) / j->tasks;
+  int c0 = j->D * task / j->tasks / 8 * 8, c1 = task + 1 == j->tasks ? j->D : j->D * (task + 1) / j->tasks / 8 * 8;
+  layernorm_backward_sums(j, c0, c1, 0, r0);
+  /* The running sums of the task's columns in its scratch while its rows
+   * pass: in dw and db, a line on the border of two tasks' columns went
+   * from core to core with every row. */
+  float *sums = pk_reserve(&lnb_tls, 2 * (size_t)(c1 - c0));
+  if (sums) {
+    memcpy(sums, j->dw + c0, (size_t)(c1 - c0) * sizeof(float));
+    memcpy(sums + (c1 - c0), j->db + c0, (size_t)(c1 - c0) * sizeof(float));
+    layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, sums, sums + (c1 - c0), c0, c1, r0, r1,
+                            j->D, j->avx2);
+    memcpy(j->dw + c0, sums, (size_t)(c1 - c0) * sizeof(float));
+    memcpy(j->db + c0, sums + (c1 - c0), (size_t)(c1 - c0) * sizeof(float));
   } else {
-    int c0 = (task - j->row_tasks) * COLUMN_CHUNK, c1 = c0 + COLUMN_CHUNK < j->D ? c0 + COLUMN_CHUNK : j->D;
-    layernorm_backward_columns(j->dy, j->x, j->mu, j->rs, j->dw, j->db, j->N, j->D, c0, c1);
+    layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, NULL, NULL, 0, 0, r0, r1, j->D, j->avx2);
+    layernorm_backward_sums(j, c0, c1, r0, r1);
   }
+  layernorm_backward_sums(j, c0, c1, r1, j->N);
 }
 
 /* dx += LN backward; dw, db accumulate. */
 static void layernorm_backward(const float *dy, const float *x, const float *w, const float *mu,
                                const float *rs, float *dx, float *dw, float *db, size_t N, int D) {
   int threads = pk_threads();
-  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, N < (size_t)threads ? 1 : threads, pk_has_avx2_fma()};
-  pk_parallel_for(job.row_tasks + (D + COLUMN_CHUNK - 1) / COLUMN_CHUNK, layernorm_backward_task, &job);
+  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, N < 64 || D < 16 * threads ? 1 : threads, pk_has_avx2_fma()};
+  pk_parallel_for(job.tasks, layernorm_backward_task, &job);
 }
 
 #define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
