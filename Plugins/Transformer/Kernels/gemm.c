@@ -25,6 +25,9 @@
 #define NR 16
 #define KC 256
 #define MC 96
+#ifndef ROW_TASKS_PER_THREAD
+#define ROW_TASKS_PER_THREAD 4
+#endif
 
 enum { ISA_PORTABLE, ISA_AVX2, ISA_AVX512 };
 
@@ -851,6 +854,17 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     if (rows_cost < cols_cost || (rows_cost == cols_cost && N <= M)) job.row_tasks = by_rows;
     else job.col_tasks = by_cols;
   }
+  /* With B packed before the call, a task packs nothing: the rows go in
+   * ROW_TASKS_PER_THREAD tasks per thread, taken as pk_parallel_ranges
+   * takes them (each thread the rows it wrote in the pass before, then
+   * what is left of the other's), so a thread the VM stalls leaves no
+   * half of the product to wait for. */
+  if (prepacked && job.row_tasks > 1) {
+    int fine = threads * ROW_TASKS_PER_THREAD, most = job.row_groups / 4;
+    job.row_tasks = fine < most ? fine : most > job.row_tasks ? most : job.row_tasks;
+    pk_parallel_ranges(job.row_tasks, gemm_task, &job);
+    return;
+  }
   pk_parallel_for(job.row_tasks * job.col_tasks, gemm_task, &job);
 }
 
@@ -903,6 +917,11 @@ void pk_pack_b(int trans_b, int K, int N, const float *B, int ldb, float *out) {
 void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                     float beta, float *C, int ldc, const float *bias) {
   gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b, NULL, NULL, 0);
+}
+
+void pk_gemm_packed_residual(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
+                             const float *residual, int ldr, float *C, int ldc, const float *bias) {
+  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, 1.0f, C, ldc, bias, packed_b, NULL, residual, ldr);
 }
 
 /* ------------------------------------------------------------ FMA peak */

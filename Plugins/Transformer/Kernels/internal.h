@@ -30,6 +30,10 @@ void pk_gemm_sums(int trans_a, int M, int N, int K, const float *A, int lda, con
 void pk_gemm_residual(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
                       int ldb, const float *residual, int ldr, float *C, int ldc, const float *bias);
 
+/* pk_gemm_residual with op(B) packed by pk_pack_b. */
+void pk_gemm_packed_residual(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
+                             const float *residual, int ldr, float *C, int ldc, const float *bias);
+
 /* A growable buffer on a cache line, thread-local where it is used. */
 typedef struct pk_scratch {
   float *data;

@@ -99,6 +99,14 @@ typedef struct segment {
  * the same order at any thread count. */
 enum { ADAM_CHUNK = 16384 };
 
+/* A model's weight matrices packed for pk_gemm_packed (pack_weights). */
+typedef struct weight_packs {
+  float *data;
+  size_t cap;
+  int transposed; /* each matrix packed as Wᵀ */
+  int ready;      /* packed by the pass running (weight_product) */
+} weight_packs;
+
 struct pk_model {
   pk_dims d;
   pk_layout lay;
@@ -127,10 +135,10 @@ struct pk_model {
   /* Work space of decode_step. */
   float *decode_buf;
   size_t decode_cap;
-  /* The weights the decoding multiplies by, packed once by decode_begin
-   * (dec_weights). */
-  float *dec_packed;
-  size_t dec_packed_cap;
+  /* The weights the decoding multiplies by, packed once by decode_begin;
+   * a training pass's, packed by its forward (as W) and backward (as Wᵀ)
+   * (packed_weight). */
+  weight_packs dec_packs, fwd_packs, bwd_packs;
   /* The softmax of each logits row pk_logprobs_keep took, for
    * pk_backward_kept (kept_softmax): its exponentials [rows][V], their sum
    * and whether the row has them. */
@@ -221,7 +229,9 @@ void pk_model_free(pk_model *m) {
   free(m->kept_tokens);
   free(m->kept_lengths);
   free(m->decode_buf);
-  free(m->dec_packed);
+  free(m->dec_packs.data);
+  free(m->fwd_packs.data);
+  free(m->bwd_packs.data);
   free(m->soft_exps);
   free(m->soft_sums);
   free(m->soft_set);
@@ -1375,6 +1385,117 @@ static void attention_backward_task(void *ctx, int task) {
   }
 }
 
+/* ------------------------------------------------------- packed weights */
+
+/* The weight matrices in GEMM panel layout: per layer qkv, proj, fc, fcp
+ * (W_QKV..W_FCP), then the LM head; each as W (op(B) of the forward's
+ * products) or transposed (the input gradients'). Decoding multiplies by
+ * each of them every step: reading them unpacked (a 64-row product, B
+ * rows 2 KB apart on two L1 sets) reached 73% of the FMA peak on the
+ * MLP's first product, packing them each call cost as much as the product,
+ * packed once 86% (2 threads, best of 40 interleaved rounds). A training
+ * pass packs them once too: each GEMM task had packed all of B for itself
+ * (twice per product at two threads), and with B packed the GEMM splits
+ * its rows into more tasks than threads (gemm). */
+enum { W_QKV, W_PROJ, W_FC, W_FCP, W_PER_LAYER };
+
+/* Matrix `which` (W_PER_LAYER: the head) is [K][N] as stored. */
+static void weight_shape(const pk_model *m, int which, int *K, int *N) {
+  int D = m->d.d_model, F = m->d.d_ff;
+  switch (which) {
+  case W_QKV: *K = D; *N = 3 * D; break;
+  case W_PROJ: *K = D; *N = D; break;
+  case W_FC: *K = D; *N = F; break;
+  case W_FCP: *K = F; *N = D; break;
+  default: *K = D; *N = m->d.vocab; /* the head */
+  }
+}
+
+/* Where matrix `which` of layer l (or the head: l = layers) starts in p. */
+static float *packed_weight(const pk_model *m, const weight_packs *p, int l, int which) {
+  size_t at = 0;
+  for (int i = 0; i < l * W_PER_LAYER + (l < m->d.layers ? which : 0); ++i) {
+    int K, N;
+    weight_shape(m, i % W_PER_LAYER, &K, &N);
+    at += p->transposed ? pk_packed_b_floats(N, K) : pk_packed_b_floats(K, N);
+  }
+  return p->data + at;
+}
+
+static const float *weight_of(const pk_model *m, const float *w, int l, int which) {
+  if (l == m->d.layers) return w + m->lay.head_w;
+  const pk_layer_offsets *o = &m->lay.layer[l];
+  size_t at[] = {o->qkv_w, o->proj_w, o->fc_w, o->fcp_w};
+  return w + at[which];
+}
+
+typedef struct pack_job {
+  const pk_model *m;
+  const float *w;
+  weight_packs *p;
+} pack_job;
+
+static void pack_task(void *ctx, int task) {
+  const pack_job *j = ctx;
+  int l = task / W_PER_LAYER, which = l < j->m->d.layers ? task % W_PER_LAYER : W_PER_LAYER;
+  int K, N;
+  weight_shape(j->m, which, &K, &N);
+  const float *src = weight_of(j->m, j->w, l, which);
+  if (j->p->transposed) pk_pack_b(1, N, K, src, N, packed_weight(j->m, j->p, l, which));
+  else pk_pack_b(0, K, N, src, N, packed_weight(j->m, j->p, l, which));
+}
+
+/* Packs every matrix of the weights w into p (as Wᵀ when transposed);
+ * with `when_threads` only if the pool has more than one thread (one
+ * thread packs each B as it multiplies, in cache: a training pass packing
+ * every matrix first was 1% slower so). */
+static int pack_weights(pk_model *m, const float *w, weight_packs *p, int transposed, int when_threads) {
+  int L = m->d.layers, K, N;
+  size_t need = 0;
+  p->transposed = transposed;
+  p->ready = 0;
+  if (when_threads && pk_threads() < 2) return 0;
+  for (int which = 0; which <= W_PER_LAYER; ++which) {
+    weight_shape(m, which, &K, &N);
+    need += (which == W_PER_LAYER ? 1 : (size_t)L) * (transposed ? pk_packed_b_floats(N, K) : pk_packed_b_floats(K, N));
+  }
+  if (need > p->cap) {
+    free(p->data);
+    p->data = floats_new(need);
+    p->cap = p->data ? need : 0;
+    if (!p->data) return -1;
+  }
+  pack_job job = {m, w, p};
+  pk_parallel_for(L * W_PER_LAYER + 1, pack_task, &job);
+  p->ready = 1;
+  return 0;
+}
+
+/* C = A · op(W) (+ bias; + residual when not NULL) for `rows` rows, W
+ * matrix `which` of layer l of the weights w (the head: l = layers), op(W)
+ * = W with p forward's packs, Wᵀ with backward's; from p when it is ready
+ * (the same bits either way). A and C (and the residual) are rows of
+ * op(W)'s K and N floats. */
+static void weight_product(const pk_model *m, const float *w, const weight_packs *p, int l, int which, int rows,
+                           const float *A, const float *bias, const float *residual, float *C) {
+  int K, N, ld;
+  weight_shape(m, which, &K, &N);
+  ld = N; /* W's stored rows */
+  if (p->transposed) {
+    int k = K;
+    K = N, N = k;
+  }
+  if (p->ready) {
+    const float *packed = packed_weight(m, p, l, which);
+    if (residual) pk_gemm_packed_residual(0, rows, N, K, A, K, packed, residual, N, C, N, bias);
+    else pk_gemm_packed(0, rows, N, K, A, K, packed, 0.0f, C, N, bias);
+    return;
+  }
+  const float *W = weight_of(m, w, l, which);
+  if (residual) pk_gemm_residual(0, p->transposed, rows, N, K, A, K, W, ld, residual, N, C, N, bias);
+  else pk_gemm_bias(0, p->transposed, rows, N, K, A, K, W, ld, 0.0f, C, N, bias);
+}
+
 /* --------------------------------------------------------------- forward */
 
 /* Runs the model on tokens [B][T] with `w` as weights, keeping every
@@ -1404,24 +1525,25 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
       for (int k = 0; k < D; ++k) xn[k] = e[k] + p[k];
     }
   }
+  if (pack_weights(m, w, &m->fwd_packs, 0, 1)) return -1;
   for (int l = 0; l < d.layers; ++l) {
     const pk_layer_offsets *o = &m->lay.layer[l];
     layer_acts *la = &a->layer[l];
     parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
-    pk_gemm_bias(0, 0, (int)N, 3 * D, D, la->ln1, D, w + o->qkv_w, 3 * D, 0.0f, la->qkv, 3 * D, w + o->qkv_b);
+    weight_product(m, w, &m->fwd_packs, l, W_QKV, (int)N, la->ln1, w + o->qkv_b, NULL, la->qkv);
     att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, kernel_level(),
                    a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_ranges(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
-    pk_gemm_residual(0, 0, (int)N, D, D, la->ao, D, w + o->proj_w, D, la->x, D, la->xm, D, w + o->proj_b);
+    weight_product(m, w, &m->fwd_packs, l, W_PROJ, (int)N, la->ao, w + o->proj_b, la->x, la->xm);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
-    pk_gemm_bias(0, 0, (int)N, F, D, la->ln2, D, w + o->fc_w, F, 0.0f, la->fc, F, w + o->fc_b);
+    weight_product(m, w, &m->fwd_packs, l, W_FC, (int)N, la->ln2, w + o->fc_b, NULL, la->fc);
     parallel_gelu(la->fc, la->ge, NULL, N * F, for_backward ? GELU_KEEP : GELU_VALUE);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
-    pk_gemm_residual(0, 0, (int)N, D, F, la->ge, F, w + o->fcp_w, D, la->xm, D, next, D, w + o->fcp_b);
+    weight_product(m, w, &m->fwd_packs, l, W_FCP, (int)N, la->ge, w + o->fcp_b, la->xm, next);
   }
   parallel_layernorm(a->xf, w + m->lay.lnf_w, w + m->lay.lnf_b, a->lnf, a->muf, a->rsf, N, D);
-  pk_gemm(0, 0, (int)N, V, D, a->lnf, D, w + m->lay.head_w, V, 0.0f, a->logits, V);
+  weight_product(m, w, &m->fwd_packs, d.layers, W_PER_LAYER, (int)N, a->lnf, NULL, NULL, a->logits);
   return 0;
 }
 
@@ -1660,13 +1782,14 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     if (!m->scratch) return -1;
   }
   float *dres = m->scratch, *dln = dres + N * D, *dbig = dln + N * D, *dlogits = dbig + N * big;
+  if (pack_weights(m, w, &m->bwd_packs, 1, 1)) return -1;
   parallel_copy(dres, NULL, N * D);
   parallel_copy(dlogits, NULL, N * V);
 
   dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, &a, kept ? m : NULL};
   pk_parallel_ranges(rows, dlogits_task, &dj);
   pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
-  pk_gemm(0, 1, (int)N, D, V, dlogits, V, w + m->lay.head_w, V, 0.0f, dln, D);
+  weight_product(m, w, &m->bwd_packs, d.layers, W_PER_LAYER, (int)N, dlogits, NULL, NULL, dln);
   layernorm_backward(dln, a.xf, w + m->lay.lnf_w, a.muf, a.rsf, dres,
                      g + m->lay.lnf_w, g + m->lay.lnf_b, N, D);
 
@@ -1676,16 +1799,16 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     /* MLP: next = xm + gelu(ln2(xm) Wfc + bfc) Wfcp + bfcp */
     float *dfc = dbig;
     pk_gemm_sums(1, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D, g + o->fcp_b);
-    pk_gemm(0, 1, (int)N, F, D, dres, D, w + o->fcp_w, D, 0.0f, dfc, F);
+    weight_product(m, w, &m->bwd_packs, l, W_FCP, (int)N, dres, NULL, NULL, dfc);
     parallel_gelu(la->fc, NULL, dfc, N * F, GELU_GRADIENT);
     pk_gemm_sums(1, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F, g + o->fc_b);
-    pk_gemm(0, 1, (int)N, D, F, dfc, F, w + o->fc_w, F, 0.0f, dln, D);
+    weight_product(m, w, &m->bwd_packs, l, W_FC, (int)N, dfc, NULL, NULL, dln);
     layernorm_backward(dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
                        g + o->ln2_w, g + o->ln2_b, N, D);
     /* Attention: xm = x + attn(ln1(x)) Wproj + bproj */
     pk_gemm_sums(1, D, D, (int)N, la->ao, D, dres, D, 1.0f, g + o->proj_w, D, g + o->proj_b);
     float *dao = dln;
-    pk_gemm(0, 1, (int)N, D, D, dres, D, w + o->proj_w, D, 0.0f, dao, D);
+    weight_product(m, w, &m->bwd_packs, l, W_PROJ, (int)N, dres, NULL, NULL, dao);
     float *dqkv = dbig;
     parallel_copy(dqkv, NULL, N * 3 * D);
     att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, kernel_level(),
@@ -1693,7 +1816,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     pk_parallel_ranges(a.root_count * d.heads, attention_backward_task, &job);
     if (job.failed) return -1;
     pk_gemm_sums(1, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D, g + o->qkv_b);
-    pk_gemm(0, 1, (int)N, D, 3 * D, dqkv, 3 * D, w + o->qkv_w, 3 * D, 0.0f, dln, D);
+    weight_product(m, w, &m->bwd_packs, l, W_QKV, (int)N, dqkv, NULL, NULL, dln);
     layernorm_backward(dln, la->x, w + o->ln1_w, la->mu1, la->rs1, dres,
                        g + o->ln1_w, g + o->ln1_b, N, D);
   }
@@ -1854,67 +1977,7 @@ static void decode_attention_task(void *ctx, int task) {
   for (int i = task * DECODE_PAIRS; i < (task + 1) * DECODE_PAIRS && i < pairs; ++i) decode_attention_pair(j, i);
 }
 
-/* The decoding's weight matrices in GEMM panel layout: per layer qkv, proj,
- * fc, fcp (DEC_QKV..DEC_FCP), then the LM head. Every step multiplies by
- * each of them; reading them unpacked (a 64-row product, B rows 2 KB apart
- * on two L1 sets) reached 73% of the FMA peak on the MLP's first product,
- * packing them each call cost as much as the product, packed once 86%
- * (2 threads, best of 40 interleaved rounds). */
-enum { DEC_QKV, DEC_PROJ, DEC_FC, DEC_FCP, DEC_PER_LAYER };
-
-static void dec_shape(const pk_model *m, int which, int *K, int *N) {
-  int D = m->d.d_model, F = m->d.d_ff;
-  switch (which) {
-  case DEC_QKV: *K = D; *N = 3 * D; break;
-  case DEC_PROJ: *K = D; *N = D; break;
-  case DEC_FC: *K = D; *N = F; break;
-  case DEC_FCP: *K = F; *N = D; break;
-  default: *K = D; *N = m->d.vocab; /* the head */
-  }
-}
-
-/* Where matrix `which` of layer l (or the head: l = layers) starts. */
-static float *dec_weights(const pk_model *m, int l, int which) {
-  size_t at = 0;
-  for (int i = 0; i < l * DEC_PER_LAYER + (l < m->d.layers ? which : 0); ++i) {
-    int K, N;
-    dec_shape(m, i % DEC_PER_LAYER, &K, &N);
-    at += pk_packed_b_floats(K, N);
-  }
-  return m->dec_packed + at;
-}
-
-static const float *weight_of(const pk_model *m, const float *w, int l, int which) {
-  if (l == m->d.layers) return w + m->lay.head_w;
-  const pk_layer_offsets *o = &m->lay.layer[l];
-  size_t at[] = {o->qkv_w, o->proj_w, o->fc_w, o->fcp_w};
-  return w + at[which];
-}
-
-static void dec_pack_task(void *ctx, int task) {
-  pk_model *m = ctx;
-  int l = task / DEC_PER_LAYER, which = l < m->d.layers ? task % DEC_PER_LAYER : DEC_PER_LAYER;
-  int K, N;
-  dec_shape(m, which, &K, &N);
-  pk_pack_b(0, K, N, weight_of(m, m->params, l, which), N, dec_weights(m, l, which));
-}
-
-static int dec_pack(pk_model *m) {
-  int L = m->d.layers, K, N;
-  size_t need = 0;
-  for (int which = 0; which <= DEC_PER_LAYER; ++which) {
-    dec_shape(m, which, &K, &N);
-    need += (which == DEC_PER_LAYER ? 1 : (size_t)L) * pk_packed_b_floats(K, N);
-  }
-  if (need > m->dec_packed_cap) {
-    free(m->dec_packed);
-    m->dec_packed = floats_new(need);
-    m->dec_packed_cap = m->dec_packed ? need : 0;
-    if (!m->dec_packed) return -1;
-  }
-  pk_parallel_for(L * DEC_PER_LAYER + 1, dec_pack_task, m);
-  return 0;
-}
+static float *dec_weights(const pk_model *m, int l, int which) { return packed_weight(m, &m->dec_packs, l, which); }
 
 static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t *lengths,
                     int rows, int stride, float *logits) {
@@ -1941,7 +2004,7 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   m->dec_going = malloc((size_t)rows);
   m->dec_index = malloc((size_t)rows * sizeof(int));
   m->dec_tokens = malloc((size_t)rows * sizeof(int32_t));
-  if (!m->positions || !m->dec_going || !m->dec_index || !m->dec_tokens || dec_pack(m)) return -1;
+  if (!m->positions || !m->dec_going || !m->dec_index || !m->dec_tokens || pack_weights(m, m->params, &m->dec_packs, 0, 0)) return -1;
   memset(m->dec_going, 1, (size_t)rows);
   m->dec_rows = rows;
   /* A GRPO batch samples each prompt G times: the prefill computes a
@@ -1999,17 +2062,17 @@ static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *t
   for (int l = 0; l < d.layers; ++l) {
     const pk_layer_offsets *o = &m->lay.layer[l];
     layernorm(x, w + o->ln1_w, w + o->ln1_b, ln, NULL, NULL, n, D, avx2);
-    pk_gemm_packed(0, n, 3 * D, D, ln, D, dec_weights(m, l, DEC_QKV), 0.0f, qkv, 3 * D, w + o->qkv_b);
+    pk_gemm_packed(0, n, 3 * D, D, ln, D, dec_weights(m, l, W_QKV), 0.0f, qkv, 3 * D, w + o->qkv_b);
     for (int i = 0; i < n; ++i) cache_store(m, l, row[i], m->positions[row[i]], qkv + (size_t)i * 3 * D);
     decode_job job = {m, l, n, row, qkv, ao, avx2};
     pk_parallel_for((n * d.heads + DECODE_PAIRS - 1) / DECODE_PAIRS, decode_attention_task, &job);
     memcpy(xm, x, (size_t)n * D * sizeof(float));
-    pk_gemm_packed(0, n, D, D, ao, D, dec_weights(m, l, DEC_PROJ), 1.0f, xm, D, w + o->proj_b);
+    pk_gemm_packed(0, n, D, D, ao, D, dec_weights(m, l, W_PROJ), 1.0f, xm, D, w + o->proj_b);
     layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, n, D, avx2);
-    pk_gemm_packed(0, n, F, D, ln, D, dec_weights(m, l, DEC_FC), 0.0f, fc, F, w + o->fc_b);
+    pk_gemm_packed(0, n, F, D, ln, D, dec_weights(m, l, W_FC), 0.0f, fc, F, w + o->fc_b);
     parallel_gelu(fc, ge, NULL, (size_t)n * F, GELU_VALUE);
     memcpy(x, xm, (size_t)n * D * sizeof(float));
-    pk_gemm_packed(0, n, D, F, ge, F, dec_weights(m, l, DEC_FCP), 1.0f, x, D, w + o->fcp_b);
+    pk_gemm_packed(0, n, D, F, ge, F, dec_weights(m, l, W_FCP), 1.0f, x, D, w + o->fcp_b);
   }
   layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, n, D, avx2);
   pk_gemm_packed(0, n, V, D, ln, D, dec_weights(m, d.layers, 0), 0.0f, logits, V, NULL);
