@@ -1496,6 +1496,60 @@ static void weight_product(const pk_model *m, const float *w, const weight_packs
   else pk_gemm_bias(0, p->transposed, rows, N, K, A, K, W, ld, 0.0f, C, N, bias);
 }
 
+/* The embeddings: forward, x = wte[token] + wpe[position] a sequence per
+ * task; backward, their gradients from dres, EMBED_COLUMNS columns per
+ * task over every row in order (a token's rows add into one gradient row,
+ * so the rows cannot be split; each element's sum keeps the serial loop's
+ * order). Both ran on the calling thread with the pool idle. */
+enum { EMBED_COLUMNS = 32 };
+
+typedef struct embed_job {
+  pk_model *m;
+  const float *w;
+  const int32_t *tokens;
+  const acts *a;
+  const float *dres; /* backward */
+  int T, rows;
+} embed_job;
+
+static void embed_task(void *ctx, int b) {
+  const embed_job *j = ctx;
+  const acts *a = j->a;
+  int D = j->m->d.d_model, V = j->m->d.vocab;
+  for (int i = 0; i < a->off[b + 1] - a->off[b]; ++i) {
+    int t = a->skip[b] + i;
+    int32_t tok = j->tokens[(size_t)b * j->T + t];
+    if (tok < 0 || tok >= V) tok = 0;
+    const float *e = j->w + j->m->lay.wte + (size_t)tok * D;
+    const float *p = j->w + j->m->lay.wpe + (size_t)t * D;
+    float *xn = a->layer[0].x + ((size_t)a->off[b] + i) * D;
+    for (int k = 0; k < D; ++k) xn[k] = e[k] + p[k];
+  }
+}
+
+static void embed_grad_task(void *ctx, int task) {
+  const embed_job *j = ctx;
+  const acts *a = j->a;
+  int D = j->m->d.d_model, V = j->m->d.vocab;
+  int c0 = task * EMBED_COLUMNS, c1 = c0 + EMBED_COLUMNS < D ? c0 + EMBED_COLUMNS : D;
+  float *g = j->m->grads;
+  for (int r = 0; r < j->rows; ++r) {
+    for (int own = 0; own < a->off[r + 1] - a->off[r]; ++own) {
+      size_t n = (size_t)a->off[r] + own;
+      int t = a->skip[r] + own;
+      int32_t tok = j->tokens[(size_t)r * j->T + t];
+      if (tok < 0 || tok >= V) tok = 0;
+      float *gw = g + j->m->lay.wte + (size_t)tok * D;
+      float *gp = g + j->m->lay.wpe + (size_t)t * D;
+      const float *dr = j->dres + n * D;
+      for (int i = c0; i < c1; ++i) {
+        gw[i] += dr[i];
+        gp[i] += dr[i];
+      }
+    }
+  }
+}
+
 /* --------------------------------------------------------------- forward */
 
 /* Runs the model on tokens [B][T] with `w` as weights, keeping every
@@ -1512,19 +1566,9 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
   if (make_acts(m, B, T, lengths, share ? tokens : NULL, a)) return -1;
   size_t N = a->N;
   m->last_rows = N;
-  int D = d.d_model, F = d.d_ff, V = d.vocab;
-  float *x = a->layer[0].x;
-  for (int b = 0; b < B; ++b) {
-    for (int i = 0; i < a->off[b + 1] - a->off[b]; ++i) {
-      int t = a->skip[b] + i;
-      int32_t tok = tokens[(size_t)b * T + t];
-      if (tok < 0 || tok >= V) tok = 0;
-      const float *e = w + m->lay.wte + (size_t)tok * D;
-      const float *p = w + m->lay.wpe + (size_t)t * D;
-      float *xn = x + ((size_t)a->off[b] + i) * D;
-      for (int k = 0; k < D; ++k) xn[k] = e[k] + p[k];
-    }
-  }
+  int D = d.d_model, F = d.d_ff;
+  embed_job ej = {m, w, tokens, a, NULL, T, 0};
+  pk_parallel_ranges(B, embed_task, &ej);
   if (pack_weights(m, w, &m->fwd_packs, 0, 1)) return -1;
   for (int l = 0; l < d.layers; ++l) {
     const pk_layer_offsets *o = &m->lay.layer[l];
@@ -1820,20 +1864,8 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     layernorm_backward(dln, la->x, w + o->ln1_w, la->mu1, la->rs1, dres,
                        g + o->ln1_w, g + o->ln1_b, N, D);
   }
-  for (int r = 0; r < rows; ++r) {
-    for (int own = 0; own < a.off[r + 1] - a.off[r]; ++own) {
-      size_t n = (size_t)a.off[r] + own;
-      int t = a.skip[r] + own;
-      int32_t tok = tokens[(size_t)r * T + t];
-      if (tok < 0 || tok >= V) tok = 0;
-      float *gw = g + m->lay.wte + (size_t)tok * D;
-      float *gp = g + m->lay.wpe + (size_t)t * D;
-      for (int i = 0; i < D; ++i) {
-        gw[i] += dres[n * D + i];
-        gp[i] += dres[n * D + i];
-      }
-    }
-  }
+  embed_job ej = {m, NULL, tokens, &a, dres, T, rows};
+  pk_parallel_for((D + EMBED_COLUMNS - 1) / EMBED_COLUMNS, embed_grad_task, &ej);
   if (m->tied) {
     /* One matrix used twice: the head's gradient joins the embedding's. */
     float *gh = g + m->lay.head_w, *gw = g + m->lay.wte;
