@@ -783,8 +783,8 @@ static void gelu_keep(float *x, float *y, size_t n, int level) {
 
 /* Row-chunked parallel versions of the element-wise passes. */
 typedef struct rows_job {
-  const float *x, *w, *b, *dy, *mu_in, *rs_in;
-  float *y, *mu, *rs, *dx;
+  const float *x, *w, *b;
+  float *y, *mu, *rs;
   size_t N;
   int D;
   int chunk;
