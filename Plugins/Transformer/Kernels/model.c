@@ -1533,6 +1533,14 @@ static void embed_task(void *ctx, int b) {
   }
 }
 
+/* a += x, b += x over n floats (distinct arrays: the loop vectorises). */
+PK_MULTIVERSION static void add_to_both(float *restrict a, float *restrict b, const float *restrict x, int n) {
+  for (int i = 0; i < n; ++i) {
+    a[i] += x[i];
+    b[i] += x[i];
+  }
+}
+
 static void embed_grad_task(void *ctx, int task) {
   const embed_job *j = ctx;
   const acts *a = j->a;
@@ -1547,11 +1555,7 @@ static void embed_grad_task(void *ctx, int task) {
       if (tok < 0 || tok >= V) tok = 0;
       float *gw = g + j->m->lay.wte + (size_t)tok * D;
       float *gp = g + j->m->lay.wpe + (size_t)t * D;
-      const float *dr = j->dres + n * D;
-      for (int i = c0; i < c1; ++i) {
-        gw[i] += dr[i];
-        gp[i] += dr[i];
-      }
+      add_to_both(gw + c0, gp + c0, j->dres + n * D + c0, c1 - c0);
     }
   }
 }
