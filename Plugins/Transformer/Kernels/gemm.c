@@ -629,7 +629,6 @@ typedef struct gemm_job {
   const float *residual;        /* if not NULL, C = residual + bias + op(A)·op(B) (beta unused) */
   int ldr;                      /* its row stride */
   const float *prepacked;       /* op(B) packed by pk_pack_b, or NULL */
-  const float *mul;             /* if not NULL, C is multiplied by it (row stride ldc) once final */
   int pack;                     /* 1: each task packs its panels of op(B) per KC block */
   const float *packed_b;        /* a task's current KC block of op(B) (its panels at their
                                    places); NULL = B read in place */
@@ -676,13 +675,6 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
   if (j->isa == ISA_AVX512) kernel_avx512(j->kc, a, rsa, csa, a2, b, ldbk, b2, c, j->ldc, mr, nr, in, ldi, bias);
   else if (j->isa == ISA_AVX2) kernel_avx2(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
   else kernel_portable(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
-  if (j->mul && j->k0 + j->kc >= j->K) {
-    /* The tile is final and still in L1: its factor now (a separate pass
-     * read it back from L2 or L3). */
-    const float *f = j->mul + (size_t)row * j->ldc + col;
-    for (int r = 0; r < mr; ++r)
-      for (int q = 0; q < nr; ++q) c[(size_t)r * j->ldc + q] *= f[(size_t)r * j->ldc + q];
-  }
 }
 
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
@@ -816,7 +808,7 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
  * beta·C when not NULL. */
 static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, const float *bias, const float *prepacked, float *b_sums,
-                 const float *residual, int ldr, const float *mul) {
+                 const float *residual, int ldr) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (int i = 0; i < M; ++i) {
@@ -824,13 +816,11 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
       const float *in = residual ? residual + (size_t)i * ldr : row;
       float scale = residual ? 1.0f : beta;
       for (int c = 0; c < N; ++c) row[c] = (scale == 0.0f ? 0.0f : scale * in[c]) + (bias ? bias[c] : 0.0f);
-      if (mul)
-        for (int c = 0; c < N; ++c) row[c] *= mul[(size_t)i * ldc + c];
     }
     return;
   }
   gemm_job job = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
-                  .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .residual = residual, .ldr = ldr, .mul = mul,
+                  .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .residual = residual, .ldr = ldr,
                   .isa = pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE};
   job.row_groups = (M + MR - 1) / MR;
   job.panels = (N + NR - 1) / NR;
@@ -881,19 +871,19 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
 void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc,
                   const float *bias) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL, NULL, NULL, 0, NULL);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL, NULL, NULL, 0);
 }
 
 /* The residual connections' products: adding into a copy of the residual
  * made a pass over 2 MB for each (forward, reference shape). */
 void pk_gemm_residual(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       const float *residual, int ldr, float *C, int ldc, const float *bias) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, 1.0f, C, ldc, bias, NULL, NULL, residual, ldr, NULL);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, 1.0f, C, ldc, bias, NULL, NULL, residual, ldr);
 }
 
 void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0, NULL);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0);
 }
 
 /* The weight gradients' sums of B's columns (the bias gradients) are taken
@@ -902,12 +892,12 @@ void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
 void pk_gemm_sums(int ta, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc, float *b_sums) {
   if (M <= 0 || N <= 0 || K <= 0) {
-    gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0, NULL);
+    gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0);
     for (int k = 0; k < K && N > 0; ++k)
       for (int j = 0; j < N; ++j) b_sums[j] += B[(size_t)k * ldb + j];
     return;
   }
-  gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, b_sums, NULL, 0, NULL);
+  gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, b_sums, NULL, 0);
 }
 
 size_t pk_packed_b_floats(int K, int N) {
@@ -926,17 +916,12 @@ void pk_pack_b(int trans_b, int K, int N, const float *B, int ldb, float *out) {
 
 void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                     float beta, float *C, int ldc, const float *bias) {
-  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b, NULL, NULL, 0, NULL);
+  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b, NULL, NULL, 0);
 }
 
 void pk_gemm_packed_residual(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                              const float *residual, int ldr, float *C, int ldc, const float *bias) {
-  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, 1.0f, C, ldc, bias, packed_b, NULL, residual, ldr, NULL);
-}
-
-void pk_gemm_scaled(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                    const float *packed_b, float *C, int ldc, const float *mul) {
-  gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, 0.0f, C, ldc, NULL, packed_b, NULL, NULL, 0, mul);
+  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, 1.0f, C, ldc, bias, packed_b, NULL, residual, ldr);
 }
 
 /* ------------------------------------------------------------ FMA peak */

@@ -34,12 +34,6 @@ void pk_gemm_residual(int trans_a, int trans_b, int M, int N, int K, const float
 void pk_gemm_packed_residual(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                              const float *residual, int ldr, float *C, int ldc, const float *bias);
 
-/* C = (op(A)·op(B)) ⊙ mul (element-wise; mul's row stride ldc), op(B)
- * from B or, when packed_b is not NULL, packed by pk_pack_b (B, ldb and
- * trans_b then unused): the bits of the product, then a multiplying pass. */
-void pk_gemm_scaled(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                    const float *packed_b, float *C, int ldc, const float *mul);
-
 /* A growable buffer on a cache line, thread-local where it is used. */
 typedef struct pk_scratch {
   float *data;

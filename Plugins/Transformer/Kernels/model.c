@@ -651,9 +651,8 @@ static void gelu_portable(const float *x, float *y, size_t n) {
 
 /* y = gelu(x), and x replaced by gelu'(x): a forward pass that backward
  * follows keeps the slope, all the gradient needs of x, and backward's
- * GELU is then a multiplication in the GEMM that computes the gradient
- * (it computed tanh again: 0.65 ns an element, against 0.52 for the
- * forward; one thread). */
+ * GELU is then one multiply (it computed tanh again: 0.65 ns an element,
+ * against 0.52 for the forward; one thread). */
 static void gelu_keep_portable(float *x, float *y, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     float v = x[i];
@@ -783,8 +782,8 @@ static void gelu_keep(float *x, float *y, size_t n, int level) {
 
 /* Row-chunked parallel versions of the element-wise passes. */
 typedef struct rows_job {
-  const float *x, *w, *b;
-  float *y, *mu, *rs;
+  const float *x, *w, *b, *dy, *mu_in, *rs_in;
+  float *y, *mu, *rs, *dx;
   size_t N;
   int D;
   int chunk;
@@ -811,28 +810,34 @@ static void parallel_layernorm(const float *x, const float *w, const float *b, f
   pk_parallel_ranges((int)((N + job.chunk - 1) / job.chunk), layernorm_chunk, &job);
 }
 
-/* The two GELU passes over elements: y = gelu(x) (GELU_VALUE), or that
- * and x = gelu'(x) (GELU_KEEP, gelu_keep). Backward multiplies by the
- * kept slope in the GEMM that computes the gradient (pk_gemm_scaled). */
-enum { GELU_VALUE, GELU_KEEP };
+/* The three GELU passes over elements: y = gelu(x) (GELU_VALUE), that and
+ * x = gelu'(x) (GELU_KEEP, gelu_keep), or dx *= x with x such slopes
+ * (GELU_GRADIENT). */
+enum { GELU_VALUE, GELU_KEEP, GELU_GRADIENT };
 
-static void gelu_run(float *x, float *y, size_t n, int mode, int level) {
-  if (mode == GELU_KEEP) gelu_keep(x, y, n, level);
+PK_MULTIVERSION static void scale_by(float *d, const float *s, size_t n) {
+  for (size_t i = 0; i < n; ++i) d[i] *= s[i];
+}
+
+static void gelu_run(float *x, float *y, float *dx, size_t n, int mode, int level) {
+  if (mode == GELU_GRADIENT) scale_by(dx, x, n);
+  else if (mode == GELU_KEEP) gelu_keep(x, y, n, level);
   else gelu(x, y, n, level);
 }
 
 static void gelu_chunk(void *ctx, int task) {
   rows_job *j = ctx;
   size_t begin = (size_t)task * j->chunk, end = begin + j->chunk < j->N ? begin + j->chunk : j->N;
-  gelu_run(j->gx + begin, j->y + begin, end - begin, j->mode, j->avx2);
+  gelu_run(j->gx + begin, j->y ? j->y + begin : NULL, j->dx ? j->dx + begin : NULL, end - begin, j->mode,
+           j->avx2);
 }
 
 /* A GELU pass over n elements on the pool. */
-static void parallel_gelu(float *x, float *y, size_t n, int mode) {
+static void parallel_gelu(float *x, float *y, float *dx, size_t n, int mode) {
   int level = kernel_level();
-  rows_job job = {.gx = x, .y = y, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = level, .mode = mode};
+  rows_job job = {.gx = x, .y = y, .dx = dx, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = level, .mode = mode};
   if (n < 16384) {
-    gelu_run(x, y, n, mode, level);
+    gelu_run(x, y, dx, n, mode, level);
     return;
   }
   pk_parallel_ranges((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
@@ -1466,25 +1471,19 @@ static int pack_weights(pk_model *m, const float *w, weight_packs *p, int transp
   return 0;
 }
 
-/* C = A · op(W) (+ bias; + residual when not NULL; or, with mul, times mul
- * element by element) for `rows` rows, W matrix `which` of layer l of the
- * weights w (the head: l = layers), op(W) = W with p forward's packs, Wᵀ
- * with backward's; from p when it is ready (the same bits either way). A
- * and C (and the residual, mul) are rows of op(W)'s K and N floats. */
-static void weight_product_times(const pk_model *m, const float *w, const weight_packs *p, int l, int which,
-                                 int rows, const float *A, const float *bias, const float *residual, float *C,
-                                 const float *mul) {
+/* C = A · op(W) (+ bias; + residual when not NULL) for `rows` rows, W
+ * matrix `which` of layer l of the weights w (the head: l = layers), op(W)
+ * = W with p forward's packs, Wᵀ with backward's; from p when it is ready
+ * (the same bits either way). A and C (and the residual) are rows of
+ * op(W)'s K and N floats. */
+static void weight_product(const pk_model *m, const float *w, const weight_packs *p, int l, int which, int rows,
+                           const float *A, const float *bias, const float *residual, float *C) {
   int K, N, ld;
   weight_shape(m, which, &K, &N);
   ld = N; /* W's stored rows */
   if (p->transposed) {
     int k = K;
     K = N, N = k;
-  }
-  if (mul) {
-    pk_gemm_scaled(0, p->transposed, rows, N, K, A, K, weight_of(m, w, l, which), ld,
-                   p->ready ? packed_weight(m, p, l, which) : NULL, C, N, mul);
-    return;
   }
   if (p->ready) {
     const float *packed = packed_weight(m, p, l, which);
@@ -1495,11 +1494,6 @@ static void weight_product_times(const pk_model *m, const float *w, const weight
   const float *W = weight_of(m, w, l, which);
   if (residual) pk_gemm_residual(0, p->transposed, rows, N, K, A, K, W, ld, residual, N, C, N, bias);
   else pk_gemm_bias(0, p->transposed, rows, N, K, A, K, W, ld, 0.0f, C, N, bias);
-}
-
-static void weight_product(const pk_model *m, const float *w, const weight_packs *p, int l, int which, int rows,
-                           const float *A, const float *bias, const float *residual, float *C) {
-  weight_product_times(m, w, p, l, which, rows, A, bias, residual, C, NULL);
 }
 
 /* The embeddings: forward, x = wte[token] + wpe[position] a sequence per
@@ -1592,7 +1586,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     weight_product(m, w, &m->fwd_packs, l, W_PROJ, (int)N, la->ao, w + o->proj_b, la->x, la->xm);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
     weight_product(m, w, &m->fwd_packs, l, W_FC, (int)N, la->ln2, w + o->fc_b, NULL, la->fc);
-    parallel_gelu(la->fc, la->ge, N * F, for_backward ? GELU_KEEP : GELU_VALUE);
+    parallel_gelu(la->fc, la->ge, NULL, N * F, for_backward ? GELU_KEEP : GELU_VALUE);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
     weight_product(m, w, &m->fwd_packs, l, W_FCP, (int)N, la->ge, w + o->fcp_b, la->xm, next);
   }
@@ -1853,8 +1847,8 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     /* MLP: next = xm + gelu(ln2(xm) Wfc + bfc) Wfcp + bfcp */
     float *dfc = dbig;
     pk_gemm_sums(1, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D, g + o->fcp_b);
-    /* dfc = dres · W_fcpᵀ ⊙ gelu'(fc) (the forward kept the slope in fc) */
-    weight_product_times(m, w, &m->bwd_packs, l, W_FCP, (int)N, dres, NULL, NULL, dfc, la->fc);
+    weight_product(m, w, &m->bwd_packs, l, W_FCP, (int)N, dres, NULL, NULL, dfc);
+    parallel_gelu(la->fc, NULL, dfc, N * F, GELU_GRADIENT);
     pk_gemm_sums(1, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F, g + o->fc_b);
     weight_product(m, w, &m->bwd_packs, l, W_FC, (int)N, dfc, NULL, NULL, dln);
     layernorm_backward(dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
@@ -2112,7 +2106,7 @@ static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *t
     pk_gemm_packed(0, n, D, D, ao, D, dec_weights(m, l, W_PROJ), 1.0f, xm, D, w + o->proj_b);
     layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, n, D, avx2);
     pk_gemm_packed(0, n, F, D, ln, D, dec_weights(m, l, W_FC), 0.0f, fc, F, w + o->fc_b);
-    parallel_gelu(fc, ge, (size_t)n * F, GELU_VALUE);
+    parallel_gelu(fc, ge, NULL, (size_t)n * F, GELU_VALUE);
     memcpy(x, xm, (size_t)n * D * sizeof(float));
     pk_gemm_packed(0, n, D, F, ge, F, dec_weights(m, l, W_FCP), 1.0f, x, D, w + o->fcp_b);
   }
