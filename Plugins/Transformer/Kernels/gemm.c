@@ -25,9 +25,7 @@
 #define NR 16
 #define KC 256
 #define MC 96
-#ifndef ROW_TASKS_PER_THREAD
-#define ROW_TASKS_PER_THREAD 4
-#endif
+#define ROW_TASKS_PER_THREAD 4 /* a GEMM's tasks when its B comes packed (gemm) */
 
 enum { ISA_PORTABLE, ISA_AVX2, ISA_AVX512 };
 
@@ -860,8 +858,9 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * what is left of the other's), so a thread the VM stalls leaves no
    * half of the product to wait for. */
   if (prepacked && job.row_tasks > 1) {
-    int fine = threads * ROW_TASKS_PER_THREAD, most = job.row_groups / 4;
-    job.row_tasks = fine < most ? fine : most > job.row_tasks ? most : job.row_tasks;
+    int tasks = threads * ROW_TASKS_PER_THREAD;
+    if (tasks > job.row_groups / 4) tasks = job.row_groups / 4; /* 4 row groups a task at least */
+    if (tasks > job.row_tasks) job.row_tasks = tasks;
     pk_parallel_ranges(job.row_tasks, gemm_task, &job);
     return;
   }

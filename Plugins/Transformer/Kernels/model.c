@@ -488,18 +488,17 @@ __attribute__((target("avx2"))) static void layernorm_row_sums8(const float *dy,
 }
 #endif
 
-/* LayerNorm backward in two independent parts: dx += ... needs each row's
- * two reductions (rows [r0, r1)), dw and db sum each column over all rows
- * (columns [c0, c1)). Split this way both run in parallel and every sum
- * keeps one order whatever the threads: a column's rows are added first to
- * last, as the serial loop did.
+/* LayerNorm backward in two parts: dx += ... needs each row's two
+ * reductions, dw and db sum each column over all rows. Every sum keeps one
+ * order whatever the threads: a column's rows are added first to last, as
+ * the serial loop did (layernorm_backward_task).
  *
  * The row part: dx += LayerNorm backward for rows [r0, r1); `avx2` takes
- * their sums eight rows at a time (the same bits). */
-/* Rows r0 .. r1-1 of dx; with dw, db, their terms of columns c0 .. c1-1
- * of the weight's and bias's gradients too (dw[0] is column c0's), added
- * row by row as layernorm_backward_columns adds them (rows r0.. must be
- * the next ones those sums take). */
+ * their sums eight rows at a time (the same bits). With dw, db, it also
+ * adds those rows' terms of columns c0 .. c1-1 of the weight's and bias's
+ * gradients (dw[0] is column c0's), row by row as
+ * layernorm_backward_columns adds them (rows r0.. must be the next ones
+ * those sums take). */
 PK_MULTIVERSION static void layernorm_backward_rows(const float *dy, const float *x, const float *w,
                                                     const float *mu, const float *rs, float *dx,
                                                     float *dw, float *db, int c0, int c1, size_t r0,
@@ -1016,8 +1015,8 @@ PK_AVX2 static void att_product(int T, int W, const float *x, long xs, long xk, 
 }
 
 /* out[e][0:Tp] = in[t][e] for t < T (row stride ins), zero for t >= T; E
- * a multiple of 8. Whole 8 x 8 blocks go through registers (transpose8):
- * element by element, a 32 x 32 head took a third of the scores' time. */
+ * a multiple of 8. Whole 8 x 8 blocks go through registers (transpose8;
+ * a 32 x 32 head element by element 0.19 us, so 0.15, in L1). */
 PK_AVX2 static void att_transpose(int T, int Tp, int E, const float *in, long ins, float *out) {
   int t0 = 0;
   for (; t0 + 8 <= T; t0 += 8) {
