@@ -2039,7 +2039,9 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   m->dec_going = malloc((size_t)rows);
   m->dec_index = malloc((size_t)rows * sizeof(int));
   m->dec_tokens = malloc((size_t)rows * sizeof(int32_t));
-  if (!m->positions || !m->dec_going || !m->dec_index || !m->dec_tokens || pack_weights(m, m->params, &m->dec_packs, 0, 0)) return -1;
+  if (!m->positions || !m->dec_going || !m->dec_index || !m->dec_tokens ||
+      pack_weights(m, m->params, &m->dec_packs, 0, 0))
+    return -1;
   memset(m->dec_going, 1, (size_t)rows);
   m->dec_rows = rows;
   /* A GRPO batch samples each prompt G times: the prefill computes a
