@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Two revisions of the transformer kernels (Plugins/Transformer/Kernels)
+# side by side, each built into a shared library with cc -O2: their
+# training passes alternated in one process (Benchmarks/kernels/ab.c; the
+# reference shape), and with --hash whether they compute the same bits
+# (Benchmarks/kernels/hash.c: log-probs, gradients and decoding logits on six
+# shapes, 1 and 2 threads, widest kernels / AVX2 forced / portable model).
+#
+#   Benchmarks/kernel-ab.sh [--hash] REV_A REV_B [THREADS] [PASSES]   (defaults 2, 200)
+#
+# REV is a git revision, or "work" for the working tree. On a VM whose speed
+# moves between seconds, only alternated passes compare two builds; at one
+# thread (THREADS 1) the figures move least. Not part of CI.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+usage() {
+  echo "usage: Benchmarks/kernel-ab.sh [--hash] REV_A REV_B [THREADS] [PASSES]" >&2
+  exit 2
+}
+hash=0
+if [ "${1:-}" = "--hash" ]; then
+  hash=1
+  shift
+fi
+[ $# -ge 2 ] || usage
+rev_a="$1" rev_b="$2" threads="${3:-2}" passes="${4:-200}"
+cc="${CC:-cc}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# Builds revision $1's kernels into $work/$2.so.
+build() {
+  local rev="$1" name="$2" src="$work/$2"
+  mkdir -p "$src"
+  if [ "$rev" = work ]; then
+    cp -R "$root/Plugins/Transformer/Kernels/." "$src/"
+  else
+    git -C "$root" rev-parse --verify --quiet "$rev^{commit}" >/dev/null \
+      || { echo "kernel-ab: no such revision: $rev" >&2; exit 2; }
+    git -C "$root" archive "$rev" Plugins/Transformer/Kernels | tar -x -C "$src" --strip-components=3
+  fi
+  "$cc" -O2 -shared -fPIC -D_GNU_SOURCE -pthread -I"$src/include" -I"$src" "$src"/*.c -lm -o "$work/$name.so"
+}
+
+echo "building $rev_a and $rev_b..." >&2
+build "$rev_a" a
+build "$rev_b" b
+"$cc" -O2 -I"$work/a/include" "$root/Benchmarks/kernels/ab.c" -ldl -o "$work/ab"
+if [ "$hash" = 1 ]; then
+  "$cc" -O2 -I"$work/a/include" "$root/Benchmarks/kernels/hash.c" -ldl -o "$work/hash"
+  "$work/hash" "$work/a.so" >"$work/a.hash"
+  "$work/hash" "$work/b.so" >"$work/b.hash"
+  echo "A ($rev_a):"; sed 's/^/  /' "$work/a.hash"
+  echo "B ($rev_b):"; sed 's/^/  /' "$work/b.hash"
+  if cmp -s "$work/a.hash" "$work/b.hash"; then echo "same bits"; else echo "DIFFERENT bits"; fi
+fi
+"$work/ab" "$work/a.so" "$work/b.so" "$threads" "$passes" | sed "s#$work/a.so#$rev_a#; s#$work/b.so#$rev_b#"
