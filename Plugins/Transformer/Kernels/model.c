@@ -2039,9 +2039,7 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   m->dec_going = malloc((size_t)rows);
   m->dec_index = malloc((size_t)rows * sizeof(int));
   m->dec_tokens = malloc((size_t)rows * sizeof(int32_t));
-  if (!m->positions || !m->dec_going || !m->dec_index || !m->dec_tokens ||
-      pack_weights(m, m->params, &m->dec_packs, 0, 0))
-    return -1;
+  if (!m->positions || !m->dec_going || !m->dec_index || !m->dec_tokens) return -1;
   memset(m->dec_going, 1, (size_t)rows);
   m->dec_rows = rows;
   /* A GRPO batch samples each prompt G times: the prefill computes a
@@ -2050,6 +2048,17 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
    * rows that hold its tokens. Always, whatever share_prefixes says. */
   acts a;
   if (forward(m, m->params, tokens, rows, stride, lengths, 1, 0, &a)) {
+    m->dec_rows = 0;
+    return -1;
+  }
+  /* The prefill packed these very matrices (W of m->params) when the pool
+   * has two threads or more: decoding takes them instead of packing again. */
+  if (m->fwd_packs.ready) {
+    weight_packs spare = m->dec_packs;
+    m->dec_packs = m->fwd_packs;
+    m->fwd_packs = spare;
+    m->fwd_packs.ready = 0;
+  } else if (pack_weights(m, m->params, &m->dec_packs, 0, 0)) {
     m->dec_rows = 0;
     return -1;
   }
