@@ -1214,11 +1214,11 @@ PK_AVX2 __attribute__((noinline)) static int attention_backward_tiled_avx2(const
     for (int t0 = 0; t0 < T; t0 += 16) att_dscores_cols16(dSt, Tp, t0, T, scale, Pt);
   else
     for (int t0 = 0; t0 < T; t0 += 8) att_dscores_cols8(dSt, Tp, t0, T, scale, Pt);
-  /* dQ += dS · K; dK += dSᵀ · Q; dV += Pᵀ · dO (each transposed operand
+  /* dQ = dS · K; dK = dSᵀ · Q; dV = Pᵀ · dO (each transposed operand
    * read by rows or columns as the product needs, no copies). */
-  att_product(T, E, dSt, 1, Tp, base + kv, ld, dbase, ld, 1, 1, 0, T, wide);
-  att_product(T, E, dSt, Tp, 1, base, ld, dbase + kv, ld, 1, 0, 1, T, wide);
-  att_product(T, E, Pt, T, 1, dout, q->dl, dbase + 2 * kv, ld, 1, 0, 1, T, wide);
+  att_product(T, E, dSt, 1, Tp, base + kv, ld, dbase, ld, 0, 1, 0, T, wide);
+  att_product(T, E, dSt, Tp, 1, base, ld, dbase + kv, ld, 0, 0, 1, T, wide);
+  att_product(T, E, Pt, T, 1, dout, q->dl, dbase + 2 * kv, ld, 0, 0, 1, T, wide);
   return 1;
 }
 #endif
@@ -1259,13 +1259,18 @@ PK_MULTIVERSION static void attention_seq(const att_seq *q, int avx2) {
   }
 }
 
-/* Adds attention_seq's gradients to q->dq from q->dout. */
+/* Writes attention_seq's gradients to q->dq from q->dout. (Into a
+ * gradient cleared before: the whole dqkv (3 MB at the reference batch)
+ * was cleared for each layer, and the tasks then read the cleared lines
+ * back from L3.) */
 PK_MULTIVERSION static void attention_backward_seq(const att_seq *q, int avx2) {
 #if defined(__x86_64__)
   if (avx2 && q->E % 8 == 0 && attention_backward_tiled_avx2(q, avx2 > 1)) return;
 #endif
   int T = q->T, E = q->E;
   long ld = q->ld, kv = q->kv;
+  for (int t = 0; t < T; ++t)
+    for (int part = 0; part < 3; ++part) memset(q->dq + (size_t)t * ld + part * kv, 0, (size_t)E * sizeof(float));
   float scale = 1.0f / sqrtf((float)E);
   float dp[1024];
   for (int t = 0; t < T; ++t) {
@@ -1368,17 +1373,22 @@ static void attention_backward_task(void *ctx, int task) {
     }
     int T = q.T;
     float *dview = grads, *dout = grads + (size_t)T * 3 * E;
-    memset(dview, 0, (size_t)T * 3 * E * sizeof(float));
     memset(dout, 0, (size_t)skip * E * sizeof(float)); /* the shared tokens are not its outputs */
     for (int t = skip; t < T; ++t)
       memcpy(dout + (size_t)t * E, j->dao + ((size_t)j->off[b] + t - skip) * D + h * E, E * sizeof(float));
     q.dq = dview, q.dout = dout, q.dl = E;
     attention_backward_seq(&q, j->avx2);
+    /* Into the root's rows for the shared tokens, the sharer's own rows
+     * for the rest. */
     for (int t = 0; t < T; ++t) {
       size_t row = t < skip ? (size_t)j->off[r] + t : (size_t)j->off[b] + t - skip;
       float *dst = j->dqkv + row * 3 * D + h * E;
       const float *src = dview + (size_t)t * 3 * E;
-      for (int part = t < skip ? 1 : 0; part < 3; ++part) /* a shared token's dq is 0 */
+      if (t >= skip) {
+        for (int part = 0; part < 3; ++part) memcpy(dst + part * D, src + part * E, (size_t)E * sizeof(float));
+        continue;
+      }
+      for (int part = 1; part < 3; ++part) /* a shared token's dq is 0 */
         for (int e = 0; e < E; ++e) dst[part * D + e] += src[part * E + e];
     }
   }
@@ -1856,8 +1866,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     pk_gemm_sums(1, D, D, (int)N, la->ao, D, dres, D, 1.0f, g + o->proj_w, D, g + o->proj_b);
     float *dao = dln;
     weight_product(m, w, &m->bwd_packs, l, W_PROJ, (int)N, dres, NULL, NULL, dao);
-    float *dqkv = dbig;
-    parallel_copy(dqkv, NULL, N * 3 * D);
+    float *dqkv = dbig; /* every row written by its sequence's task */
     att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, kernel_level(),
                    a.off, a.root, a.skip, a.next, a.roots, 0};
     pk_parallel_ranges(a.root_count * d.heads, attention_backward_task, &job);
