@@ -7,24 +7,31 @@
 # (Benchmarks/kernels/hash.c: log-probs, gradients and decoding logits on six
 # shapes, 1 and 2 threads, widest kernels / AVX2 forced / portable model).
 #
-#   Benchmarks/kernel-ab.sh [--hash] REV_A REV_B [THREADS] [PASSES]   (defaults 2, 200)
+#   Benchmarks/kernel-ab.sh [--hash] [--gemm] REV_A REV_B [THREADS] [PASSES]   (defaults 2, 200)
 #
 # REV is a git revision, or "work" for the working tree. On a VM whose speed
 # moves between seconds, only alternated passes compare two builds; at one
-# thread (THREADS 1) the figures move least. Not part of CI.
+# thread (THREADS 1) the figures move least. With --gemm, the GEMM alone on
+# the model's shapes instead of the pass (Benchmarks/kernels/gemm_ab.c;
+# PASSES is then the rounds, default 15). Not part of CI.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 usage() {
-  echo "usage: Benchmarks/kernel-ab.sh [--hash] REV_A REV_B [THREADS] [PASSES]" >&2
+  echo "usage: Benchmarks/kernel-ab.sh [--hash] [--gemm] REV_A REV_B [THREADS] [PASSES]" >&2
   exit 2
 }
-hash=0
-if [ "${1:-}" = "--hash" ]; then
-  hash=1
+hash=0 gemm=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --hash) hash=1 ;;
+  --gemm) gemm=1 ;;
+  -*) usage ;;
+  *) break ;;
+  esac
   shift
-fi
+done
 [ $# -ge 2 ] || usage
-rev_a="$1" rev_b="$2" threads="${3:-2}" passes="${4:-200}"
+rev_a="$1" rev_b="$2" threads="${3:-2}" passes="${4:-}"
 # The product's compiler: gcc -O2 builds of the same kernels ran the pass
 # 17% slower here (51.4 against 44.1 ms, one thread), so an A/B with gcc
 # judges different code.
@@ -49,7 +56,6 @@ build() {
 echo "building $rev_a and $rev_b..." >&2
 build "$rev_a" a
 build "$rev_b" b
-"$cc" -O2 -I"$work/a/include" "$root/Benchmarks/kernels/ab.c" -ldl -o "$work/ab"
 if [ "$hash" = 1 ]; then
   "$cc" -O2 -I"$work/a/include" "$root/Benchmarks/kernels/hash.c" -ldl -o "$work/hash"
   "$work/hash" "$work/a.so" >"$work/a.hash"
@@ -58,4 +64,10 @@ if [ "$hash" = 1 ]; then
   echo "B ($rev_b):"; sed 's/^/  /' "$work/b.hash"
   if cmp -s "$work/a.hash" "$work/b.hash"; then echo "same bits"; else echo "DIFFERENT bits"; fi
 fi
-"$work/ab" "$work/a.so" "$work/b.so" "$threads" "$passes" | sed "s#$work/a.so#$rev_a#; s#$work/b.so#$rev_b#"
+if [ "$gemm" = 1 ]; then
+  "$cc" -O2 -I"$work/a/include" "$root/Benchmarks/kernels/gemm_ab.c" -ldl -o "$work/gemm_ab"
+  "$work/gemm_ab" "$work/a.so" "$work/b.so" "$threads" "${passes:-15}" | sed "s#$work/a.so#$rev_a#; s#$work/b.so#$rev_b#"
+else
+  "$cc" -O2 -I"$work/a/include" "$root/Benchmarks/kernels/ab.c" -ldl -o "$work/ab"
+  "$work/ab" "$work/a.so" "$work/b.so" "$threads" "${passes:-200}" | sed "s#$work/a.so#$rev_a#; s#$work/b.so#$rev_b#"
+fi
