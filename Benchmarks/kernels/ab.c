@@ -6,6 +6,7 @@
  * machines. Prints each build's best, 10th percentile and median pass.
  *
  *   ab LIB_A LIB_B [THREADS] [PASSES]   (Benchmarks/kernel-ab.sh builds them) */
+#include "harness.h"
 #include "prism_kernels.h"
 
 #include <dlfcn.h>
@@ -21,26 +22,6 @@ typedef struct build {
   int (*backward)(pk_model *, const float *);
   double *times;
 } build;
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int by_value(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static void *symbol(void *lib, const char *path, const char *name) {
-  void *s = dlsym(lib, name);
-  if (!s) {
-    fprintf(stderr, "ab: %s has no %s\n", path, name);
-    exit(1);
-  }
-  return s;
-}
 
 int main(int argc, char **argv) {
   if (argc < 3) {
@@ -69,12 +50,12 @@ int main(int argc, char **argv) {
       fprintf(stderr, "ab: %s\n", dlerror());
       return 1;
     }
-    pk_model *(*model_new)(pk_dims) = symbol(lib, x->path, "pk_model_new");
-    pk_layout (*layout)(pk_dims) = symbol(lib, x->path, "pk_make_layout");
-    float *(*params)(pk_model *) = symbol(lib, x->path, "pk_params");
-    void (*set_threads)(int) = symbol(lib, x->path, "pk_set_threads");
-    x->keep = symbol(lib, x->path, "pk_logprobs_keep");
-    x->backward = symbol(lib, x->path, "pk_backward_kept");
+    pk_model *(*model_new)(pk_dims) = symbol("ab", lib, x->path, "pk_model_new");
+    pk_layout (*layout)(pk_dims) = symbol("ab", lib, x->path, "pk_make_layout");
+    float *(*params)(pk_model *) = symbol("ab", lib, x->path, "pk_params");
+    void (*set_threads)(int) = symbol("ab", lib, x->path, "pk_set_threads");
+    x->keep = symbol("ab", lib, x->path, "pk_logprobs_keep");
+    x->backward = symbol("ab", lib, x->path, "pk_backward_kept");
     set_threads(threads);
     x->model = model_new(dims);
     size_t n = layout(dims).total;

@@ -8,6 +8,7 @@
  * and median round as a share of the FMA peak measured first.
  *
  *   gemm_ab LIB_A LIB_B [THREADS] [ROUNDS]   (Benchmarks/kernel-ab.sh --gemm) */
+#include "harness.h"
 #include "prism_kernels.h"
 
 #include <dlfcn.h>
@@ -41,26 +42,6 @@ static const shape shapes[] = {
 };
 enum { SHAPES = sizeof shapes / sizeof shapes[0], SETS = 16, SET_FLOATS = 1 << 20 };
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int by_value(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static void *symbol(void *lib, const char *path, const char *name) {
-  void *s = dlsym(lib, name);
-  if (!s) {
-    fprintf(stderr, "gemm_ab: %s has no %s\n", path, name);
-    exit(1);
-  }
-  return s;
-}
-
 static float *floats(size_t n) {
   float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
   if (!p) {
@@ -90,13 +71,13 @@ int main(int argc, char **argv) {
       fprintf(stderr, "gemm_ab: %s\n", dlerror());
       return 1;
     }
-    x->gemm = symbol(lib, x->path, "pk_gemm");
-    x->gemm_packed = symbol(lib, x->path, "pk_gemm_packed");
-    x->pack_b = symbol(lib, x->path, "pk_pack_b");
-    x->packed_floats = symbol(lib, x->path, "pk_packed_b_floats");
-    void (*set_threads)(int) = symbol(lib, x->path, "pk_set_threads");
+    x->gemm = symbol("gemm_ab", lib, x->path, "pk_gemm");
+    x->gemm_packed = symbol("gemm_ab", lib, x->path, "pk_gemm_packed");
+    x->pack_b = symbol("gemm_ab", lib, x->path, "pk_pack_b");
+    x->packed_floats = symbol("gemm_ab", lib, x->path, "pk_packed_b_floats");
+    void (*set_threads)(int) = symbol("gemm_ab", lib, x->path, "pk_set_threads");
     set_threads(threads);
-    if (b == 0) peak = symbol(lib, x->path, "pk_fma_peak_gflops");
+    if (b == 0) peak = symbol("gemm_ab", lib, x->path, "pk_fma_peak_gflops");
   }
   float *a[SETS], *bm[SETS], *c = floats(SET_FLOATS);
   for (int s = 0; s < SETS; ++s) {
