@@ -404,9 +404,10 @@ static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
  * profile, a third of the GEMMs' time outside the micro-kernel sat on
  * those prefetch instructions. With the stream, best of 12 interleaved
  * rounds over 16 operand sets, one thread: the weight gradients +6 to +10
- * points of the FMA peak, dX qkv +13, the MLP's second product +14;
- * two threads +2 to +12 points in two runs; a training pass at one thread
- * 4.6% faster. */
+ * points of the FMA peak, dX qkv +13, the MLP's second product +14; two
+ * threads mostly +2 to +12 points; a training pass at one thread 4.6%
+ * faster, at two no faster (its median 1-2.5% slower in busy minutes:
+ * Documentation/Performance.md). */
 typedef struct pf_region {
   const float *base;
   long ld;
