@@ -417,6 +417,65 @@ struct ModelGradientTests {
         #expect(pk_backward_kept(model, grad) == -2)
     }
 
+    /// Every result has the same bits at any thread count (each sum keeps
+    /// one order whatever the split): log-probs and gradients through both
+    /// kinds of pass, and decoding's logits, at 1, 2 and 3 threads, ragged
+    /// lengths, d_ff 200, shared prefixes off and on. Shown to fail with
+    /// LayerNorm backward's tasks adding their rows' terms without waiting
+    /// for the tasks before them.
+    @Test(arguments: [false, true])
+    func theThreadCountChangesNoBit(share: Bool) {
+        let dims = pk_dims(vocab: 13, d_model: 64, layers: 2, heads: 4, d_ff: 200, max_len: 32)
+        let model = Self.model(dims, seed: 21, std: 0.15)
+        defer { pk_model_free(model) }
+        pk_model_share_prefixes(model, share ? 1 : 0)
+        let (rows, stride) = (40, 32)
+        let count = Int(pk_make_layout(dims).total)
+        var rng = RandomState(seed: 8)
+        var tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 13) }
+        for r in Swift.stride(from: 1, to: rows, by: 3) {
+            for t in 0..<6 { tokens[r * stride + t] = tokens[t] }
+        }
+        let lengths = (0..<rows).map { UInt32(stride - $0 % 5) }
+        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
+        let prompts = (0..<rows).map { UInt32(3 + $0 % 4) }
+        let next = (0..<rows).map { tokens[$0 * stride + Int(prompts[$0])] }
+        func gradients() -> [UInt32] {
+            Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count)).map(\.bitPattern)
+        }
+        func run() -> [[UInt32]] {
+            var logprobs = [Float](repeating: 0, count: rows * stride), kept = logprobs
+            var prefill = [Float](repeating: 0, count: rows * Int(dims.vocab)), step = prefill
+            pk_grads(model)!.update(repeating: 0, count: count)
+            #expect(pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.9, &logprobs) == 0)
+            #expect(pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, grad) == 0)
+            let separate = gradients()
+            pk_grads(model)!.update(repeating: 0, count: count)
+            #expect(pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, &kept) == 0)
+            #expect(pk_backward_kept(model, grad) == 0)
+            let keptGradients = gradients()
+            #expect(pk_decode_begin(model, tokens, prompts, Int32(rows), Int32(stride), &prefill) == 0)
+            #expect(pk_decode_step(model, next, &step) == 0)
+            return [logprobs.map(\.bitPattern), separate, kept.map(\.bitPattern), keptGradients,
+                    prefill.map(\.bitPattern), step.map(\.bitPattern)]
+        }
+        let before = pk_threads()
+        defer { pk_set_threads(before) }
+        pk_set_threads(1)
+        let serial = run()
+        #expect(serial[1].contains { Float(bitPattern: $0) != 0 })
+        let names = ["log-probs", "gradients", "kept log-probs", "kept gradients", "prefill logits", "step logits"]
+        for threads in [2, 3] {
+            pk_set_threads(Int32(threads))
+            let parallel = run()
+            for (i, name) in names.enumerated() {
+                let differ = zip(parallel[i], serial[i]).filter { $0 != $1 }.count
+                #expect(parallel[i].count == serial[i].count && differ == 0,
+                        "\(name) at \(threads) threads: \(differ) of \(serial[i].count) differ")
+            }
+        }
+    }
+
     /// A tied head: the gradient of the one shared matrix (reported on
     /// `wte`, the head's copy getting none) against finite differences that
     /// move the embedding and the head together; after an AdamW step the
