@@ -23,6 +23,25 @@ struct ModelGradientTests {
         (0..<count).map { _ in Float(rng.uniform() - 0.5) }
     }
 
+    /// One batch through pk_logprobs + pk_backward and through the kept pass
+    /// (pk_logprobs_keep + pk_backward_kept), the gradients zeroed before
+    /// each: both passes' log-probs and gradients.
+    static func bothPasses(_ model: OpaquePointer, _ dims: pk_dims, tokens: [Int32], lengths: [UInt32], stride: Int,
+                           temperature: Float, grad: [Float])
+        -> (logprobs: [Float], grads: [Float], kept: [Float], keptGrads: [Float]) {
+        let (rows, count) = (lengths.count, Int(pk_make_layout(dims).total))
+        var logprobs = [Float](repeating: 1, count: rows * stride), kept = logprobs
+        func gradients() -> [Float] { Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count)) }
+        pk_grads(model)!.update(repeating: 0, count: count)
+        #expect(pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), temperature, &logprobs) == 0)
+        #expect(pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), temperature, grad) == 0)
+        let grads = gradients()
+        pk_grads(model)!.update(repeating: 0, count: count)
+        #expect(pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), temperature, &kept) == 0)
+        #expect(pk_backward_kept(model, grad) == 0)
+        return (logprobs, grads, kept, gradients())
+    }
+
     /// One GEMM's operands: op(A) m x k, op(B) k x n (transposed in storage
     /// when ta / tb is 1), a bias [n] and a starting C [m][n].
     struct Product {
@@ -288,7 +307,7 @@ struct ModelGradientTests {
         let model = Self.model(dims, seed: 21, std: 0.2)
         defer { pk_model_free(model) }
         pk_model_use_portable(model, portable ? 1 : 0)
-        let stride = 24, count = Int(pk_make_layout(dims).total)
+        let stride = 24
         var rng = RandomState(seed: 8)
         var tokens: [Int32] = [], lengths: [UInt32] = []
         func add(_ sequence: [Int32]) {
@@ -310,16 +329,9 @@ struct ModelGradientTests {
         let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
         func run(share: Bool) -> (logprobs: [Float], grads: [Float], kept: [Float], keptGrads: [Float], rows: Int) {
             pk_model_share_prefixes(model, share ? 1 : 0)
-            var out = [Float](repeating: 1, count: rows * stride), kept = out
-            pk_grads(model)!.update(repeating: 0, count: count)
-            #expect(pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.9, &out) == 0)
-            let computed = pk_model_rows(model)
-            #expect(pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, grad) == 0)
-            let grads = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
-            pk_grads(model)!.update(repeating: 0, count: count)
-            #expect(pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, &kept) == 0)
-            #expect(pk_backward_kept(model, grad) == 0)
-            return (out, grads, kept, Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count)), computed)
+            let r = Self.bothPasses(model, dims, tokens: tokens, lengths: lengths, stride: stride, temperature: 0.9,
+                                    grad: grad)
+            return (r.logprobs, r.grads, r.kept, r.keptGrads, pk_model_rows(model)) // the kept pass's rows: the same
         }
         let whole = run(share: false), shared = run(share: true)
         // The shared tokens are computed once: in each group at least the
@@ -393,21 +405,17 @@ struct ModelGradientTests {
         let dims = pk_dims(vocab: 11, d_model: 16, layers: 2, heads: 2, d_ff: 32, max_len: 12)
         let model = Self.model(dims, seed: 13)
         defer { pk_model_free(model) }
-        let rows = 3, stride = 12, count = Int(pk_make_layout(dims).total)
+        let rows = 3, stride = 12
         var rng = RandomState(seed: 4)
         let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 11) }
         let lengths: [UInt32] = [12, 7, 9]
         let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
-        var separate = [Float](repeating: 0, count: rows * stride), kept = separate
-        pk_grads(model)!.update(repeating: 0, count: count)
-        #expect(pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.8, &separate) == 0)
-        #expect(pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.8, grad) == 0)
-        let separateGrad = Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count))
-        pk_grads(model)!.update(repeating: 0, count: count)
-        #expect(pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), 0.8, &kept) == 0)
-        #expect(pk_backward_kept(model, grad) == 0)
+        let both = Self.bothPasses(model, dims, tokens: tokens, lengths: lengths, stride: stride, temperature: 0.8,
+                                   grad: grad)
+        let separate = both.logprobs, separateGrad = both.grads
+        var kept = both.kept
         #expect(kept == separate)
-        #expect(Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count)) == separateGrad)
+        #expect(both.keptGrads == separateGrad)
         #expect(separateGrad.contains { $0 != 0 })
         // Released after use; discarded by another forward pass.
         #expect(pk_backward_kept(model, grad) == -2)
@@ -430,7 +438,6 @@ struct ModelGradientTests {
         defer { pk_model_free(model) }
         pk_model_share_prefixes(model, share ? 1 : 0)
         let (rows, stride) = (40, 32)
-        let count = Int(pk_make_layout(dims).total)
         var rng = RandomState(seed: 8)
         var tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 13) }
         for r in Swift.stride(from: 1, to: rows, by: 3) {
@@ -440,24 +447,13 @@ struct ModelGradientTests {
         let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
         let prompts = (0..<rows).map { UInt32(3 + $0 % 4) }
         let next = (0..<rows).map { tokens[$0 * stride + Int(prompts[$0])] }
-        func gradients() -> [UInt32] {
-            Array(UnsafeBufferPointer(start: pk_grads(model)!, count: count)).map(\.bitPattern)
-        }
         func run() -> [[UInt32]] {
-            var logprobs = [Float](repeating: 0, count: rows * stride), kept = logprobs
+            let both = Self.bothPasses(model, dims, tokens: tokens, lengths: lengths, stride: stride, temperature: 0.9,
+                                       grad: grad)
             var prefill = [Float](repeating: 0, count: rows * Int(dims.vocab)), step = prefill
-            pk_grads(model)!.update(repeating: 0, count: count)
-            #expect(pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 0.9, &logprobs) == 0)
-            #expect(pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, grad) == 0)
-            let separate = gradients()
-            pk_grads(model)!.update(repeating: 0, count: count)
-            #expect(pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), 0.9, &kept) == 0)
-            #expect(pk_backward_kept(model, grad) == 0)
-            let keptGradients = gradients()
             #expect(pk_decode_begin(model, tokens, prompts, Int32(rows), Int32(stride), &prefill) == 0)
             #expect(pk_decode_step(model, next, &step) == 0)
-            return [logprobs.map(\.bitPattern), separate, kept.map(\.bitPattern), keptGradients,
-                    prefill.map(\.bitPattern), step.map(\.bitPattern)]
+            return [both.logprobs, both.grads, both.kept, both.keptGrads, prefill, step].map { $0.map(\.bitPattern) }
         }
         let before = pk_threads()
         defer { pk_set_threads(before) }
