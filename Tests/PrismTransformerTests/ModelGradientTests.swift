@@ -152,7 +152,8 @@ struct ModelGradientTests {
     /// The AVX-512 micro-kernel (12 x 32 tiles from pairs of row groups and
     /// panels) gives the AVX2 kernel's products bit for bit, so a run's
     /// results do not depend on which of the two the CPU has: GEMMs with
-    /// every edge (rows 1..13 around a pair of 6-row groups, odd panel
+    /// every edge (rows 1..13 around a pair of 6-row groups, a lone group
+    /// of 1, 2, 3 or 4 rows (25, 14, 15, 64 rows), odd panel
     /// counts, masked columns), both transposes, beta, bias and packed B;
     /// then a model's log-probs, gradients and decoding logits. On a CPU
     /// without AVX-512 both sides run AVX2 and this only checks that
@@ -170,7 +171,7 @@ struct ModelGradientTests {
         // Beta 0.5 and no bias when B is untransposed; beta 1 and a bias
         // otherwise.
         Self.eachProduct([(13, 33, 300), (12, 32, 7), (7, 48, 260), (1, 17, 5), (130, 384, 40), (64, 80, 513),
-                          (200, 32, 70), (25, 100, 9)], seed: 12) { p in
+                          (200, 32, 70), (25, 100, 9), (15, 40, 20), (14, 33, 20)], seed: 12) { p in
             let (narrow, wide) = both { () -> [UInt32] in
                 let (direct, packed) = p.directAndPacked(beta: p.tb == 1 ? 1 : 0.5, bias: p.tb == 1 ? p.bias : nil)
                 return (direct + packed).map(\.bitPattern)

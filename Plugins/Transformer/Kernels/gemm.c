@@ -586,11 +586,13 @@ AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, lon
   }
   __m512 acc[2 * MR][2];
   /* Edges of one or two rows (M = 128 or 512 leaves two) cost a third of
-   * six: each row's sums are the same FMAs in the same order. */
+   * six, of three or four (decoding's 64 rows leave four) two thirds: each
+   * row's sums are the same FMAs in the same order. */
   if (pf && pf->left > 0 && nr > NR && mr > MR) k_loop512(2 * MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf);
   else if (nr > NR) {
     if (mr > MR) k_loop512(2 * MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
-    else if (mr > 2) k_loop512(MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
+    else if (mr > 4) k_loop512(MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
+    else if (mr > 2) k_loop512(4, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
     else k_loop512(2, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
   } else {
     if (mr > MR) k_loop512(2 * MR, 1, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
