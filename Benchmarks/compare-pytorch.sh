@@ -9,7 +9,8 @@
 # times the GEMMs in REPEATS rounds over all the shapes (the best round and
 # the median round per shape); the two sides alternate ROUNDS times
 # (PyTorch, Prism, PyTorch, Prism, ...) and every figure is the best over
-# them (a median: the median over them). This VM's speed moves by a third
+# them (a median: the median over them), and each round's own pair of
+# forward+backward and generation ratios is listed. This VM's speed moves by a third
 # between minutes, and between seconds: one block of each side would compare
 # a quiet minute of one with a busy minute of the other, and back-to-back
 # timings of one shape all fall in one busy second.
@@ -56,6 +57,15 @@ def row(name, a, b, target):
     print(f"{name:32}{a:12.0f}{b:12.0f}{a / b:9.2f}   {target}")
 row("forward+backward tokens/s", p["fwd_bwd_tokens_per_s"], t["fwd_bwd_tokens_per_s"], ">= 1.5x")
 row("generation new tokens/s", p["generation_tokens_per_s"], t["generation_tokens_per_s"], ">= 2x")
+# Each round's own ratio (its PyTorch run, then its Prism run): the best of
+# each side may come from different minutes; a round's two runs are
+# seconds apart.
+def per_round(key):
+    ratios = sorted(json.load(open(f"{work}/prism-{r}.json"))[key] / json.load(open(f"{work}/torch-{r}.json"))[key]
+                    for r in range(1, rounds + 1))
+    return " ".join(f"{x:.2f}" for x in ratios) + f" (median {ratios[len(ratios) // 2]:.2f})"
+print(f"per round, lowest to highest: forward+backward {per_round('fwd_bwd_tokens_per_s')}; "
+      f"generation {per_round('generation_tokens_per_s')}")
 print(f"{'GEMM (M x K x N), GFLOP/s':32}{'':33}% of peak: Prism best (>= 80%), median, PyTorch median; "
       f"Prism 1 thread, {p['threads']}/1 scaling")
 for name, g in p["gemm_gflops"].items():
