@@ -9,8 +9,8 @@
 # times the GEMMs in REPEATS rounds over all the shapes (the best round and
 # the median round per shape); the two sides alternate ROUNDS times
 # (PyTorch, Prism, PyTorch, Prism, ...) and every figure is the best over
-# them (a median: the median over them), and each round's own pair of
-# forward+backward and generation ratios is listed. This VM's speed moves by a third
+# them (a median: the median over them); each round's own forward+backward
+# and generation ratios are listed too. This VM's speed moves by a third
 # between minutes, and between seconds: one block of each side would compare
 # a quiet minute of one with a busy minute of the other, and back-to-back
 # timings of one shape all fall in one busy second.
