@@ -80,7 +80,12 @@ tokens = torch.randint(3, V, (B, PROMPT + NEW))
 
 
 def fwd_bwd():
-    logits = model(tokens[:, :-1])
+    # All 32 positions through the model, the last one's logits dropped:
+    # what Prism computes for a 32-token sequence, what TRL's GRPOTrainer
+    # does (the whole sequence in, `logits_to_keep + 1`, the last excluded),
+    # and the 32 tokens both sides count. (Until 2026-11-27 this ran
+    # model(tokens[:, :-1]), 31 positions, counted as 32.)
+    logits = model(tokens)[:, :-1]
     logp = F.log_softmax(logits, dim=-1).gather(2, tokens[:, 1:, None]).squeeze(2)
     (-logp.mean()).backward()
 
