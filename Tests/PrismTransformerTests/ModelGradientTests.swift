@@ -473,6 +473,55 @@ struct ModelGradientTests {
         }
     }
 
+    /// A product whose tasks cannot get their scratch memory is counted
+    /// (pk_gemm_failures), and a pass with one returns -1 instead of
+    /// results with blocks never computed. Only reservations too large for
+    /// a product's packed panels fail here (those of more than 4096
+    /// floats; attention's and LayerNorm's at this size are smaller), so
+    /// the passes' -1 comes from their products; a kept pass so made is
+    /// discarded and a decoding so begun is over; the passes succeed again
+    /// once memory is back. Shown to fail with the passes not checking the
+    /// count (they returned 0).
+    @Test func aProductWithoutScratchFailsItsPass() {
+        let dims = pk_dims(vocab: 11, d_model: 48, layers: 1, heads: 2, d_ff: 96, max_len: 12)
+        let model = Self.model(dims, seed: 17)
+        defer { pk_model_free(model) }
+        let rows = 3, stride = 12
+        var rng = RandomState(seed: 6)
+        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 11) }
+        let lengths: [UInt32] = [12, 9, 10]
+        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
+        var logprobs = [Float](repeating: 0, count: rows * stride)
+        let a = Self.uniforms(64 * 300, &rng), b = Self.uniforms(300 * 40, &rng)
+        var c = [Float](repeating: 0, count: 64 * 40)
+
+        let before = pk_gemm_failures()
+        let previous = pk_test_fail_reservations_above(4096)
+        pk_gemm(0, 0, 64, 40, 300, a, 300, b, 40, 0, &c, 40)
+        let counted = pk_gemm_failures() - before
+        let logprobsStatus = pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 1, &logprobs)
+        let backwardStatus = pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 1, grad)
+        let keptStatus = pk_logprobs_keep(model, tokens, lengths, Int32(rows), Int32(stride), 1, &logprobs)
+        let keptBackward = pk_backward_kept(model, grad)
+        var logits = [Float](repeating: 0, count: rows * Int(dims.vocab))
+        let prompts: [UInt32] = [4, 5, 3]
+        let decodeStatus = pk_decode_begin(model, tokens, prompts, Int32(rows), Int32(stride), &logits)
+        pk_test_fail_reservations_above(previous)
+        #expect(counted == 1)
+        #expect(logprobsStatus == -1)
+        #expect(backwardStatus == -1)
+        #expect(keptStatus == -1)
+        #expect(keptBackward == -2)
+        #expect(decodeStatus == -1)
+        #expect(pk_decode_step(model, [1, 2, 3], &logits) == -2)
+
+        let after = pk_gemm_failures()
+        #expect(pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 1, &logprobs) == 0)
+        #expect(pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 1, grad) == 0)
+        #expect(pk_gemm_failures() == after)
+        #expect(logprobs.contains { $0 != 0 })
+    }
+
     /// A tied head: the gradient of the one shared matrix (reported on
     /// `wte`, the head's copy getting none) against finite differences that
     /// move the embedding and the head together; after an AdamW step the

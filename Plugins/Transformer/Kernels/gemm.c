@@ -669,7 +669,20 @@ static void free_thread_scratch(void *first) {
 
 static void make_scratch_key(void) { scratch_key_made = pthread_key_create(&scratch_key, free_thread_scratch) == 0; }
 
+/* Tests only: this thread's reservations of more floats than this fail,
+ * as an exhausted allocator would make them
+ * (pk_test_fail_reservations_above). Per thread, so tests running beside
+ * the one that sets it keep their memory. */
+static _Thread_local size_t fail_above = SIZE_MAX;
+
+size_t pk_test_fail_reservations_above(size_t floats) {
+  size_t previous = fail_above;
+  fail_above = floats;
+  return previous;
+}
+
 float *pk_reserve(pk_scratch *s, size_t floats) {
+  if (floats > fail_above) return NULL;
   if (!s->listed) {
     s->listed = 1;
     s->next = thread_scratch;
@@ -706,7 +719,15 @@ typedef struct gemm_job {
   int row_tasks, col_tasks;     /* the grid of tasks over them */
   int isa;                      /* the caller's kernels: ISA_PORTABLE, ISA_AVX2, ISA_AVX512 */
   pf_stream *pf;                /* the task's next block's sources, requested by its kernels */
+  atomic_int *failed;           /* set by a task that could not get its scratch (its block of C
+                                   then not computed): gemm counts it in gemm_failures */
 } gemm_job;
+
+/* Products on this thread whose tasks could not all get their scratch
+ * (pk_gemm_failures). */
+static _Thread_local int gemm_failures;
+
+int pk_gemm_failures(void) { return gemm_failures; }
 
 /* The share [*begin, *end) of `count` units for part `part` of `parts`. */
 static void share(int count, int parts, int part, int *begin, int *end) {
@@ -779,7 +800,10 @@ static void gemm_task(void *ctx, int task) {
   float *panels = NULL;
   if (j->pack) {
     panels = pk_reserve(&b_scratch, (size_t)j->panels * b_stride(KC));
-    if (!panels) return;
+    if (!panels) {
+      atomic_store_explicit(j->failed, 1, memory_order_relaxed);
+      return;
+    }
   }
   for (int k0 = 0; k0 < j->K; k0 += KC) {
     block.k0 = k0;
@@ -830,7 +854,10 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
   const int groups_per_block = MC / MR;
   /* This task's packed A panels, an MC block at a time. */
   float *pa = pk_reserve(&a_scratch, (size_t)groups_per_block * a_stride(KC));
-  if (!pa) return;
+  if (!pa) {
+    atomic_store_explicit(j->failed, 1, memory_order_relaxed);
+    return;
+  }
   /* An untransposed A is read in place: its rows are already contiguous
    * along k, and packing them cost as much as the product when B has few
    * panels (the LM head, 32 columns: 27% of the FMA peak packed, 88% in
@@ -910,9 +937,11 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     }
     return;
   }
+  atomic_int failed = 0;
   gemm_job job = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
                   .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .residual = residual, .ldr = ldr,
-                  .isa = pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE};
+                  .isa = pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE,
+                  .failed = &failed};
   job.row_groups = (M + MR - 1) / MR;
   job.panels = (N + NR - 1) / NR;
   /* B is read in place only when its rows hold NR-column panels whole and
@@ -955,9 +984,10 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     if (tasks > job.row_groups / 4) tasks = job.row_groups / 4; /* 4 row groups a task at least */
     if (tasks > job.row_tasks) job.row_tasks = tasks;
     pk_parallel_ranges(job.row_tasks, gemm_task, &job);
-    return;
+  } else {
+    pk_parallel_for(job.row_tasks * job.col_tasks, gemm_task, &job);
   }
-  pk_parallel_for(job.row_tasks * job.col_tasks, gemm_task, &job);
+  if (atomic_load_explicit(&failed, memory_order_relaxed)) ++gemm_failures;
 }
 
 void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,

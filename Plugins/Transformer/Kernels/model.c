@@ -2276,48 +2276,60 @@ void pk_model_tie_head(pk_model *m, int tied) {
 
 /* ------------------------------------------------- public passes */
 
+/* A pass one of whose products could not get its scratch memory
+ * (pk_gemm_failures counted it since `failures`) returns -1, as one whose
+ * attention could not: its results have blocks never computed. A kept
+ * pass it made is discarded, and a decoding it began or stepped ends. */
+static int checked_pass(pk_model *m, int status, int failures, int decoding) {
+  if (status != 0 || pk_gemm_failures() == failures) return status;
+  m->kept = 0;
+  if (decoding) m->dec_rows = 0;
+  return -1;
+}
+
 /* Each pass runs on the model's own kernel choice; the calling thread's
  * setting is restored afterwards. */
-#define WITH_MODEL_KERNELS(m, call)                  \
-  do {                                               \
-    int previous = pk_force_portable((m)->portable); \
-    int status = (call);                             \
-    pk_force_portable(previous);                     \
-    return status;                                   \
+#define WITH_MODEL_KERNELS(m, decoding, call)                  \
+  do {                                                         \
+    int previous = pk_force_portable((m)->portable);           \
+    int failures = pk_gemm_failures();                         \
+    int status = (call);                                       \
+    pk_force_portable(previous);                               \
+    return checked_pass((m), status, failures, (decoding));    \
   } while (0)
 
 int pk_logits(pk_model *m, const int32_t *tokens, int rows, int stride, float *out) {
-  WITH_MODEL_KERNELS(m, logits_pass(m, tokens, rows, stride, out));
+  WITH_MODEL_KERNELS(m, 0, logits_pass(m, tokens, rows, stride, out));
 }
 
 int pk_logprobs(pk_model *m, int reference, const int32_t *tokens, const uint32_t *lengths,
                 int rows, int stride, float temperature, float *out) {
-  WITH_MODEL_KERNELS(m, logprobs_pass(m, reference, tokens, lengths, rows, stride, temperature, out));
+  WITH_MODEL_KERNELS(m, 0, logprobs_pass(m, reference, tokens, lengths, rows, stride, temperature, out));
 }
 
 int pk_backward(pk_model *m, const int32_t *tokens, const uint32_t *lengths, int rows, int stride,
                 float temperature, const float *grad) {
-  WITH_MODEL_KERNELS(m, backward_pass(m, tokens, lengths, rows, stride, temperature, grad));
+  WITH_MODEL_KERNELS(m, 0, backward_pass(m, tokens, lengths, rows, stride, temperature, grad));
 }
 
 int pk_logprobs_keep(pk_model *m, const int32_t *tokens, const uint32_t *lengths, int rows, int stride,
                      float temperature, float *out) {
-  WITH_MODEL_KERNELS(m, logprobs_keep_pass(m, tokens, lengths, rows, stride, temperature, out));
+  WITH_MODEL_KERNELS(m, 0, logprobs_keep_pass(m, tokens, lengths, rows, stride, temperature, out));
 }
 
 int pk_backward_kept(pk_model *m, const float *grad) {
-  WITH_MODEL_KERNELS(m, backward_kept_pass(m, grad));
+  WITH_MODEL_KERNELS(m, 0, backward_kept_pass(m, grad));
 }
 
 int pk_decode_begin(pk_model *m, const int32_t *tokens, const uint32_t *lengths, int rows,
                     int stride, float *logits) {
-  WITH_MODEL_KERNELS(m, decode_begin_pass(m, tokens, lengths, rows, stride, logits));
+  WITH_MODEL_KERNELS(m, 1, decode_begin_pass(m, tokens, lengths, rows, stride, logits));
 }
 
 int pk_decode_step(pk_model *m, const int32_t *tokens, float *logits) {
-  WITH_MODEL_KERNELS(m, decode_step_pass(m, tokens, logits));
+  WITH_MODEL_KERNELS(m, 1, decode_step_pass(m, tokens, logits));
 }
 
 int pk_decode_step_rows(pk_model *m, const uint32_t *rows, int count, const int32_t *tokens, float *logits) {
-  WITH_MODEL_KERNELS(m, decode_step_rows_pass(m, rows, count, tokens, logits));
+  WITH_MODEL_KERNELS(m, 1, decode_step_rows_pass(m, rows, count, tokens, logits));
 }

@@ -63,6 +63,17 @@ void pk_pack_b(int trans_b, int K, int N, const float *B, int ldb, float *out);
 void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda,
                     const float *packed_b, float beta, float *C, int ldc,
                     const float *bias);
+/* How many products called on this thread could not get the scratch memory
+ * their tasks pack into, so left part of C uncomputed (a count that only
+ * grows). The model's passes (pk_logprobs, pk_backward, ...) return -1
+ * when one of their products did. */
+int pk_gemm_failures(void);
+/* Tests only: the kernels' scratch reservations of more than `floats`
+ * floats made on the calling thread fail from now on, as when the
+ * allocator has nothing left (SIZE_MAX, the default: none); a product's
+ * first task always runs on the calling thread. Returns the previous
+ * limit. */
+size_t pk_test_fail_reservations_above(size_t floats);
 
 /* The measured peak of single-precision FMA, in GFLOP/s, with `threads`
  * threads each running independent FMA chains of the widest vectors the
