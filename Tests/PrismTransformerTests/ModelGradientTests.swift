@@ -18,6 +18,14 @@ struct ModelGradientTests {
         return model
     }
 
+    /// A batch of `rows` sequences of `stride` tokens below `vocab` and a
+    /// gradient for each log-prob in [-1, 1), both from `seed`.
+    static func batch(vocab: Int32, rows: Int, stride: Int, seed: UInt64) -> (tokens: [Int32], grad: [Float]) {
+        var rng = RandomState(seed: seed)
+        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % UInt64(vocab)) }
+        return (tokens, (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) })
+    }
+
     /// `count` values uniform in [-0.5, 0.5) from `rng`.
     static func uniforms(_ count: Int, _ rng: inout RandomState) -> [Float] {
         (0..<count).map { _ in Float(rng.uniform() - 0.5) }
@@ -407,10 +415,8 @@ struct ModelGradientTests {
         let model = Self.model(dims, seed: 13)
         defer { pk_model_free(model) }
         let rows = 3, stride = 12
-        var rng = RandomState(seed: 4)
-        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 11) }
+        let (tokens, grad) = Self.batch(vocab: 11, rows: rows, stride: stride, seed: 4)
         let lengths: [UInt32] = [12, 7, 9]
-        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
         let both = Self.bothPasses(model, dims, tokens: tokens, lengths: lengths, stride: stride, temperature: 0.8,
                                    grad: grad)
         let separate = both.logprobs, separateGrad = both.grads
@@ -487,11 +493,10 @@ struct ModelGradientTests {
         let model = Self.model(dims, seed: 17)
         defer { pk_model_free(model) }
         let rows = 3, stride = 12
-        var rng = RandomState(seed: 6)
-        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 11) }
+        let (tokens, grad) = Self.batch(vocab: 11, rows: rows, stride: stride, seed: 6)
         let lengths: [UInt32] = [12, 9, 10]
-        let grad = (0..<(rows * stride)).map { _ in Float(rng.uniform() * 2 - 1) }
         var logprobs = [Float](repeating: 0, count: rows * stride)
+        var rng = RandomState(seed: 7)
         let a = Self.uniforms(64 * 300, &rng), b = Self.uniforms(300 * 40, &rng)
         var c = [Float](repeating: 0, count: 64 * 40)
 
