@@ -483,13 +483,15 @@ struct ModelGradientTests {
     /// (pk_gemm_failures), and a pass with one returns -1 instead of
     /// results with blocks never computed. Only reservations too large for
     /// a product's packed panels fail here (those of more than 4096
-    /// floats; attention's and LayerNorm's at this size are smaller), so
-    /// the passes' -1 comes from their products; a kept pass so made is
-    /// discarded and a decoding so begun is over; the passes succeed again
-    /// once memory is back. Shown to fail with the passes not checking the
-    /// count (they returned 0).
+    /// floats; attention's at this size are smaller), so the passes' -1
+    /// comes from their products; the model's products are small enough
+    /// to run as one task on the calling thread, where the failures are
+    /// set, whatever the thread count. A kept pass so made is discarded
+    /// and a decoding so begun is over; the passes succeed again once
+    /// memory is back. Shown to fail with the passes not checking the
+    /// count (they returned 0) and with the decoding not ended.
     @Test func aProductWithoutScratchFailsItsPass() {
-        let dims = pk_dims(vocab: 11, d_model: 48, layers: 1, heads: 2, d_ff: 96, max_len: 12)
+        let dims = pk_dims(vocab: 11, d_model: 16, layers: 1, heads: 2, d_ff: 32, max_len: 12)
         let model = Self.model(dims, seed: 17)
         defer { pk_model_free(model) }
         let rows = 3, stride = 12

@@ -70,9 +70,9 @@ void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda,
 int pk_gemm_failures(void);
 /* Tests only: the kernels' scratch reservations of more than `floats`
  * floats made on the calling thread fail from now on, as when the
- * allocator has nothing left (SIZE_MAX, the default: none); a product's
- * first task always runs on the calling thread. Returns the previous
- * limit. */
+ * allocator has nothing left (SIZE_MAX, the default: none); those of the
+ * pool's workers, running a product's other tasks, do not. Returns the
+ * previous limit. */
 size_t pk_test_fail_reservations_above(size_t floats);
 
 /* The measured peak of single-precision FMA, in GFLOP/s, with `threads`
