@@ -2,7 +2,9 @@
  *   - pk_gemm_sums: the product and B's column sums, against pk_gemm and a
  *     loop adding B's rows first to last;
  *   - pk_gemm_residual: against copying the residual into C and
- *     accumulating (pk_gemm_bias, beta 1).
+ *     accumulating (pk_gemm_bias, beta 1);
+ *   - pk_gemm_times: against the product (pk_gemm) and a loop multiplying
+ *     each element by T's, with B in place and packed (pk_pack_b).
  * Over the training pass's weight-gradient and residual shapes, split by
  * rows (every task packs all of B; one must sum it) and by columns, edges
  * of B that are not whole 16-column panels, products small enough to run
@@ -85,6 +87,26 @@ static int check(const shape *s, int threads, const char *kernels) {
     printf("pk_gemm_residual %dx%dx%d, %d threads, %s: the products differ\n", M, N, K, threads, kernels);
     failed = 1;
   }
+  /* The times form: C = (A·B) ⊙ T (A stored [M][K]); R stands for T. */
+  pk_gemm(0, 0, M, N, K, A, K, B, N, 0.0f, C1, N);
+  for (size_t i = 0; i < (size_t)M * N; ++i) C1[i] *= R[i];
+  float *packed = malloc((pk_packed_b_floats(K, N) + 1) * sizeof(float));
+  if (!packed) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  pk_pack_b(0, K, N, B, N, packed);
+  for (int form = 0; form < 2; ++form) {
+    memset(C2, 0, (size_t)M * N * sizeof(float));
+    if (form == 0) pk_gemm_times(0, M, N, K, A, K, B, N, NULL, C2, N, R, N);
+    else pk_gemm_times(0, M, N, K, A, K, NULL, 0, packed, C2, N, R, N);
+    if (!same(C1, C2, (size_t)M * N)) {
+      printf("pk_gemm_times %dx%dx%d, B %s, %d threads, %s: the products differ\n", M, N, K,
+             form ? "packed" : "in place", threads, kernels);
+      failed = 1;
+    }
+  }
+  free(packed);
   free(A), free(B), free(C0), free(R), free(bias), free(sums0), free(C1), free(C2), free(sums1), free(sums2);
   return failed;
 }

@@ -65,6 +65,22 @@ import Testing
         #expect(!result.stderr.contains("ThreadSanitizer"), "\(result.stderr)")
     }
 
+    /// The pool's background items (Tests/Fixtures/pool_background.c;
+    /// backward runs its weight gradients as such items) beside the jobs
+    /// their poster runs meanwhile, under ThreadSanitizer: every item and
+    /// task runs once, an item on a worker sees one thread and every item
+    /// its poster's kernel choice, a product without scratch in an item
+    /// counts in its poster's failures, and a post wakes a sleeping worker.
+    /// Shown to fail without each of those four (the post's wake-up, the
+    /// failures handed back, the kernel choice handed over, pk_threads() 1).
+    @Test func backgroundItemsRunOnceWithTheirPostersSettings() throws {
+        let result = try Self.runSanitized("pool_background.c", with: ["gemm.c"], sanitizer: "thread", ["150"],
+                                           environment: ["TSAN_OPTIONS": "halt_on_error=1 exitcode=66"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("150 rounds agreed"), "\(result.stdout)")
+        #expect(!result.stderr.contains("ThreadSanitizer"), "\(result.stderr)")
+    }
+
     /// Threads that each make a few kernel calls and exit, as in a program
     /// embedding Prism (Tests/Fixtures/scratch_threads.c), under
     /// AddressSanitizer: LeakSanitizer finds none of their packing and
@@ -80,11 +96,13 @@ import Testing
 
     /// The GEMM forms that fold a pass into the product (Tests/Fixtures/
     /// gemm_fused.c) give the bits of the passes they replace: the weight
-    /// gradients' column sums taken while B is packed, and the residual
-    /// added in place of a copy. Row and column splits, edge panels, one
+    /// gradients' column sums taken while B is packed, the residual added
+    /// in place of a copy, and the product times another matrix (GELU's
+    /// slope) as it is stored. Row and column splits, edge panels, one
     /// task, K = 0; 1 and 2 threads; every kernel set. Shown to fail when
-    /// every task of a row split sums B and when the residual is added on
-    /// every KC block.
+    /// every task of a row split sums B, when the residual is added on
+    /// every KC block, when the slope multiplies every KC block and when
+    /// the AVX-512 tile's second 16 columns miss it.
     @Test func fusedGemmFormsGiveTheBitsOfSeparatePasses() throws {
         let dir = try TestSupport.temporaryDirectory("gemm-fused")
         let program = try TestSupport.compileProgram(

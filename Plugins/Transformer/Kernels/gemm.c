@@ -107,7 +107,7 @@ static struct {
   pthread_cond_t wake;
   pthread_cond_t done;
   pthread_t workers[16];
-  int started;               /* workers running */
+  atomic_int started;        /* workers running (written under pool_owner) */
   atomic_int wanted;         /* threads to use, including the caller; 0 = not set */
   atomic_uint epoch;         /* bumped for each job, after the job is written */
   struct {
@@ -118,6 +118,8 @@ static struct {
   atomic_uint_fast64_t claim; /* (epoch << 32) | next task index */
   atomic_int finished;
   atomic_int sleepers;       /* workers asleep on `wake` (or about to be) */
+  atomic_int queued;         /* background items waiting for a thread (pk_post) */
+  atomic_uint posts;         /* background items posted so far: their order */
   atomic_int waiting;        /* the caller asleep on `done` (or about to be) */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
           .wake = PTHREAD_COND_INITIALIZER,
@@ -140,20 +142,88 @@ static void run_tasks(unsigned epoch, pk_task_fn fn, void *ctx, int tasks) {
  * kernel calls (decoding) then cost no wake-up. */
 #define SPIN_ROUNDS 20000
 
+/* Background items (pk_post, pk_wait): one function call each, run by a
+ * worker with nothing else to do, or by the thread that waits for it. An
+ * item's slot lives in the pool, so a worker that looks at a slot late
+ * touches only pool memory: it owns an item only by moving its state from
+ * QUEUED to RUNNING. The item runs with its poster's kernel choice and
+ * test hook, on one thread (pk_threads() is 1 on a thread running one:
+ * its products take the one-task path, packing each operand once). */
+#define BG_SLOTS 8
+enum { BG_FREE, BG_TAKEN, BG_QUEUED, BG_RUNNING, BG_DONE };
+static struct {
+  atomic_int state;
+  atomic_uint order;          /* pool.posts when posted: workers take the oldest */
+  _Atomic(pk_task_fn) fn;
+  _Atomic(void *) ctx;
+  int portable, avx2;         /* the poster's forced_portable, forced_avx2 */
+  size_t fail_above;          /* the poster's test hook (pk_test_fail_reservations_above) */
+  atomic_int failures;        /* products that could not get their scratch */
+} background[BG_SLOTS];
+
+static _Thread_local int running_background; /* pk_threads() is 1 while set */
+static _Thread_local int gemm_failures;      /* see pk_gemm_failures */
+static _Thread_local size_t fail_above = SIZE_MAX; /* see pk_test_fail_reservations_above */
+
+/* Runs item `slot`, whose state this thread has just set to RUNNING, as
+ * its poster would have: with its kernel choice and test hook; on one
+ * thread if `solo` (a worker), else with the pool (its waiter). */
+static void run_background(int slot, int solo) {
+  int portable = forced_portable, avx2 = forced_avx2, failures = gemm_failures, was = running_background;
+  size_t above = fail_above;
+  forced_portable = background[slot].portable;
+  forced_avx2 = background[slot].avx2;
+  fail_above = background[slot].fail_above;
+  running_background = solo;
+  atomic_load_explicit(&background[slot].fn, memory_order_relaxed)(
+      atomic_load_explicit(&background[slot].ctx, memory_order_relaxed), 0);
+  atomic_store_explicit(&background[slot].failures, gemm_failures - failures, memory_order_relaxed);
+  forced_portable = portable, forced_avx2 = avx2, gemm_failures = failures, fail_above = above;
+  running_background = was;
+  atomic_store_explicit(&background[slot].state, BG_DONE, memory_order_release);
+}
+
+/* Takes and runs the oldest queued item; 0 when there was none. */
+static int run_oldest_background(void) {
+  while (atomic_load(&pool.queued) > 0) {
+    int best = -1;
+    unsigned best_order = 0;
+    for (int i = 0; i < BG_SLOTS; ++i) {
+      if (atomic_load_explicit(&background[i].state, memory_order_relaxed) != BG_QUEUED) continue;
+      unsigned order = atomic_load_explicit(&background[i].order, memory_order_relaxed);
+      if (best < 0 || (int)(order - best_order) < 0) best = i, best_order = order;
+    }
+    if (best < 0) return 0; /* taken meanwhile */
+    int queued = BG_QUEUED;
+    if (atomic_compare_exchange_strong_explicit(&background[best].state, &queued, BG_RUNNING,
+                                                memory_order_acquire, memory_order_relaxed)) {
+      atomic_fetch_sub(&pool.queued, 1);
+      run_background(best, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static void *worker(void *arg) {
   (void)arg;
   unsigned seen = 0;
   for (;;) {
-    for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.epoch) == seen; ++spin) {
+    for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.epoch) == seen && atomic_load(&pool.queued) == 0;
+         ++spin) {
       __builtin_ia32_pause();
     }
-    if (atomic_load(&pool.epoch) == seen) {
+    if (atomic_load(&pool.epoch) == seen && atomic_load(&pool.queued) == 0) {
       pthread_mutex_lock(&pool.lock);
       atomic_fetch_add(&pool.sleepers, 1);
-      while (atomic_load(&pool.epoch) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+      while (atomic_load(&pool.epoch) == seen && atomic_load(&pool.queued) == 0)
+        pthread_cond_wait(&pool.wake, &pool.lock);
       atomic_fetch_sub(&pool.sleepers, 1);
       pthread_mutex_unlock(&pool.lock);
     }
+    /* A background item first: its poster goes on with work that does
+     * not need it, and takes it itself if no worker has. */
+    if (run_oldest_background() || atomic_load(&pool.epoch) == seen) continue;
     seen = atomic_load(&pool.epoch);
     run_tasks(seen, atomic_load_explicit(&pool.job[seen & 1].fn, memory_order_relaxed),
               atomic_load_explicit(&pool.job[seen & 1].ctx, memory_order_relaxed),
@@ -168,6 +238,7 @@ static void *worker(void *arg) {
 }
 
 int pk_threads(void) {
+  if (running_background) return 1;
   int wanted = atomic_load_explicit(&pool.wanted, memory_order_relaxed);
   if (wanted == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -198,10 +269,11 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
     for (int t = 0; t < tasks; ++t) fn(ctx, t);
     return;
   }
-  while (pool.started < threads - 1 && pool.started < 15) { /* pool_owner held: one caller here */
-    if (pthread_create(&pool.workers[pool.started], NULL, worker, NULL) != 0) break;
-    pthread_detach(pool.workers[pool.started]);
-    pool.started++;
+  int started = atomic_load_explicit(&pool.started, memory_order_relaxed);
+  while (started < threads - 1 && started < 15) { /* pool_owner held: one caller here */
+    if (pthread_create(&pool.workers[started], NULL, worker, NULL) != 0) break;
+    pthread_detach(pool.workers[started]);
+    atomic_store_explicit(&pool.started, ++started, memory_order_relaxed);
   }
   unsigned epoch = atomic_load(&pool.epoch) + 1;
   atomic_store_explicit(&pool.job[epoch & 1].fn, fn, memory_order_relaxed);
@@ -230,6 +302,50 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
     atomic_store(&pool.waiting, 0);
   }
   pthread_mutex_unlock(&pool_owner);
+}
+
+int pk_post(pk_task_fn fn, void *ctx) {
+  if (pk_threads() < 2 || atomic_load_explicit(&pool.started, memory_order_relaxed) == 0) {
+    fn(ctx, 0);
+    return -1;
+  }
+  for (int i = 0; i < BG_SLOTS; ++i) {
+    int free_slot = BG_FREE;
+    if (!atomic_compare_exchange_strong(&background[i].state, &free_slot, BG_TAKEN)) continue;
+    atomic_store_explicit(&background[i].fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&background[i].ctx, ctx, memory_order_relaxed);
+    background[i].portable = forced_portable;
+    background[i].avx2 = forced_avx2;
+    background[i].fail_above = fail_above;
+    atomic_store_explicit(&background[i].order, atomic_fetch_add(&pool.posts, 1), memory_order_relaxed);
+    atomic_store_explicit(&background[i].state, BG_QUEUED, memory_order_release);
+    /* Counted before the sleepers are checked, as a job's epoch is: a
+     * worker going to sleep checks `queued` after counting itself. */
+    atomic_fetch_add(&pool.queued, 1);
+    if (atomic_load(&pool.sleepers) > 0) {
+      pthread_mutex_lock(&pool.lock);
+      pthread_cond_broadcast(&pool.wake);
+      pthread_mutex_unlock(&pool.lock);
+    }
+    return i;
+  }
+  fn(ctx, 0); /* every slot in use */
+  return -1;
+}
+
+void pk_wait(int item) {
+  if (item < 0) return;
+  int queued = BG_QUEUED;
+  if (atomic_compare_exchange_strong_explicit(&background[item].state, &queued, BG_RUNNING, memory_order_acquire,
+                                              memory_order_relaxed)) {
+    /* No worker took it: run here, with the pool. */
+    atomic_fetch_sub(&pool.queued, 1);
+    run_background(item, 0);
+  } else {
+    while (atomic_load_explicit(&background[item].state, memory_order_acquire) != BG_DONE) __builtin_ia32_pause();
+  }
+  gemm_failures += atomic_load_explicit(&background[item].failures, memory_order_relaxed);
+  atomic_store_explicit(&background[item].state, BG_FREE, memory_order_release);
 }
 
 /* pk_parallel_ranges: one pool task per thread, each owning a contiguous
@@ -578,7 +694,7 @@ AVX512 __attribute__((always_inline)) static inline void k_loop512(
 
 AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, long a2, const float *b,
                                  long ldbk, long b2, float *C, int ldc, int mr, int nr, const float *in,
-                                 long ldi, const float *bias, pf_stream *pf) {
+                                 long ldi, const float *bias, const float *times, long ldt, pf_stream *pf) {
   const int accumulate = in != NULL;
   for (int r = 0; r < mr; ++r) {
     _mm_prefetch((const char *)(C + (size_t)r * ldc), _MM_HINT_T0);
@@ -601,7 +717,10 @@ AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, lon
     if (mr > MR) k_loop512(2 * MR, 1, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
     else k_loop512(MR, 1, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
   }
-  /* Rows past mr are not written; columns past nr are masked, loads too. */
+  /* Rows past mr are not written; columns past nr are masked, loads too.
+   * With `times` (a product's last KC block) the stored value is that
+   * times the element of `times` (row stride ldt): the bits of multiplying
+   * afterwards. */
   const __mmask16 m0 = nr >= NR ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
   const __mmask16 m1 = nr >= 2 * NR ? (__mmask16)0xFFFF : nr > NR ? (__mmask16)((1u << (nr - NR)) - 1) : 0;
   const int has_bias = bias != NULL;
@@ -616,10 +735,14 @@ AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, lon
       float *row = C + (size_t)r * ldc;
       const float *src = accumulate ? in + r * ldi : row;
       __m512 c0 = accumulate ? _mm512_maskz_loadu_ps(m0, src) : _mm512_setzero_ps();
-      _mm512_mask_storeu_ps(row, m0, tile_out512(acc[r][0], c0, bias0, accumulate, has_bias));
+      __m512 v0 = tile_out512(acc[r][0], c0, bias0, accumulate, has_bias);
+      if (times) v0 = _mm512_mul_ps(v0, _mm512_maskz_loadu_ps(m0, times + r * ldt));
+      _mm512_mask_storeu_ps(row, m0, v0);
       if (m1) {
         __m512 c1 = accumulate ? _mm512_maskz_loadu_ps(m1, src + NR) : _mm512_setzero_ps();
-        _mm512_mask_storeu_ps(row + NR, m1, tile_out512(acc[r][1], c1, bias1, accumulate, has_bias));
+        __m512 v1 = tile_out512(acc[r][1], c1, bias1, accumulate, has_bias);
+        if (times) v1 = _mm512_mul_ps(v1, _mm512_maskz_loadu_ps(m1, times + r * ldt + NR));
+        _mm512_mask_storeu_ps(row + NR, m1, v1);
       }
     }
   }
@@ -673,8 +796,6 @@ static void make_scratch_key(void) { scratch_key_made = pthread_key_create(&scra
  * as an exhausted allocator would make them
  * (pk_test_fail_reservations_above). Per thread, so tests running beside
  * the one that sets it keep their memory. */
-static _Thread_local size_t fail_above = SIZE_MAX;
-
 size_t pk_test_fail_reservations_above(size_t floats) {
   size_t previous = fail_above;
   fail_above = floats;
@@ -719,13 +840,11 @@ typedef struct gemm_job {
   int row_tasks, col_tasks;     /* the grid of tasks over them */
   int isa;                      /* the caller's kernels: ISA_PORTABLE, ISA_AVX2, ISA_AVX512 */
   pf_stream *pf;                /* the task's next block's sources, requested by its kernels */
+  const float *times;           /* if not NULL, C = op(A)·op(B) ⊙ times (beta 0, no bias) */
+  int ldt;                      /* its row stride */
   atomic_int *failed;           /* set by a task that could not get its scratch (its block of C
                                    then not computed): gemm counts it in gemm_failures */
 } gemm_job;
-
-/* Products on this thread whose tasks could not all get their scratch
- * (pk_gemm_failures). */
-static _Thread_local int gemm_failures;
 
 int pk_gemm_failures(void) { return gemm_failures; }
 
@@ -761,9 +880,17 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
   int residual = j->residual && j->k0 == 0;
   const float *in = !accumulate ? NULL : residual ? j->residual + (size_t)row * j->ldr + col : c;
   long ldi = residual ? j->ldr : j->ldc;
-  if (j->isa == ISA_AVX512) kernel_avx512(j->kc, a, rsa, csa, a2, b, ldbk, b2, c, j->ldc, mr, nr, in, ldi, bias, pf);
-  else if (j->isa == ISA_AVX2) kernel_avx2(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
+  /* C ⊙ times once C is complete: on the last KC block. */
+  const float *times = j->times && j->k0 + j->kc == j->K ? j->times + (size_t)row * j->ldt + col : NULL;
+  if (j->isa == ISA_AVX512) {
+    kernel_avx512(j->kc, a, rsa, csa, a2, b, ldbk, b2, c, j->ldc, mr, nr, in, ldi, bias, times, j->ldt, pf);
+    return;
+  }
+  if (j->isa == ISA_AVX2) kernel_avx2(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
   else kernel_portable(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
+  if (times)
+    for (int r = 0; r < mr; ++r)
+      for (int i = 0; i < nr; ++i) c[(size_t)r * j->ldc + i] *= times[(size_t)r * j->ldt + i];
 }
 
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
@@ -890,6 +1017,11 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
     pf_stream rows_ahead = {0}, *pf = j->pf;
     if (next_a && j->isa == ISA_AVX512) {
       pf_add(&rows_ahead, next_a, j->lda, next_rows, j->kc);
+      /* and the rows of `times` the next block's tiles scale by */
+      if (j->times && j->k0 + j->kc == j->K) {
+        int c0 = p0 * NR, c1 = p1 * NR < j->N ? p1 * NR : j->N;
+        pf_add(&rows_ahead, j->times + (size_t)ge * MR * j->ldt + c0, j->ldt, next_rows, c1 - c0);
+      }
       long steps = (long)j->kc * ((ge - gb + 1) / 2) * ((p1 - p0 + 1) / 2);
       rows_ahead.every = steps / rows_ahead.left > 1 ? (int)(steps / rows_ahead.left) : 1;
       pf = &rows_ahead;
@@ -926,7 +1058,7 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
  * beta·C when not NULL. */
 static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, const float *bias, const float *prepacked, float *b_sums,
-                 const float *residual, int ldr) {
+                 const float *residual, int ldr, const float *times, int ldt) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (int i = 0; i < M; ++i) {
@@ -934,12 +1066,15 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
       const float *in = residual ? residual + (size_t)i * ldr : row;
       float scale = residual ? 1.0f : beta;
       for (int c = 0; c < N; ++c) row[c] = (scale == 0.0f ? 0.0f : scale * in[c]) + (bias ? bias[c] : 0.0f);
+      if (times)
+        for (int c = 0; c < N; ++c) row[c] *= times[(size_t)i * ldt + c];
     }
     return;
   }
   atomic_int failed = 0;
   gemm_job job = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
                   .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .residual = residual, .ldr = ldr,
+                  .times = times, .ldt = ldt,
                   .isa = pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE,
                   .failed = &failed};
   job.row_groups = (M + MR - 1) / MR;
@@ -993,19 +1128,19 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
 void pk_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc,
                   const float *bias) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL, NULL, NULL, 0);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, NULL, NULL, NULL, 0, NULL, 0);
 }
 
 /* The residual connections' products: adding into a copy of the residual
  * made a pass over 2 MB for each (forward, reference shape). */
 void pk_gemm_residual(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       const float *residual, int ldr, float *C, int ldc, const float *bias) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, 1.0f, C, ldc, bias, NULL, NULL, residual, ldr);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, 1.0f, C, ldc, bias, NULL, NULL, residual, ldr, NULL, 0);
 }
 
 void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc) {
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0);
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0, NULL, 0);
 }
 
 /* The weight gradients' sums of B's columns (the bias gradients) are taken
@@ -1014,12 +1149,12 @@ void pk_gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
 void pk_gemm_sums(int ta, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc, float *b_sums) {
   if (M <= 0 || N <= 0 || K <= 0) {
-    gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0);
+    gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, NULL, 0, NULL, 0);
     for (int k = 0; k < K && N > 0; ++k)
       for (int j = 0; j < N; ++j) b_sums[j] += B[(size_t)k * ldb + j];
     return;
   }
-  gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, b_sums, NULL, 0);
+  gemm(ta, 0, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL, b_sums, NULL, 0, NULL, 0);
 }
 
 size_t pk_packed_b_floats(int K, int N) {
@@ -1038,12 +1173,17 @@ void pk_pack_b(int trans_b, int K, int N, const float *B, int ldb, float *out) {
 
 void pk_gemm_packed(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                     float beta, float *C, int ldc, const float *bias) {
-  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b, NULL, NULL, 0);
+  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, beta, C, ldc, bias, packed_b, NULL, NULL, 0, NULL, 0);
+}
+
+void pk_gemm_times(int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   const float *packed_b, float *C, int ldc, const float *times, int ldt) {
+  gemm(0, trans_b, M, N, K, A, lda, B, ldb, 0.0f, C, ldc, NULL, packed_b, NULL, NULL, 0, times, ldt);
 }
 
 void pk_gemm_packed_residual(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                              const float *residual, int ldr, float *C, int ldc, const float *bias) {
-  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, 1.0f, C, ldc, bias, packed_b, NULL, residual, ldr);
+  gemm(trans_a, 0, M, N, K, A, lda, NULL, 0, 1.0f, C, ldc, bias, packed_b, NULL, residual, ldr, NULL, 0);
 }
 
 /* ------------------------------------------------------------ FMA peak */

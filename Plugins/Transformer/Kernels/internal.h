@@ -20,6 +20,19 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx);
  * order. */
 void pk_parallel_ranges(int tasks, pk_task_fn fn, void *ctx);
 
+/* Background work: pk_post starts fn(ctx, 0) on a pool worker with
+ * nothing else to do, and returns at once; pk_wait(item) returns when it
+ * has run (running it on the calling thread if no worker has taken it), so
+ * every post must be waited for. The call runs with the poster's kernel
+ * choice, on one thread (pk_threads() is 1 there: a product in it is one
+ * task, packing each operand once), and its products that could not get
+ * their scratch count in the waiting thread's pk_gemm_failures. With one
+ * thread (or no worker started yet) pk_post runs fn itself and returns -1,
+ * which pk_wait ignores. For work whose result is needed only later: the
+ * weight gradients of backward beside the chain of input gradients. */
+int pk_post(pk_task_fn fn, void *ctx);
+void pk_wait(int item);
+
 /* C = op(A)·B + beta·C (B untransposed), and b_sums[j] += the sum of B's
  * column j over its K rows, first to last (the bits of a separate loop). */
 void pk_gemm_sums(int trans_a, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
@@ -33,6 +46,14 @@ void pk_gemm_residual(int trans_a, int trans_b, int M, int N, int K, const float
 /* pk_gemm_residual with op(B) packed by pk_pack_b. */
 void pk_gemm_packed_residual(int trans_a, int M, int N, int K, const float *A, int lda, const float *packed_b,
                              const float *residual, int ldr, float *C, int ldc, const float *bias);
+
+/* C = (A·op(B)) ⊙ times (row strides ldc, ldt): the bits of the product
+ * followed by a pass multiplying each element, which the product's tiles
+ * do as they store their last KC block (the GELU gradient: dfc *= gelu').
+ * op(B) packed by pk_pack_b when packed_b is not NULL (B, ldb, trans_b then
+ * unused). */
+void pk_gemm_times(int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   const float *packed_b, float *C, int ldc, const float *times, int ldt);
 
 /* A growable buffer on a cache line, thread-local where it is used. */
 typedef struct pk_scratch {

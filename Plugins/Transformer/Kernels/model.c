@@ -766,8 +766,8 @@ static void gelu_keep(float *x, float *y, size_t n, int level) {
 
 /* Row-chunked parallel versions of the element-wise passes. */
 typedef struct rows_job {
-  const float *x, *w, *b, *dy, *mu_in, *rs_in;
-  float *y, *mu, *rs, *dx;
+  const float *x, *w, *b;
+  float *y, *mu, *rs;
   size_t N;
   int D;
   int chunk;
@@ -794,34 +794,28 @@ static void parallel_layernorm(const float *x, const float *w, const float *b, f
   pk_parallel_ranges((int)((N + job.chunk - 1) / job.chunk), layernorm_chunk, &job);
 }
 
-/* The three GELU passes over elements: y = gelu(x) (GELU_VALUE), that and
- * x = gelu'(x) (GELU_KEEP, gelu_keep), or dx *= x with x such slopes
- * (GELU_GRADIENT). */
-enum { GELU_VALUE, GELU_KEEP, GELU_GRADIENT };
+/* The two GELU passes over elements: y = gelu(x) (GELU_VALUE), or that
+ * and x = gelu'(x) (GELU_KEEP, gelu_keep). Backward multiplies by those
+ * slopes as its product stores dfc (weight_product_times). */
+enum { GELU_VALUE, GELU_KEEP };
 
-PK_MULTIVERSION static void scale_by(float *d, const float *s, size_t n) {
-  for (size_t i = 0; i < n; ++i) d[i] *= s[i];
-}
-
-static void gelu_run(float *x, float *y, float *dx, size_t n, int mode, int level) {
-  if (mode == GELU_GRADIENT) scale_by(dx, x, n);
-  else if (mode == GELU_KEEP) gelu_keep(x, y, n, level);
+static void gelu_run(float *x, float *y, size_t n, int mode, int level) {
+  if (mode == GELU_KEEP) gelu_keep(x, y, n, level);
   else gelu(x, y, n, level);
 }
 
 static void gelu_chunk(void *ctx, int task) {
   rows_job *j = ctx;
   size_t begin = (size_t)task * j->chunk, end = begin + j->chunk < j->N ? begin + j->chunk : j->N;
-  gelu_run(j->gx + begin, j->y ? j->y + begin : NULL, j->dx ? j->dx + begin : NULL, end - begin, j->mode,
-           j->avx2);
+  gelu_run(j->gx + begin, j->y + begin, end - begin, j->mode, j->avx2);
 }
 
 /* A GELU pass over n elements on the pool. */
-static void parallel_gelu(float *x, float *y, float *dx, size_t n, int mode) {
+static void parallel_gelu(float *x, float *y, size_t n, int mode) {
   int level = kernel_level();
-  rows_job job = {.gx = x, .y = y, .dx = dx, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = level, .mode = mode};
+  rows_job job = {.gx = x, .y = y, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = level, .mode = mode};
   if (n < 16384) {
-    gelu_run(x, y, dx, n, mode, level);
+    gelu_run(x, y, n, mode, level);
     return;
   }
   pk_parallel_ranges((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
@@ -1489,6 +1483,23 @@ static void weight_product(const pk_model *m, const float *w, const weight_packs
   else pk_gemm_bias(0, p->transposed, rows, N, K, A, K, W, ld, 0.0f, C, N, bias);
 }
 
+/* C = (A·W) ⊙ times for weight `which` of layer l, as weight_product
+ * without bias and residual: the MLP's input gradient times GELU's slope,
+ * taken as the product's tiles are stored (pk_gemm_times; a separate pass
+ * over the 4 MB of dfc was 1.4% of a training pass at two threads). */
+static void weight_product_times(const pk_model *m, const float *w, const weight_packs *p, int l, int which,
+                                 int rows, const float *A, const float *times, float *C) {
+  int K, N;
+  weight_shape(m, which, &K, &N);
+  int ld = N;
+  if (p->transposed) {
+    int k = K;
+    K = N, N = k;
+  }
+  if (p->ready) pk_gemm_times(0, rows, N, K, A, K, NULL, 0, packed_weight(m, p, l, which), C, N, times, N);
+  else pk_gemm_times(p->transposed, rows, N, K, A, K, weight_of(m, w, l, which), ld, NULL, C, N, times, N);
+}
+
 /* The embeddings: forward, x = wte[token] + wpe[position] a sequence per
  * task; backward, their gradients from dres, EMBED_COLUMNS columns per
  * task over every row in order (a token's rows add into one gradient row,
@@ -1579,7 +1590,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     weight_product(m, w, &m->fwd_packs, l, W_PROJ, (int)N, la->ao, w + o->proj_b, la->x, la->xm);
     parallel_layernorm(la->xm, w + o->ln2_w, w + o->ln2_b, la->ln2, la->mu2, la->rs2, N, D);
     weight_product(m, w, &m->fwd_packs, l, W_FC, (int)N, la->ln2, w + o->fc_b, NULL, la->fc);
-    parallel_gelu(la->fc, la->ge, NULL, N * F, for_backward ? GELU_KEEP : GELU_VALUE);
+    parallel_gelu(la->fc, la->ge, N * F, for_backward ? GELU_KEEP : GELU_VALUE);
     float *next = l + 1 < d.layers ? a->layer[l + 1].x : a->xf;
     weight_product(m, w, &m->fwd_packs, l, W_FCP, (int)N, la->ge, w + o->fcp_b, la->xm, next);
   }
@@ -1711,6 +1722,34 @@ static int logprobs_keep_pass(pk_model *m, const int32_t *tokens, const uint32_t
 
 /* -------------------------------------------------------------- backward */
 
+/* A weight gradient, C += Aᵀ·B (with b_sums += B's column sums unless
+ * NULL), as a background item (pk_post). */
+typedef struct weight_grad {
+  int M, N, K;
+  const float *A, *B;
+  float *C, *b_sums;
+} weight_grad;
+
+static void weight_grad_task(void *ctx, int task) {
+  const weight_grad *j = ctx;
+  (void)task;
+  if (j->b_sums) pk_gemm_sums(1, j->M, j->N, j->K, j->A, j->M, j->B, j->N, 1.0f, j->C, j->N, j->b_sums);
+  else pk_gemm(1, 0, j->M, j->N, j->K, j->A, j->M, j->B, j->N, 1.0f, j->C, j->N);
+}
+
+/* Starts C += Aᵀ·B (A [K][M], B [K][N], C [M][N]) beside what follows:
+ * the weight gradients need nothing the input gradients' chain computes
+ * after them, and run on one thread each, as one task, while the other
+ * threads go on along the chain. Split over two threads a weight
+ * gradient's tasks each packed all of the operand they share and waited
+ * for the slower one. The caller waits (pk_wait) before it overwrites A or
+ * B, and before it returns. */
+static int post_weight_grad(weight_grad *j, int M, int N, int K, const float *A, const float *B, float *C,
+                            float *b_sums) {
+  *j = (weight_grad){M, N, K, A, B, C, b_sums};
+  return pk_post(weight_grad_task, j);
+}
+
 static int backward_from(pk_model *m, acts a, const int32_t *tokens,
                          int rows, int stride, float temperature, const float *grad, int kept);
 
@@ -1813,53 +1852,68 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
   int D = d.d_model, F = d.d_ff, V = d.vocab, T = stride;
   const float *w = m->params;
   float *g = m->grads;
-  /* Scratch: dres [N][D], dln [N][D], dbig [N][max(3D, F)], dlogits [N][V]. */
-  size_t big = (size_t)(3 * D > F ? 3 * D : F);
-  size_t need = N * (2 * (size_t)D + big + V);
+  /* Scratch: dres [N][D], dln [N][D], dfc [N][F], dqkv [N][3D], dlogits
+   * [N][V]: dfc and dqkv apart, so neither waits for the weight gradient
+   * still reading the other. */
+  size_t need = N * (5 * (size_t)D + F + V);
   if (need > m->scratch_cap) {
     free(m->scratch);
     m->scratch = floats_new(need);
     m->scratch_cap = m->scratch ? need : 0;
     if (!m->scratch) return -1;
   }
-  float *dres = m->scratch, *dln = dres + N * D, *dbig = dln + N * D, *dlogits = dbig + N * big;
+  float *dres = m->scratch, *dln = dres + N * D, *dfc = dln + N * D, *dqkv = dfc + N * F;
+  float *dlogits = dqkv + N * 3 * D;
   if (pack_weights(m, w, &m->bwd_packs, 1, 1)) return -1;
   parallel_copy(dres, NULL, N * D);
   parallel_copy(dlogits, NULL, N * V);
 
   dlogits_job dj = {a.logits, tokens, grad, dlogits, T, V, temperature, &a, kept ? m : NULL};
   pk_parallel_ranges(rows, dlogits_task, &dj);
-  pk_gemm(1, 0, D, V, (int)N, a.lnf, D, dlogits, V, 1.0f, g + m->lay.head_w, V);
+  /* The weight gradients in the background (post_weight_grad); each is
+   * waited for before its inputs change: fcp's and proj's read dres, which
+   * the LayerNorm after them adds to; fc's dfc and qkv's dqkv, which the
+   * next layer down rewrites. */
+  weight_grad head, fcp, fc, proj, qkv;
+  int head_item = post_weight_grad(&head, D, V, (int)N, a.lnf, dlogits, g + m->lay.head_w, NULL);
+  int fc_item = -1, qkv_item = -1;
   weight_product(m, w, &m->bwd_packs, d.layers, W_PER_LAYER, (int)N, dlogits, NULL, NULL, dln);
   layernorm_backward(dln, a.xf, w + m->lay.lnf_w, a.muf, a.rsf, dres,
                      g + m->lay.lnf_w, g + m->lay.lnf_b, N, D);
 
-  for (int l = d.layers - 1; l >= 0; --l) {
+  int failed = 0;
+  for (int l = d.layers - 1; l >= 0 && !failed; --l) {
     const pk_layer_offsets *o = &m->lay.layer[l];
     layer_acts *la = &a.layer[l];
     /* MLP: next = xm + gelu(ln2(xm) Wfc + bfc) Wfcp + bfcp */
-    float *dfc = dbig;
-    pk_gemm_sums(1, F, D, (int)N, la->ge, F, dres, D, 1.0f, g + o->fcp_w, D, g + o->fcp_b);
-    weight_product(m, w, &m->bwd_packs, l, W_FCP, (int)N, dres, NULL, NULL, dfc);
-    parallel_gelu(la->fc, NULL, dfc, N * F, GELU_GRADIENT);
-    pk_gemm_sums(1, D, F, (int)N, la->ln2, D, dfc, F, 1.0f, g + o->fc_w, F, g + o->fc_b);
+    int fcp_item = post_weight_grad(&fcp, F, D, (int)N, la->ge, dres, g + o->fcp_w, g + o->fcp_b);
+    pk_wait(fc_item); /* the layer above's, reading dfc */
+    weight_product_times(m, w, &m->bwd_packs, l, W_FCP, (int)N, dres, la->fc, dfc); /* la->fc: gelu' */
+    fc_item = post_weight_grad(&fc, D, F, (int)N, la->ln2, dfc, g + o->fc_w, g + o->fc_b);
     weight_product(m, w, &m->bwd_packs, l, W_FC, (int)N, dfc, NULL, NULL, dln);
+    pk_wait(fcp_item);
     layernorm_backward(dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
                        g + o->ln2_w, g + o->ln2_b, N, D);
     /* Attention: xm = x + attn(ln1(x)) Wproj + bproj */
-    pk_gemm_sums(1, D, D, (int)N, la->ao, D, dres, D, 1.0f, g + o->proj_w, D, g + o->proj_b);
+    int proj_item = post_weight_grad(&proj, D, D, (int)N, la->ao, dres, g + o->proj_w, g + o->proj_b);
     float *dao = dln;
     weight_product(m, w, &m->bwd_packs, l, W_PROJ, (int)N, dres, NULL, NULL, dao);
-    float *dqkv = dbig; /* every row written by its sequence's task */
+    pk_wait(qkv_item); /* the layer above's, reading dqkv */
+    /* every row of dqkv written by its sequence's task */
     att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, kernel_level(),
                    a.off, a.root, a.skip, a.next, a.roots, 0};
     pk_parallel_ranges(a.root_count * d.heads, attention_backward_task, &job);
-    if (job.failed) return -1;
-    pk_gemm_sums(1, D, 3 * D, (int)N, la->ln1, D, dqkv, 3 * D, 1.0f, g + o->qkv_w, 3 * D, g + o->qkv_b);
-    weight_product(m, w, &m->bwd_packs, l, W_QKV, (int)N, dqkv, NULL, NULL, dln);
-    layernorm_backward(dln, la->x, w + o->ln1_w, la->mu1, la->rs1, dres,
-                       g + o->ln1_w, g + o->ln1_b, N, D);
+    failed = job.failed;
+    qkv_item = failed ? -1 : post_weight_grad(&qkv, D, 3 * D, (int)N, la->ln1, dqkv, g + o->qkv_w, g + o->qkv_b);
+    if (!failed) weight_product(m, w, &m->bwd_packs, l, W_QKV, (int)N, dqkv, NULL, NULL, dln);
+    pk_wait(proj_item);
+    if (!failed) layernorm_backward(dln, la->x, w + o->ln1_w, la->mu1, la->rs1, dres,
+                                    g + o->ln1_w, g + o->ln1_b, N, D);
   }
+  pk_wait(fc_item);
+  pk_wait(qkv_item);
+  pk_wait(head_item);
+  if (failed) return -1;
   embed_job ej = {m, NULL, tokens, &a, dres, T, rows};
   pk_parallel_for((D + EMBED_COLUMNS - 1) / EMBED_COLUMNS, embed_grad_task, &ej);
   if (m->tied) {
@@ -2109,7 +2163,7 @@ static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *t
     pk_gemm_packed(0, n, D, D, ao, D, dec_weights(m, l, W_PROJ), 1.0f, xm, D, w + o->proj_b);
     layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, n, D, avx2);
     pk_gemm_packed(0, n, F, D, ln, D, dec_weights(m, l, W_FC), 0.0f, fc, F, w + o->fc_b);
-    parallel_gelu(fc, ge, NULL, (size_t)n * F, GELU_VALUE);
+    parallel_gelu(fc, ge, (size_t)n * F, GELU_VALUE);
     memcpy(x, xm, (size_t)n * D * sizeof(float));
     pk_gemm_packed(0, n, D, F, ge, F, dec_weights(m, l, W_FCP), 1.0f, x, D, w + o->fcp_b);
   }
