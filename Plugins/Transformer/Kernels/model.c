@@ -1486,7 +1486,7 @@ static void weight_product(const pk_model *m, const float *w, const weight_packs
 /* C = (A·W) ⊙ times for weight `which` of layer l, as weight_product
  * without bias and residual: the MLP's input gradient times GELU's slope,
  * taken as the product's tiles are stored (pk_gemm_times; a separate pass
- * over the 4 MB of dfc was 1.4% of a training pass at two threads). */
+ * over the 4 MB of dfc was 1.5% of a training pass at two threads). */
 static void weight_product_times(const pk_model *m, const float *w, const weight_packs *p, int l, int which,
                                  int rows, const float *A, const float *times, float *C) {
   int K, N;
