@@ -603,9 +603,13 @@ typedef struct lnb_job {
 static void layernorm_backward_task(void *ctx, int task) {
   lnb_job *j = ctx;
   size_t r0 = j->N * task / j->tasks, r1 = j->N * (task + 1) / j->tasks;
-  float *terms = task > 0 ? pk_reserve(&lnb_tls, (r1 - r0) * (size_t)j->D) : NULL;
+  /* A task whose predecessors have all added theirs (on one thread, every
+   * task after the first) adds its terms directly. */
+  int behind = task > 0 && atomic_load_explicit(&j->summed, memory_order_acquire) < task;
+  float *terms = behind ? pk_reserve(&lnb_tls, (r1 - r0) * (size_t)j->D) : NULL;
   if (!terms) {
-    /* Task 0, or no room for the terms: in order after the tasks before. */
+    /* Task 0, the tasks before done, or no room for the terms: in order
+     * after the tasks before. */
     while (atomic_load_explicit(&j->summed, memory_order_acquire) < task) __builtin_ia32_pause();
     layernorm_backward_rows(j->dy, j->x, j->w, j->mu, j->rs, j->dx, j->dw, j->db, NULL, r0, r1, j->D, j->avx2);
   } else {
@@ -616,11 +620,15 @@ static void layernorm_backward_task(void *ctx, int task) {
   atomic_store_explicit(&j->summed, task + 1, memory_order_release);
 }
 
-/* dx += LN backward; dw, db accumulate. */
+/* dx += LN backward; dw, db accumulate. LNB_TASKS_PER_THREAD tasks a
+ * thread, so that a worker busy with a weight gradient in the background
+ * (pk_post) when the call begins can still take the later rows. */
+#define LNB_TASKS_PER_THREAD 4
 static void layernorm_backward(const float *dy, const float *x, const float *w, const float *mu,
                                const float *rs, float *dx, float *dw, float *db, size_t N, int D) {
-  int threads = pk_threads();
-  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, N < 64 ? 1 : threads, pk_has_avx2_fma(), 0};
+  int tasks = pk_threads() * LNB_TASKS_PER_THREAD;
+  if (tasks > (int)(N / 64)) tasks = (int)(N / 64); /* 64 rows a task at least */
+  lnb_job job = {dy, x, w, mu, rs, dx, dw, db, N, D, tasks < 1 ? 1 : tasks, pk_has_avx2_fma(), 0};
   pk_parallel_for(job.tasks, layernorm_backward_task, &job);
 }
 
