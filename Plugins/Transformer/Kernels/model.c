@@ -1902,8 +1902,13 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     pk_wait(fcp_item);
     layernorm_backward(dln, la->xm, w + o->ln2_w, la->mu2, la->rs2, dres,
                        g + o->ln2_w, g + o->ln2_b, N, D);
-    /* Attention: xm = x + attn(ln1(x)) Wproj + bproj */
-    int proj_item = post_weight_grad(&proj, D, D, (int)N, la->ao, dres, g + o->proj_w, g + o->proj_b);
+    /* Attention: xm = x + attn(ln1(x)) Wproj + bproj. Above the first
+     * layer, proj's weight gradient is posted after attention's backward,
+     * so that a worker done with fc's helps with the chain's two steps
+     * here; the first layer's goes first, as nothing follows its qkv
+     * gradient to hide a late item behind. */
+    int proj_item = -1, proj_early = l == 0;
+    if (proj_early) proj_item = post_weight_grad(&proj, D, D, (int)N, la->ao, dres, g + o->proj_w, g + o->proj_b);
     float *dao = dln;
     weight_product(m, w, &m->bwd_packs, l, W_PROJ, (int)N, dres, NULL, NULL, dao);
     pk_wait(qkv_item); /* the layer above's, reading dqkv */
@@ -1912,6 +1917,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
                    a.off, a.root, a.skip, a.next, a.roots, 0};
     pk_parallel_ranges(a.root_count * d.heads, attention_backward_task, &job);
     failed = job.failed;
+    if (!proj_early) proj_item = post_weight_grad(&proj, D, D, (int)N, la->ao, dres, g + o->proj_w, g + o->proj_b);
     qkv_item = failed ? -1 : post_weight_grad(&qkv, D, 3 * D, (int)N, la->ln1, dqkv, g + o->qkv_w, g + o->qkv_b);
     if (!failed) weight_product(m, w, &m->bwd_packs, l, W_QKV, (int)N, dqkv, NULL, NULL, dln);
     pk_wait(proj_item);
