@@ -486,10 +486,11 @@ struct ModelGradientTests {
     /// floats; attention's at this size are smaller), so the passes' -1
     /// comes from their products; the model's products are small enough
     /// to run as one task on the calling thread, where the failures are
-    /// set, whatever the thread count. A kept pass so made is discarded
-    /// and a decoding so begun is over; the passes succeed again once
-    /// memory is back. Shown to fail with the passes not checking the
-    /// count (they returned 0) and with the decoding not ended.
+    /// set, whatever the thread count (a weight gradient backward posts to
+    /// a worker runs with its poster's setting, pk_post). A kept pass so
+    /// made is discarded and a decoding so begun is over; the passes
+    /// succeed again once memory is back. Shown to fail with the passes not
+    /// checking the count (they returned 0) and with the decoding not ended.
     @Test func aProductWithoutScratchFailsItsPass() {
         let dims = pk_dims(vocab: 11, d_model: 16, layers: 1, heads: 2, d_ff: 32, max_len: 12)
         let model = Self.model(dims, seed: 17)

@@ -1466,6 +1466,18 @@ static int pack_weights(pk_model *m, const float *w, weight_packs *p, int transp
   return 0;
 }
 
+/* op(W)'s K and N for matrix `which` (W with forward's packs p, Wᵀ with
+ * backward's); returns the length of W's stored rows. */
+static int op_shape(const pk_model *m, const weight_packs *p, int which, int *K, int *N) {
+  weight_shape(m, which, K, N);
+  int ld = *N;
+  if (p->transposed) {
+    int k = *K;
+    *K = *N, *N = k;
+  }
+  return ld;
+}
+
 /* C = A · op(W) (+ bias; + residual when not NULL) for `rows` rows, W
  * matrix `which` of layer l of the weights w (the head: l = layers), op(W)
  * = W with p forward's packs, Wᵀ with backward's; from p when it is ready
@@ -1473,13 +1485,7 @@ static int pack_weights(pk_model *m, const float *w, weight_packs *p, int transp
  * op(W)'s K and N floats. */
 static void weight_product(const pk_model *m, const float *w, const weight_packs *p, int l, int which, int rows,
                            const float *A, const float *bias, const float *residual, float *C) {
-  int K, N, ld;
-  weight_shape(m, which, &K, &N);
-  ld = N; /* W's stored rows */
-  if (p->transposed) {
-    int k = K;
-    K = N, N = k;
-  }
+  int K, N, ld = op_shape(m, p, which, &K, &N);
   if (p->ready) {
     const float *packed = packed_weight(m, p, l, which);
     if (residual) pk_gemm_packed_residual(0, rows, N, K, A, K, packed, residual, N, C, N, bias);
@@ -1497,13 +1503,7 @@ static void weight_product(const pk_model *m, const float *w, const weight_packs
  * over the 4 MB of dfc was 1.5% of a training pass at two threads). */
 static void weight_product_times(const pk_model *m, const float *w, const weight_packs *p, int l, int which,
                                  int rows, const float *A, const float *times, float *C) {
-  int K, N;
-  weight_shape(m, which, &K, &N);
-  int ld = N;
-  if (p->transposed) {
-    int k = K;
-    K = N, N = k;
-  }
+  int K, N, ld = op_shape(m, p, which, &K, &N);
   if (p->ready) pk_gemm_times(0, rows, N, K, A, K, NULL, 0, packed_weight(m, p, l, which), C, N, times, N);
   else pk_gemm_times(p->transposed, rows, N, K, A, K, weight_of(m, w, l, which), ld, NULL, C, N, times, N);
 }

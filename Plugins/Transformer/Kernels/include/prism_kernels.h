@@ -71,8 +71,10 @@ int pk_gemm_failures(void);
 /* Tests only: the kernels' scratch reservations of more than `floats`
  * floats made on the calling thread fail from now on, as when the
  * allocator has nothing left (SIZE_MAX, the default: none); those of the
- * pool's workers, running a product's other tasks, do not. Returns the
- * previous limit. */
+ * pool's workers, running a product's other tasks, do not, except in the
+ * work a pass hands a worker whole (backward's weight gradients), which
+ * takes the limit of the thread that handed it. Returns the previous
+ * limit. */
 size_t pk_test_fail_reservations_above(size_t floats);
 
 /* The measured peak of single-precision FMA, in GFLOP/s, with `threads`
