@@ -6,8 +6,9 @@
  *            pk_parallel_for and pk_parallel_ranges (whose threads take
  *            tasks from each other's ranges when done with their own);
  *            every task of every job must run exactly once;
- *   - gemm:  the model's GEMM shapes, bit for bit equal to the result the
- *            same thread computed alone before the race started;
+ *   - gemm:  the model's GEMM shapes and a weight gradient's, bit for bit
+ *            equal to the result the same thread computed alone before the
+ *            race started;
  *   - model: forward log-probs and a backward pass of a small transformer
  *            (AVX2 kernels on even threads, portable ones on odd threads),
  *            bit for bit equal to the serial results.
@@ -30,12 +31,15 @@
 #include "prism_kernels.h"
 
 typedef struct shape {
-  int m, n, k;
+  int m, n, k, ta;
 } shape;
 
-/* Tall (row split), short (column split, the decode shape) and one that
- * runs inline: every path through pk_parallel_for. */
-static const shape shapes[] = {{384, 128, 128}, {64, 384, 128}, {16, 512, 128}, {8, 8, 8}};
+/* Tall (row split), short (column split, the decode shape), a weight
+ * gradient's Aᵀ·B over three KC blocks (split along K, its later blocks'
+ * partials added in order) and one that runs inline: every path through
+ * pk_parallel_for. */
+static const shape shapes[] = {{384, 128, 128, 0}, {64, 384, 128, 0}, {16, 512, 128, 0}, {40, 48, 600, 1},
+                               {8, 8, 8, 0}};
 enum { SHAPES = sizeof shapes / sizeof shapes[0], ROWS = 8, STRIDE = 24, MAX_TASKS = 97 };
 
 static const pk_dims dims = {.vocab = 40, .d_model = 64, .layers = 2, .heads = 4, .d_ff = 256, .max_len = 32};
@@ -62,7 +66,7 @@ static void fill(float *x, size_t n, unsigned seed) {
 
 static void gemm(worker *w, int s, float *out) {
   const shape *sh = &shapes[s];
-  pk_gemm(0, 0, sh->m, sh->n, sh->k, w->a[s], sh->k, w->b[s], sh->n, 0.0f, out, sh->n);
+  pk_gemm(sh->ta, 0, sh->m, sh->n, sh->k, w->a[s], sh->ta ? sh->m : sh->k, w->b[s], sh->n, 0.0f, out, sh->n);
 }
 
 static void count_task(void *ctx, int task) { atomic_fetch_add(&((worker *)ctx)->runs[task], 1); }

@@ -143,6 +143,39 @@ struct ModelGradientTests {
         }
     }
 
+    /// A weight gradient's product (C = Aᵀ·B + beta·C over several KC
+    /// blocks), which more than one thread splits along K, gives one
+    /// thread's bits at 2 and 3 threads: its later blocks' products kept
+    /// apart and added to C in block order. Every kernel set, betas 0, 1 and
+    /// 0.5, padded row strides, K not a multiple of the block. Shown to fail
+    /// when the partials are added last block first.
+    @Test func aProductSplitAlongKGivesOneThreadsBits() {
+        let (threads, avx2, portable) = (pk_threads(), pk_force_avx2(0), pk_force_portable(0))
+        defer { pk_set_threads(threads); pk_force_avx2(avx2); pk_force_portable(portable) }
+        var rng = RandomState(seed: 31)
+        for kernels in ["widest", "avx2", "portable"] {
+            pk_force_avx2(kernels == "avx2" ? 1 : 0)
+            pk_force_portable(kernels == "portable" ? 1 : 0)
+            for (m, n, k) in [(40, 48, 700), (13, 33, 513), (64, 80, 1030), (128, 32, 1024), (7, 16, 300)] {
+                let (lda, ldb, ldc) = (m + 1, n + 3, n + 2)
+                let a = Self.uniforms(k * lda, &rng), b = Self.uniforms(k * ldb, &rng)
+                let start = Self.uniforms(m * ldc, &rng)
+                for beta: Float in [0, 1, 0.5] {
+                    let results = [1, 2, 3].map { count -> [UInt32] in
+                        pk_set_threads(Int32(count))
+                        var c = start
+                        pk_gemm(1, 0, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), beta, &c, Int32(ldc))
+                        return c.map(\.bitPattern)
+                    }
+                    for (i, count) in [2, 3].enumerated() {
+                        let differing = zip(results[i + 1], results[0]).filter { $0 != $1 }.count
+                        #expect(differing == 0, "\(m)x\(n)x\(k) beta \(beta) \(kernels), \(count) threads: \(differing) differ")
+                    }
+                }
+            }
+        }
+    }
+
     /// A B packed once (decoding's weights) gives pk_gemm_bias's product bit
     /// for bit: the same panels in the same order, whichever way B is
     /// stored, across KC blocks (k 300) and in-place shapes (n 32).

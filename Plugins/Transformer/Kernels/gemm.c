@@ -27,6 +27,7 @@
 #define KC 256
 #define MC 96
 #define ROW_TASKS_PER_THREAD 4 /* a GEMM's tasks when its B comes packed (gemm) */
+#define KSPLIT_MAX_FLOATS (4u << 20) /* the partials of a product split along K (ksplit): 16 MB */
 
 enum { ISA_PORTABLE, ISA_AVX2, ISA_AVX512 };
 
@@ -912,6 +913,9 @@ typedef struct gemm_job {
   int ldt;                      /* its row stride */
   atomic_int *failed;           /* set by a task that could not get its scratch (its block of C
                                    then not computed): gemm counts it in gemm_failures */
+  int hint_k, hint_kc;          /* if hint_kc > 0: rows hint_k .. hint_k + hint_kc - 1 of A and
+                                   B (hint_k may be negative) are requested while the last
+                                   block is computed, as a next block's are (ksplit) */
 } gemm_job;
 
 int pk_gemm_failures(void) { return gemm_failures; }
@@ -1018,11 +1022,12 @@ static void gemm_task(void *ctx, int task) {
      * requested while this block is computed (pf_stream). */
     pf_stream next = {0};
     block.pf = NULL;
-    int next_kc = j->K - k0 - KC < KC ? j->K - k0 - KC : KC;
+    int next_k = k0 + KC, next_kc = j->K - k0 - KC < KC ? j->K - k0 - KC : KC;
+    if (next_kc <= 0) next_k = j->hint_k, next_kc = j->hint_kc;
     if (j->isa == ISA_AVX512 && next_kc > 0 && j->ta && j->pack && !j->tb) {
       int r0 = g0 * MR, r1 = g1 * MR < j->M ? g1 * MR : j->M, c0 = p0 * NR, c1 = p1 * NR < j->N ? p1 * NR : j->N;
-      pf_add(&next, j->A + (size_t)(k0 + KC) * j->lda + r0, j->lda, next_kc, r1 - r0);
-      pf_add(&next, j->B + (size_t)(k0 + KC) * j->ldb + c0, j->ldb, next_kc, c1 - c0);
+      pf_add(&next, j->A + (long)next_k * j->lda + r0, j->lda, next_kc, r1 - r0);
+      pf_add(&next, j->B + (long)next_k * j->ldb + c0, j->ldb, next_kc, c1 - c0);
       long steps = (long)block.kc * ((g1 - g0 + 1) / 2) * ((p1 - p0 + 1) / 2);
       next.every = next.left > 0 && steps / next.left > 1 ? (int)(steps / next.left) : 1;
       block.pf = &next;
@@ -1120,6 +1125,93 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
   }
 }
 
+/* A weight-gradient-shaped product (C = Aᵀ·B + beta·C, K several KC
+ * blocks, C small) split along K between the threads: each task packs
+ * only its blocks' share of both operands, where a split of C's rows or
+ * columns had every task pack all of the operand the split shares (Aᵀ,
+ * 1 MB of each 4 MB the two tasks of a 128 x 2048 x 384 gradient packed).
+ * The calling thread takes blocks from the front, block 0 first, and adds
+ * each to C as the unsplit product does; the other threads take blocks from the back,
+ * each stored alone (the tile's register sums, which the unsplit product
+ * would have added to C) in a partial of its own; when the two ends meet,
+ * the partials are added to C in block order, rows split between the
+ * threads. Every element gets the same additions in the same order: the
+ * same bits at any thread count. Taking blocks one at a time, not half
+ * each, so a thread the VM slows leaves no half to wait for. */
+typedef struct ksplit_job {
+  gemm_job one;                /* the whole product as one task (row_tasks = col_tasks = 1) */
+  int parts, blocks;
+  atomic_uint_fast64_t range;  /* (front << 32) | back: the blocks not taken yet */
+  float *partials;             /* block b's product alone at partials + (b - 1) * M * N */
+} ksplit_job;
+
+/* The next block from the front (the caller's) or the back; -1 when none
+ * is left. */
+static int ksplit_take(ksplit_job *s, int from_back) {
+  uint_fast64_t current = atomic_load(&s->range);
+  for (;;) {
+    uint32_t front = (uint32_t)(current >> 32), back = (uint32_t)current;
+    if (front >= back) return -1;
+    uint_fast64_t next = from_back ? current - 1 : current + ((uint_fast64_t)1 << 32);
+    if (atomic_compare_exchange_weak(&s->range, &current, next)) return (int)(from_back ? back - 1 : front);
+  }
+}
+
+/* Part 0 (the caller) adds its blocks into C; the others store theirs in
+ * their partials. Each block is a one-block product that requests the
+ * rows of the block its thread will likely take next while it runs. */
+static void ksplit_task(void *ctx, int part) {
+  ksplit_job *s = ctx;
+  const gemm_job *one = &s->one;
+  for (int b = part == 0 ? 0 : ksplit_take(s, 1); b >= 0; b = ksplit_take(s, part > 0)) {
+    gemm_job j = *one;
+    int k0 = b * KC, hint = part > 0 ? b - 1 : b + 1;
+    j.A += (size_t)k0 * j.lda;
+    j.B += (size_t)k0 * j.ldb;
+    j.K = one->K - k0 < KC ? one->K - k0 : KC;
+    if (hint >= 0 && hint < s->blocks) {
+      j.hint_k = (hint - b) * KC;
+      j.hint_kc = one->K - hint * KC < KC ? one->K - hint * KC : KC;
+    }
+    if (part > 0) j.C = s->partials + (size_t)(b - 1) * j.M * j.N, j.ldc = j.N, j.beta = 0.0f;
+    else if (b > 0) j.beta = 1.0f;
+    gemm_task(&j, 0);
+  }
+}
+
+/* C += the partials of blocks front .. blocks - 1, in that order, rows
+ * split between the tasks. */
+static void ksplit_sum_task(void *ctx, int task) {
+  const ksplit_job *s = ctx;
+  const gemm_job *j = &s->one;
+  int r0, r1, front = (int)(atomic_load(&s->range) >> 32);
+  share(j->M, s->parts, task, &r0, &r1);
+  for (int r = r0; r < r1; ++r) {
+    float *row = j->C + (size_t)r * j->ldc;
+    for (int b = front; b < s->blocks; ++b) {
+      const float *p = s->partials + ((size_t)(b - 1) * j->M + r) * j->N;
+      for (int c = 0; c < j->N; ++c) row[c] += p[c];
+    }
+  }
+}
+
+static _Thread_local pk_scratch ksplit_tls; /* the partials (ksplit) */
+
+/* Runs job (set up for one task) split along K over `threads`; 0 when it
+ * has fewer than two blocks or the partials could not be had (then nothing
+ * has run). */
+static int ksplit(const gemm_job *job, int threads) {
+  int blocks = (job->K + KC - 1) / KC;
+  size_t floats = (size_t)(blocks - 1) * job->M * job->N;
+  if (blocks < 2 || floats > KSPLIT_MAX_FLOATS) return 0;
+  ksplit_job s = {.one = *job, .parts = threads < blocks ? threads : blocks, .blocks = blocks};
+  atomic_init(&s.range, (uint_fast64_t)1 << 32 | (uint_fast64_t)blocks); /* block 0 is part 0's */
+  if (!(s.partials = pk_reserve(&ksplit_tls, floats))) return 0;
+  pk_parallel_for(s.parts, ksplit_task, &s);
+  if ((int)(atomic_load(&s.range) >> 32) < blocks) pk_parallel_for(s.parts, ksplit_sum_task, &s);
+  return 1;
+}
+
 /* pk_gemm_bias, with op(B) already packed by pk_pack_b when `prepacked` is
  * not NULL (then B, ldb and tb are unused), B's column sums added to
  * b_sums when not NULL, and `residual` (row stride ldr) in place of
@@ -1176,6 +1268,18 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     long cols_cost = (long)((job.panels + by_cols - 1) / by_cols) * job.row_groups;
     if (rows_cost < cols_cost || (rows_cost == cols_cost && N <= M)) job.row_tasks = by_rows;
     else job.col_tasks = by_cols;
+  }
+  /* The weight gradients' shape, Aᵀ·B over several KC blocks, split along
+   * K instead (ksplit); not with B's column sums (taken in order over all
+   * of K as B is packed), nor a bias, residual or `times`. */
+  if (threads > 1 && ta && !tb && !prepacked && !bias && !b_sums && !residual && !times &&
+      job.row_tasks * job.col_tasks > 1) {
+    gemm_job one = job;
+    one.row_tasks = one.col_tasks = 1;
+    if (ksplit(&one, threads)) {
+      if (atomic_load_explicit(&failed, memory_order_relaxed)) ++gemm_failures;
+      return;
+    }
   }
   /* With B packed before the call, a task packs nothing: the rows go in
    * ROW_TASKS_PER_THREAD tasks per thread, taken as pk_parallel_ranges
