@@ -470,8 +470,8 @@ static void pack_a_groups(int ta, const float *A, int lda, int M, int g0, int g1
  * 16 k at a time as a 16 x 16 transpose in registers (interleaving single
  * floats, then pairs, then moving 128-bit lanes twice). The scalar
  * loop stored a float at a time, 64 bytes apart: the input gradients'
- * weights, packed each pass, at 16-18 GB/s in cache, this way at 63-65
- * (one thread; the AVX2 form 47-51). */
+ * weights, packed each pass, at 16-18 GB/s in cache, this way at 63-69
+ * (one thread; the AVX2 form 50-53). */
 __attribute__((target("avx512f"))) static void pack_bt_panel_avx512(const float *src, int ldb, int kc,
                                                                    float *out) {
   int k = 0;
@@ -1130,14 +1130,15 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
  * only its blocks' share of both operands, where a split of C's rows or
  * columns had every task pack all of the operand the split shares (Aᵀ,
  * 1 MB of each 4 MB the two tasks of a 128 x 2048 x 384 gradient packed).
- * The calling thread takes blocks from the front, block 0 first, and adds
- * each to C as the unsplit product does; the other threads take blocks from the back,
- * each stored alone (the tile's register sums, which the unsplit product
- * would have added to C) in a partial of its own; when the two ends meet,
- * the partials are added to C in block order, rows split between the
- * threads. Every element gets the same additions in the same order: the
- * same bits at any thread count. Taking blocks one at a time, not half
- * each, so a thread the VM slows leaves no half to wait for. */
+ * The calling thread takes blocks from the front, block 0 first, and
+ * adds each to C as the unsplit product does; the other threads take
+ * blocks from the back, each stored alone (the tile's register sums,
+ * which the unsplit product would have added to C) in a partial of its
+ * own; where the two ends meet, the partials are added to C in block
+ * order, rows split between the threads. Every element gets the same
+ * additions in the same order: the same bits at any thread count. Blocks
+ * are taken one at a time, not half each, so that a thread the VM slows
+ * leaves no half to wait for (Decisions #67). */
 typedef struct ksplit_job {
   gemm_job one;                /* the whole product as one task (row_tasks = col_tasks = 1) */
   int parts, blocks;
