@@ -471,9 +471,10 @@ static void pack_a_groups(int ta, const float *A, int lda, int M, int g0, int g1
  * floats, then pairs, then moving 128-bit lanes twice). The scalar
  * loop stored a float at a time, 64 bytes apart: the input gradients'
  * weights, packed each pass, at 16-18 GB/s in cache, this way at 63-69
- * (one thread; the AVX2 form 50-53). */
-__attribute__((target("avx512f"))) static void pack_bt_panel_avx512(const float *src, int ldb, int kc,
-                                                                   float *out) {
+ * (one thread; the AVX2 form 50-53). Returns the k it reached (pack_b
+ * copies the rest). */
+__attribute__((target("avx512f"))) static int pack_bt_panel_avx512(const float *src, int ldb, int kc,
+                                                                  float *out) {
   int k = 0;
   for (; k + 16 <= kc; k += 16) {
     __m512 r[16], t[16];
@@ -504,13 +505,12 @@ __attribute__((target("avx512f"))) static void pack_bt_panel_avx512(const float 
       _mm512_storeu_ps(out + (size_t)(k + 12 + i) * NR, _mm512_shuffle_f32x4(b, d, 0xDD));
     }
   }
-  for (; k < kc; ++k)
-    for (int c = 0; c < 16; ++c) out[(size_t)k * NR + c] = src[(size_t)c * ldb + k];
+  return k;
 }
 
 /* pack_bt_panel_avx512 with eight lanes: 8 k at a time, the panel's two
  * halves of 8 source rows each an 8 x 8 transpose (transpose8). */
-__attribute__((target("avx2"))) static void pack_bt_panel_avx2(const float *src, int ldb, int kc, float *out) {
+__attribute__((target("avx2"))) static int pack_bt_panel_avx2(const float *src, int ldb, int kc, float *out) {
   int k = 0;
   for (; k + 8 <= kc; k += 8) {
     for (int half = 0; half < 2; ++half) {
@@ -520,8 +520,7 @@ __attribute__((target("avx2"))) static void pack_bt_panel_avx2(const float *src,
       for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (size_t)(k + i) * NR + 8 * half, r[i]);
     }
   }
-  for (; k < kc; ++k)
-    for (int c = 0; c < 16; ++c) out[(size_t)k * NR + c] = src[(size_t)c * ldb + k];
+  return k;
 }
 
 /* NR-column panels p0..p1-1 of op(B)[k0:k0+kc][0:N], zero-padded, panel
@@ -550,20 +549,16 @@ static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
   }
   for (int j = p0 * NR; j < p1 * NR && j < N; j += NR) {
     int cols = N - j < NR ? N - j : NR;
-    if (tb && cols == NR && isa != ISA_PORTABLE) {
-      if (isa == ISA_AVX512) pack_bt_panel_avx512(B + (size_t)j * ldb + k0, ldb, kc, out);
-      else pack_bt_panel_avx2(B + (size_t)j * ldb + k0, ldb, kc, out);
-      out += stride;
-      continue;
-    }
     if (tb && cols == NR) {
-      /* Bᵀ (the input gradients' weights): a source row per column, read
-       * along k. The element loop with its edge test packed a 384 x 128
-       * weight in 46-52 us, this one in 26 (one thread). */
-      for (int c = 0; c < NR; ++c) {
-        const float *src = B + (size_t)(j + c) * ldb + k0;
-        for (int k = 0; k < kc; ++k) out[(size_t)k * NR + c] = src[k];
-      }
+      /* Bᵀ (the input gradients' weights): transposed in registers as far
+       * as the vector forms go, then a source row per column, read along
+       * k. The element loop with its edge test packed a 384 x 128 weight
+       * in 46-52 us, this one in 26 (one thread). */
+      const float *src = B + (size_t)j * ldb + k0;
+      int done = isa == ISA_AVX512 ? pack_bt_panel_avx512(src, ldb, kc, out)
+                 : isa == ISA_AVX2 ? pack_bt_panel_avx2(src, ldb, kc, out) : 0;
+      for (int c = 0; c < NR; ++c)
+        for (int k = done; k < kc; ++k) out[(size_t)k * NR + c] = src[(size_t)c * ldb + k];
       out += stride;
       continue;
     }
