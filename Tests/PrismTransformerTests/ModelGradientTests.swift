@@ -176,6 +176,40 @@ struct ModelGradientTests {
         }
     }
 
+    /// A's last row group, when short (1 to 5 rows), is read where A lies
+    /// (the AVX-512 kernel runs exactly its rows) and nothing past A's last
+    /// element is touched: A ends where an unreadable page begins, so a read
+    /// one row too far stops the test. Decoding's 64 rows leave 4, M = 128 two.
+    /// The products still equal the naive ones, direct and with B packed.
+    @Test func aShortLastRowGroupReadsNothingPastA() throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        for (m, n, k) in [(64, 32, 128), (61, 48, 40), (63, 128, 130), (65, 17, 9), (128, 40, 300), (5, 32, 16)] {
+            let bytes = (m * k * MemoryLayout<Float>.stride + page - 1) / page * page
+            let region = try #require(mmap(nil, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+            try #require(region != MAP_FAILED)
+            defer { munmap(region, bytes + page) }
+            #expect(mprotect(region + bytes, page, PROT_NONE) == 0)
+            let a = (region + bytes).assumingMemoryBound(to: Float.self) - m * k
+            var rng = RandomState(seed: UInt64(m * 1000 + n))
+            for i in 0..<(m * k) { a[i] = Float(rng.uniform() * 2 - 1) }
+            let b = Self.uniforms(k * n, &rng)
+            var direct = [Float](repeating: 0, count: m * n), packed = direct
+            pk_gemm(0, 0, Int32(m), Int32(n), Int32(k), a, Int32(k), b, Int32(n), 0, &direct, Int32(n))
+            var panels = [Float](repeating: .nan, count: pk_packed_b_floats(Int32(k), Int32(n)))
+            pk_pack_b(0, Int32(k), Int32(n), b, Int32(n), &panels)
+            pk_gemm_packed(0, Int32(m), Int32(n), Int32(k), a, Int32(k), panels, 0, &packed, Int32(n), nil)
+            var worst: Float = 0
+            for i in 0..<m {
+                for j in 0..<n {
+                    var sum: Float = 0
+                    for p in 0..<k { sum += a[i * k + p] * b[p * n + j] }
+                    worst = max(worst, abs(sum - direct[i * n + j]), abs(sum - packed[i * n + j]))
+                }
+            }
+            #expect(worst < 1e-4, "\(m)x\(n)x\(k): \(worst)")
+        }
+    }
+
     /// A B packed once (decoding's weights) gives pk_gemm_bias's product bit
     /// for bit: the same panels in the same order, whichever way B is
     /// stored, across KC blocks (k 300) and in-place shapes (n 32).

@@ -768,15 +768,26 @@ AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, lon
   /* Rows a k loop below leaves are never read (r < mr), but gcc cannot
    * tell; zeroing them costs nothing once acc lives in registers. */
   UNROLL for (int r = 0; r < 2 * MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  /* Edges of one or two rows (M = 128 or 512 leaves two) cost a third of
-   * six, of three or four (decoding's 64 rows leave four) two thirds: each
-   * row's sums are the same FMAs in the same order. */
-  if (pf && pf->left > 0 && nr > NR && mr > MR) k_loop512(2 * MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf);
-  else if (nr > NR) {
+  /* A short edge group (M = 128 or 512 leaves two rows, decoding's 64
+   * four) runs exactly its rows: each row's sums are the same FMAs in the
+   * same order. */
+  if (mr < MR) {
+    /* A short group (packed, or read in place: no row past A's end). */
+#define EXACT(VECS)                                                                \
+  switch (mr) {                                                                    \
+  case 1: k_loop512(1, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;   \
+  case 2: k_loop512(2, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;   \
+  case 3: k_loop512(3, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;   \
+  case 4: k_loop512(4, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;   \
+  default: k_loop512(5, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;  \
+  }
+    if (nr > NR) EXACT(2) else EXACT(1)
+#undef EXACT
+  } else if (pf && pf->left > 0 && nr > NR && mr > MR) {
+    k_loop512(2 * MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf);
+  } else if (nr > NR) {
     if (mr > MR) k_loop512(2 * MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
-    else if (mr > 4) k_loop512(MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
-    else if (mr > 2) k_loop512(4, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
-    else k_loop512(2, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
+    else k_loop512(MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
   } else {
     if (mr > MR) k_loop512(2 * MR, 1, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
     else k_loop512(MR, 1, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL);
@@ -929,7 +940,8 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
   int row = g * MR, col = p * NR;
   int mr = j->M - row < ng * MR ? j->M - row : ng * MR;
   if (ng > 1 && in_place && mr < ng * MR) {
-    /* A whole group read in place beside a short one packed. */
+    /* A whole group and a short one, each read in place (AVX-512: the
+     * short one exactly its rows) or packed. */
     tile(j, g, 1, p, np, gb, pa, in_place, accumulate, bias, pf);
     tile(j, g + 1, 1, p, np, gb, pa, in_place, accumulate, bias, pf);
     return;
@@ -941,7 +953,8 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
   float *c = j->C + (size_t)row * j->ldc + col;
   const float *a = pa + (size_t)(g - gb) * a_stride(j->kc);
   long rsa = 1, csa = MR, a2 = (long)a_stride(j->kc); /* the next group's row 0 */
-  if (in_place && mr == ng * MR) a = j->A + (size_t)row * j->lda + j->k0, rsa = j->lda, csa = 1, a2 = (long)MR * j->lda;
+  if (in_place && (mr == ng * MR || j->isa == ISA_AVX512))
+    a = j->A + (size_t)row * j->lda + j->k0, rsa = j->lda, csa = 1, a2 = (long)MR * j->lda;
   if (bias) bias += col;
   /* What the tile adds to: C, or on the first KC block the residual. */
   int residual = j->residual && j->k0 == 0;
@@ -1063,8 +1076,9 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
     int ge = gb + groups_per_block < g1 ? gb + groups_per_block : g1;
     if (!in_place) {
       pack_a_groups(j->ta, j->A, j->lda, j->M, gb, ge, j->k0, j->kc, pa);
-    } else if (ge * MR > j->M) {
-      /* Only a short edge group is packed. */
+    } else if (ge * MR > j->M && j->isa != ISA_AVX512) {
+      /* Only a short edge group is packed (the AVX-512 kernel reads it in
+       * place, exactly its rows). */
       int g = ge - 1;
       pack_a_panel(j->ta, j->A, j->lda, g * MR, j->M - g * MR, j->k0, j->kc, pa + (size_t)(g - gb) * a_stride(j->kc));
     }
