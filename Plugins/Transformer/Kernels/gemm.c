@@ -101,9 +101,10 @@ int pk_force_avx2(int avx2) {
  * Only sleeping goes through `lock`: a worker that spun SPIN_ROUNDS
  * without a job counts itself in `sleepers` and waits on `wake`; a caller
  * that spun as long for its workers sets `waiting` and waits on `done`.
- * Each side announces itself (seq_cst) before checking the other's
- * progress, and the other checks the announcement after making progress,
- * so a wake-up is never lost. (Publishing and joining under `lock` cost a
+ * Each side announces itself before checking the other's progress, a
+ * seq_cst operation or fence between the two, and the other checks the
+ * announcement after making progress, so a wake-up is never lost (a
+ * caller's may come after its own task: pk_parallel_for). (Publishing and joining under `lock` cost a
  * median 1.8-2.8 us per fork-join of two empty tasks: a worker that saw
  * the epoch blocked on the caller's lock, and the caller on the worker's.) */
 static struct {
@@ -111,9 +112,12 @@ static struct {
   pthread_cond_t wake;
   pthread_cond_t done;
   pthread_t workers[16];
-  atomic_int started;        /* workers running (written under pool_owner) */
+  /* Read by every caller, written almost never: on a line of their own,
+   * which no worker polls (beside `epoch`, a caller's read of `wanted`
+   * missed its cache on every job, the spinning worker holding the line). */
+  _Alignas(64) atomic_int started; /* workers running (written under pool_owner) */
   atomic_int wanted;         /* threads to use, including the caller; 0 = not set */
-  atomic_uint epoch;         /* bumped for each job, after the job is written */
+  _Alignas(64) atomic_uint epoch; /* bumped for each job, after the job is written */
   struct {
     _Atomic(pk_task_fn) fn;
     _Atomic(void *) ctx;
@@ -258,9 +262,16 @@ void pk_set_threads(int threads) {
   atomic_store(&pool.wanted, threads < 1 ? 1 : threads > 16 ? 16 : threads);
 }
 
+static void wake_sleepers(void) {
+  pthread_mutex_lock(&pool.lock);
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.lock);
+}
+
 /* One caller at a time owns the pool; others (another instance used from
  * another thread) run their tasks inline rather than wait. */
 static pthread_mutex_t pool_owner = PTHREAD_MUTEX_INITIALIZER;
+static unsigned owner_epoch; /* pool.epoch as its owner last set it (under pool_owner) */
 
 /* Runs fn(ctx, 0..tasks-1) on the pool and the calling thread; returns
  * when all are done. Safe to call from several threads at once. The
@@ -279,20 +290,31 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx) {
     pthread_detach(pool.workers[started]);
     atomic_store_explicit(&pool.started, ++started, memory_order_relaxed);
   }
-  unsigned epoch = atomic_load(&pool.epoch) + 1;
+  unsigned epoch = ++owner_epoch;
   atomic_store_explicit(&pool.job[epoch & 1].fn, fn, memory_order_relaxed);
   atomic_store_explicit(&pool.job[epoch & 1].ctx, ctx, memory_order_relaxed);
   atomic_store_explicit(&pool.job[epoch & 1].tasks, tasks, memory_order_relaxed);
-  atomic_store(&pool.finished, 0);
+  /* (The last job's tasks have all returned: no increment of `finished`
+   * can follow this reset.) */
+  atomic_store_explicit(&pool.finished, 0, memory_order_relaxed);
   /* Task 0 is the caller's: the workers claim from 1. */
-  atomic_store(&pool.claim, ((uint_fast64_t)epoch << 32) | 1u);
-  atomic_store(&pool.epoch, epoch);
-  if (atomic_load(&pool.sleepers) > 0) {
-    pthread_mutex_lock(&pool.lock);
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.lock);
-  }
+  atomic_store_explicit(&pool.claim, ((uint_fast64_t)epoch << 32) | 1u, memory_order_relaxed);
+  /* Published by a release store, which a worker's load of the epoch
+   * acquires: the caller goes on to task 0 at once. A seq_cst store here
+   * (a locked instruction) held it until the line came back from the
+   * spinning worker, and the stores before it were locked ones too. */
+  atomic_store_explicit(&pool.epoch, epoch, memory_order_release);
+  /* A worker asleep (or going to sleep) is woken now if this load sees
+   * it, for sure after task 0 (wake_sleepers). */
+  if (atomic_load_explicit(&pool.sleepers, memory_order_relaxed) > 0) wake_sleepers();
   fn(ctx, 0);
+  /* A worker counts itself in `sleepers` (seq_cst) before it checks the
+   * epoch; with this fence between the epoch's store and the load of
+   * `sleepers`, either it saw the new epoch or this load sees it. Its
+   * wake-up may come a task late: a worker that went to sleep has been
+   * idle for SPIN_ROUNDS. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&pool.sleepers, memory_order_relaxed) > 0) wake_sleepers();
   atomic_fetch_add(&pool.finished, 1);
   run_tasks(epoch, fn, ctx, tasks);
   for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.finished) < tasks; ++spin) {
@@ -326,11 +348,7 @@ int pk_post(pk_task_fn fn, void *ctx) {
     /* Counted before the sleepers are checked, as a job's epoch is: a
      * worker going to sleep checks `queued` after counting itself. */
     atomic_fetch_add(&pool.queued, 1);
-    if (atomic_load(&pool.sleepers) > 0) {
-      pthread_mutex_lock(&pool.lock);
-      pthread_cond_broadcast(&pool.wake);
-      pthread_mutex_unlock(&pool.lock);
-    }
+    if (atomic_load(&pool.sleepers) > 0) wake_sleepers();
     return i;
   }
   fn(ctx, 0); /* every slot in use */
