@@ -104,9 +104,10 @@ int pk_force_avx2(int avx2) {
  * Each side announces itself before checking the other's progress, a
  * seq_cst operation or fence between the two, and the other checks the
  * announcement after making progress, so a wake-up is never lost (a
- * caller's may come after its own task: pk_parallel_for). (Publishing and joining under `lock` cost a
- * median 1.8-2.8 us per fork-join of two empty tasks: a worker that saw
- * the epoch blocked on the caller's lock, and the caller on the worker's.) */
+ * caller's may come after its own task: pk_parallel_for, Decisions #68).
+ * (Publishing and joining under `lock` cost a median 1.8-2.8 us per
+ * fork-join of two empty tasks: a worker that saw the epoch blocked on the
+ * caller's lock, and the caller on the worker's.) */
 static struct {
   pthread_mutex_t lock;
   pthread_cond_t wake;
