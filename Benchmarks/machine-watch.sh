@@ -4,8 +4,8 @@
 # share of it (Benchmarks/kernels/watch.c), for SECONDS (default 30). Run
 # it before compare-pytorch.sh or kernel-ab.sh: on this project's VMs the
 # two-thread GEMM loses nearly half its speed for seconds or minutes at a
-# time while the FMA loop keeps its own (lines marked "busy"). Builds the working tree's kernels as
-# kernel-ab.sh does (clang -O2). Not part of CI.
+# time while the FMA loop keeps its own (lines marked "busy"). Builds the
+# working tree's kernels as kernel-ab.sh does (clang -O2). Not part of CI.
 #
 #   Benchmarks/machine-watch.sh [SECONDS]
 set -euo pipefail
