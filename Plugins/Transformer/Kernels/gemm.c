@@ -11,6 +11,7 @@
  * time; the portable one is plain C. The two vector kernels give the same
  * bits: each element of C is the same chain of FMAs in either.
  */
+#include "internal.h"
 #include "prism_kernels.h"
 
 #include <immintrin.h>
@@ -29,7 +30,6 @@
 #define ROW_TASKS_PER_THREAD 4 /* a GEMM's tasks when its B comes packed (gemm) */
 #define KSPLIT_MAX_FLOATS (4u << 20) /* the partials of a product split along K (ksplit): 16 MB */
 
-enum { ISA_PORTABLE, ISA_AVX2, ISA_AVX512 };
 
 /* ------------------------------------------------------------ dispatch */
 
@@ -58,11 +58,9 @@ int pk_has_avx512(void) {
   return atomic_load_explicit(&cpu_avx512, memory_order_relaxed) && !forced_portable && !forced_avx2;
 }
 
-/* The calling thread's kernels as a GEMM job carries them. */
-static int caller_isa(void) { return pk_has_avx512() ? ISA_AVX512 : pk_has_avx2_fma() ? ISA_AVX2 : ISA_PORTABLE; }
-
 const char *pk_kernels_name(void) {
-  return pk_has_avx512() ? "AVX-512" : pk_has_avx2_fma() ? "AVX2+FMA" : "portable";
+  static const char *const names[] = {"portable", "AVX2+FMA", "AVX-512"};
+  return names[pk_kernel_level()];
 }
 
 int pk_force_portable(int portable) {
@@ -78,8 +76,6 @@ int pk_force_avx2(int avx2) {
 }
 
 /* ---------------------------------------------------------- thread pool */
-
-#include "internal.h"
 
 /* A job is published without a lock: its function, context and task count
  * into the slot of its epoch's parity, then the epoch, which a spinning
@@ -574,8 +570,8 @@ static void pack_b(int tb, const float *B, int ldb, int k0, int kc, int N,
        * k. The element loop with its edge test packed a 384 x 128 weight
        * in 46-52 us, this one in 26 (one thread). */
       const float *src = B + (size_t)j * ldb + k0;
-      int done = isa == ISA_AVX512 ? pack_bt_panel_avx512(src, ldb, kc, out)
-                 : isa == ISA_AVX2 ? pack_bt_panel_avx2(src, ldb, kc, out) : 0;
+      int done = isa == PK_AVX512 ? pack_bt_panel_avx512(src, ldb, kc, out)
+                 : isa == PK_AVX2 ? pack_bt_panel_avx2(src, ldb, kc, out) : 0;
       for (int c = 0; c < NR; ++c)
         for (int k = done; k < kc; ++k) out[(size_t)k * NR + c] = src[(size_t)c * ldb + k];
       out += stride;
@@ -932,7 +928,7 @@ typedef struct gemm_job {
   int k0, kc;
   int row_groups, panels;       /* MR-row groups and NR-column panels of C */
   int row_tasks, col_tasks;     /* the grid of tasks over them */
-  int isa;                      /* the caller's kernels: ISA_PORTABLE, ISA_AVX2, ISA_AVX512 */
+  int isa;                      /* the caller's kernels: PK_PORTABLE, PK_AVX2, PK_AVX512 */
   pf_stream *pf;                /* the task's next block's sources, requested by its kernels */
   const float *times;           /* if not NULL, C = op(A)·op(B) ⊙ times (beta 0, no bias) */
   int ldt;                      /* its row stride */
@@ -972,7 +968,7 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
   float *c = j->C + (size_t)row * j->ldc + col;
   const float *a = pa + (size_t)(g - gb) * a_stride(j->kc);
   long rsa = 1, csa = MR, a2 = (long)a_stride(j->kc); /* the next group's row 0 */
-  if (in_place && (mr == ng * MR || j->isa == ISA_AVX512))
+  if (in_place && (mr == ng * MR || j->isa == PK_AVX512))
     a = j->A + (size_t)row * j->lda + j->k0, rsa = j->lda, csa = 1, a2 = (long)MR * j->lda;
   if (bias) bias += col;
   /* What the tile adds to: C, or on the first KC block the residual. */
@@ -981,11 +977,11 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
   long ldi = residual ? j->ldr : j->ldc;
   /* C ⊙ times once C is complete: on the last KC block. */
   const float *times = j->times && j->k0 + j->kc == j->K ? j->times + (size_t)row * j->ldt + col : NULL;
-  if (j->isa == ISA_AVX512) {
+  if (j->isa == PK_AVX512) {
     kernel_avx512(j->kc, a, rsa, csa, a2, b, ldbk, b2, c, j->ldc, mr, nr, in, ldi, bias, times, j->ldt, pf);
     return;
   }
-  if (j->isa == ISA_AVX2) kernel_avx2(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
+  if (j->isa == PK_AVX2) kernel_avx2(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
   else kernel_portable(j->kc, a, rsa, csa, b, ldbk, c, j->ldc, mr, nr, in, ldi, bias);
   if (times)
     for (int r = 0; r < mr; ++r)
@@ -999,7 +995,7 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
  * one. */
 static void task_share(const gemm_job *j, int task, int *g0, int *g1, int *p0, int *p1) {
   share(j->row_groups, j->row_tasks, task / j->col_tasks, g0, g1);
-  if (j->isa == ISA_AVX512) {
+  if (j->isa == PK_AVX512) {
     share((j->panels + 1) / 2, j->col_tasks, task % j->col_tasks, p0, p1);
     *p0 *= 2;
     *p1 = 2 * *p1 < j->panels ? 2 * *p1 : j->panels;
@@ -1051,7 +1047,7 @@ static void gemm_task(void *ctx, int task) {
     block.pf = NULL;
     int next_k = k0 + KC, next_kc = j->K - k0 - KC < KC ? j->K - k0 - KC : KC;
     if (next_kc <= 0) next_k = j->hint_k, next_kc = j->hint_kc;
-    if (j->isa == ISA_AVX512 && next_kc > 0 && j->ta && j->pack && !j->tb) {
+    if (j->isa == PK_AVX512 && next_kc > 0 && j->ta && j->pack && !j->tb) {
       int r0 = g0 * MR, r1 = g1 * MR < j->M ? g1 * MR : j->M, c0 = p0 * NR, c1 = p1 * NR < j->N ? p1 * NR : j->N;
       pf_add(&next, j->A + (long)next_k * j->lda + r0, j->lda, next_kc, r1 - r0);
       pf_add(&next, j->B + (long)next_k * j->ldb + c0, j->ldb, next_kc, c1 - c0);
@@ -1068,7 +1064,7 @@ static void gemm_task(void *ctx, int task) {
  * MC rows at a time so those rows of A stay in L2 while every panel of B
  * passes. */
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
-  const int step = j->isa == ISA_AVX512 ? 2 : 1;
+  const int step = j->isa == PK_AVX512 ? 2 : 1;
   int first = j->k0 == 0;
   int accumulate = !first || j->beta != 0.0f || j->residual;
   if (first && !j->residual && j->beta != 0.0f && j->beta != 1.0f) {
@@ -1095,7 +1091,7 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
     int ge = gb + groups_per_block < g1 ? gb + groups_per_block : g1;
     if (!in_place) {
       pack_a_groups(j->ta, j->A, j->lda, j->M, gb, ge, j->k0, j->kc, pa);
-    } else if (ge * MR > j->M && j->isa != ISA_AVX512) {
+    } else if (ge * MR > j->M && j->isa != PK_AVX512) {
       /* Only a short edge group is packed (the AVX-512 kernel reads it in
        * place, exactly its rows). */
       int g = ge - 1;
@@ -1116,7 +1112,7 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
       next_a = j->A + (size_t)ge * MR * j->lda + j->k0;
     }
     pf_stream rows_ahead = {0}, *pf = j->pf;
-    if (next_a && j->isa == ISA_AVX512) {
+    if (next_a && j->isa == PK_AVX512) {
       pf_add(&rows_ahead, next_a, j->lda, next_rows, j->kc);
       /* and the rows of `times` the next block's tiles scale by */
       if (j->times && j->k0 + j->kc == j->K) {
@@ -1264,7 +1260,7 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
   gemm_job job = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
                   .A = A, .B = B, .C = C, .beta = beta, .bias = bias, .residual = residual, .ldr = ldr,
                   .times = times, .ldt = ldt,
-                  .isa = caller_isa(),
+                  .isa = pk_kernel_level(),
                   .failed = &failed};
   job.row_groups = (M + MR - 1) / MR;
   job.panels = (N + NR - 1) / NR;
@@ -1365,7 +1361,7 @@ size_t pk_packed_b_floats(int K, int N) {
 /* Block k0 of the KC blocks at panels * NR * k0: each block as the pack
  * phase lays it out, so a GEMM reads the same panels either way. */
 void pk_pack_b(int trans_b, int K, int N, const float *B, int ldb, float *out) {
-  int panels = (N + NR - 1) / NR, isa = caller_isa();
+  int panels = (N + NR - 1) / NR, isa = pk_kernel_level();
   for (int k0 = 0; k0 < K; k0 += KC) {
     int kc = K - k0 < KC ? K - k0 : KC;
     pack_b(trans_b, B, ldb, k0, kc, N, 0, panels, (size_t)kc * NR, out + (size_t)panels * NR * k0, NULL, isa);

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "prism_kernels.h"
+
 typedef void (*pk_task_fn)(void *ctx, int task);
 
 /* Runs fn(ctx, 0..tasks-1) on the pool and the calling thread; returns when
@@ -32,6 +34,13 @@ void pk_parallel_ranges(int tasks, pk_task_fn fn, void *ctx);
  * weight gradients of backward beside the chain of input gradients. */
 int pk_post(pk_task_fn fn, void *ctx);
 void pk_wait(int item);
+
+/* The calling thread's kernels: PK_PORTABLE, PK_AVX2 (AVX2+FMA) or
+ * PK_AVX512 (AVX2+FMA and AVX-512), after pk_force_portable and
+ * pk_force_avx2. A GEMM job and the model's vector loops carry the value
+ * into pool tasks, whose threads have their own forcing. */
+enum { PK_PORTABLE, PK_AVX2, PK_AVX512 };
+static inline int pk_kernel_level(void) { return pk_has_avx2_fma() + pk_has_avx512(); }
 
 /* C = op(A)·B + beta·C (B untransposed), and b_sums[j] += the sum of B's
  * column j over its K rows, first to last (the bits of a separate loop). */

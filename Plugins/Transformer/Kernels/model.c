@@ -28,10 +28,6 @@
 #define PK_AVX512 __attribute__((target("avx512f")))
 #endif
 
-/* The calling thread's kernels for the loops that have AVX-512 forms:
- * 0 portable, 1 AVX2+FMA, 2 AVX2+FMA and AVX-512. */
-static int kernel_level(void) { return pk_has_avx2_fma() + pk_has_avx512(); }
-
 #if defined(__x86_64__)
 
 PK_AVX2 static inline float hsum8(__m256 v) {
@@ -725,7 +721,7 @@ GELU_FORMS(PK_AVX512, __m512, __m512i, _mm512, 16, avx512, ROUND16, _mm512_casts
 #undef GELU_FORMS
 #endif
 
-/* y = gelu(x) (tanh form) with the kernels `level` chooses (kernel_level). */
+/* y = gelu(x) (tanh form) with the kernels `level` chooses (pk_kernel_level). */
 static void gelu(const float *x, float *y, size_t n, int level) {
 #if defined(__x86_64__)
   if (level > 1) {
@@ -763,7 +759,7 @@ typedef struct rows_job {
   size_t N;
   int D;
   int chunk;
-  int avx2; /* the caller's kernel choice (kernel_level for GELU) */
+  int avx2; /* the caller's kernel choice (pk_kernel_level for GELU) */
   float *gx; /* GELU's x (gelu_run) */
   int mode;
 } rows_job;
@@ -804,7 +800,7 @@ static void gelu_chunk(void *ctx, int task) {
 
 /* A GELU pass over n elements on the pool. */
 static void parallel_gelu(float *x, float *y, size_t n, int mode) {
-  int level = kernel_level();
+  int level = pk_kernel_level();
   rows_job job = {.gx = x, .y = y, .N = n, .chunk = (int)((n + 7) / 8), .avx2 = level, .mode = mode};
   if (n < 16384) {
     gelu_run(x, y, n, mode, level);
@@ -846,7 +842,7 @@ typedef struct att_job {
   float *dqkv;
   const float *dao;
   int T, H, D;  /* T: the batch's stride (the probabilities' block size) */
-  int avx2; /* the caller's kernel_level() */
+  int avx2; /* the caller's pk_kernel_level() */
   /* Sequence b's own tokens are rows off[b] .. off[b+1]-1; its first
    * skip[b] tokens are its root's (see acts). */
   const int *off, *root, *skip, *next, *roots;
@@ -1575,7 +1571,7 @@ static int forward(pk_model *m, const float *w, const int32_t *tokens, int B,
     layer_acts *la = &a->layer[l];
     parallel_layernorm(la->x, w + o->ln1_w, w + o->ln1_b, la->ln1, la->mu1, la->rs1, N, D);
     weight_product(m, w, &m->fwd_packs, l, W_QKV, (int)N, la->ln1, w + o->qkv_b, NULL, la->qkv);
-    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, kernel_level(),
+    att_job job = {la->qkv, la->att, la->ao, NULL, NULL, T, d.heads, D, pk_kernel_level(),
                    a->off, a->root, a->skip, a->next, a->roots, 0};
     pk_parallel_ranges(B * d.heads, attention_task, &job);
     if (job.failed) return -1;
@@ -1897,7 +1893,7 @@ static int backward_from(pk_model *m, acts a, const int32_t *tokens,
     weight_product(m, w, &m->bwd_packs, l, W_PROJ, (int)N, dres, NULL, NULL, dao);
     pk_wait(qkv_item); /* the layer above's, reading dqkv */
     /* every row of dqkv written by its sequence's task */
-    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, kernel_level(),
+    att_job job = {la->qkv, la->att, NULL, dqkv, dao, T, d.heads, D, pk_kernel_level(),
                    a.off, a.root, a.skip, a.next, a.roots, 0};
     pk_parallel_ranges(a.root_count * d.heads, attention_backward_task, &job);
     failed = job.failed;
