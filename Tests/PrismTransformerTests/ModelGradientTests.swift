@@ -176,6 +176,47 @@ struct ModelGradientTests {
         }
     }
 
+    /// A product split by rows, whose B each thread packs once per call
+    /// (then the rows go in several tasks a thread, taken as the threads come
+    /// free), gives one thread's bits at 2 and 3 threads: transposed and
+    /// untransposed operands, ragged panels, K across KC blocks, with bias and
+    /// beta. The same B buffer given new values between two calls is packed
+    /// again: a thread's packed B belongs to one call. Shown to fail when a
+    /// thread keeps its packed B from an earlier call.
+    @Test func aRowSplitPacksBOncePerThreadAndCall() {
+        let threads = pk_threads()
+        defer { pk_set_threads(threads) }
+        var rng = RandomState(seed: 47)
+        for (m, n, k) in [(300, 48, 128), (1000, 40, 300), (200, 128, 600), (97, 32, 64)] {
+            for ta in [0, 1] {
+                for tb in [0, 1] {
+                    let (lda, ldb) = (ta == 1 ? m : k, tb == 1 ? k : n)
+                    let a = Self.uniforms(m * k, &rng), bias = Self.uniforms(n, &rng), start = Self.uniforms(m * n, &rng)
+                    let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: k * n)
+                    defer { b.deallocate() }
+                    let product = { (count: Int32) -> [UInt32] in
+                        pk_set_threads(count)
+                        var c = start
+                        pk_gemm_bias(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), a, Int32(lda),
+                                     b.baseAddress, Int32(ldb), 0.5, &c, Int32(n), bias)
+                        return c.map(\.bitPattern)
+                    }
+                    for round in 0..<2 {
+                        for i in 0..<(k * n) { b[i] = Float(rng.uniform() - 0.5) }
+                        let one = product(1)
+                        for count: Int32 in [2, 3] {
+                            // Twice: the second call finds each thread's B packed by the first.
+                            for call in 0..<2 {
+                                let differing = zip(product(count), one).filter { $0 != $1 }.count
+                                #expect(differing == 0, "\(m)x\(n)x\(k) ta \(ta) tb \(tb) round \(round), \(count) threads, call \(call): \(differing) differ")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// A's last row group, when short (1 to 5 rows), is read where A lies
     /// (the AVX-512 kernel runs exactly its rows) and nothing past A's last
     /// element is touched: A ends where an unreadable page begins, so a read

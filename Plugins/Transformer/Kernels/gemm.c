@@ -27,7 +27,8 @@
 #define NR 16
 #define KC 256
 #define MC 96
-#define ROW_TASKS_PER_THREAD 4 /* a GEMM's tasks when its B comes packed (gemm) */
+#define ROW_TASKS_PER_THREAD 4 /* a row split's tasks per thread when no task packs B (gemm) */
+#define OWN_PACK_MAX_FLOATS (256u << 10) /* all of op(B) packed by each thread (own_packed_b): 1 MB */
 #define KSPLIT_MAX_FLOATS (4u << 20) /* the partials of a product split along K (ksplit): 16 MB */
 
 
@@ -910,6 +911,9 @@ float *pk_reserve(pk_scratch *s, size_t floats) {
 }
 
 static _Thread_local pk_scratch a_scratch, b_scratch; /* a task's packed A and B */
+static _Thread_local pk_scratch own_scratch;      /* all of op(B), packed (own_packed_b) */
+static _Thread_local unsigned long own_serial;     /* the call own_scratch was packed for */
+static atomic_ulong gemm_serial;                   /* numbers the own_pack calls from 1 */
 
 typedef struct gemm_job {
   int ta, tb, M, N, K, lda, ldb, ldc;
@@ -920,6 +924,8 @@ typedef struct gemm_job {
   const float *residual;        /* if not NULL, C = residual + bias + op(A)·op(B) (beta unused) */
   int ldr;                      /* its row stride */
   const float *prepacked;       /* op(B) packed by pk_pack_b, or NULL */
+  int own_pack;                 /* 1: each thread packs all of op(B) once (own_packed_b) */
+  unsigned long serial;         /* with own_pack, this call's number (gemm_serial) */
   int pack;                     /* 1: each task packs its panels of op(B) per KC block */
   const float *packed_b;        /* a task's current KC block of op(B) (its panels at their
                                    places); NULL = B read in place */
@@ -990,6 +996,23 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
 
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
 
+/* All of op(B) packed by this thread for the call j (each KC block's
+ * panels b_stride(KC) apart, the blocks j->panels * b_stride(KC) apart),
+ * packed on the thread's first task of the call; NULL if its buffer could
+ * not be had. */
+static float *own_packed_b(const gemm_job *j) {
+  size_t block = (size_t)j->panels * b_stride(KC);
+  float *all = pk_reserve(&own_scratch, (size_t)((j->K + KC - 1) / KC) * block);
+  if (!all || own_serial == j->serial) return all;
+  for (int k0 = 0; k0 < j->K; k0 += KC) {
+    int kc = j->K - k0 < KC ? j->K - k0 : KC;
+    pack_b(j->tb, j->B, j->ldb, k0, kc, j->N, 0, j->panels, b_stride(kc), all + (size_t)(k0 / KC) * block, NULL,
+           j->isa);
+  }
+  own_serial = j->serial;
+  return all;
+}
+
 /* The task's row groups and panels. The AVX-512 kernel takes row groups
  * and panels in pairs; a task's share of panels then starts on an even
  * one. */
@@ -1033,6 +1056,14 @@ static void gemm_task(void *ctx, int task) {
     if (j->prepacked) {
       block.packed_b = j->prepacked + (size_t)j->panels * NR * k0;
       block.b_stride = (size_t)block.kc * NR;
+    } else if (j->own_pack) {
+      const float *all = own_packed_b(j);
+      if (!all) {
+        atomic_store_explicit(j->failed, 1, memory_order_relaxed);
+        return;
+      }
+      block.packed_b = all + (size_t)(k0 / KC) * j->panels * b_stride(KC);
+      block.b_stride = b_stride(block.kc);
     } else if (panels) {
       block.b_stride = b_stride(block.kc);
       /* In a row split every task packs all of B; the first sums it. */
@@ -1311,7 +1342,19 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * takes them (each thread the rows it wrote in the pass before, then
    * what is left of the other's), so a thread the VM stalls leaves no
    * half of the product to wait for. */
-  if (prepacked && job.row_tasks > 1) {
+  /* So too a row split whose tasks would each pack all of op(B): each
+   * thread packs it once per call, on its first task (own_packed_b). Split
+   * in halves, such products ran at the pace of the slower vCPU, and one
+   * of this VM's two is often at about half speed for seconds while the
+   * other is not (Documentation/Performance.md: the LM head 2048 x 32 x
+   * 128: its threads waited 14-16% of their time, so 4-7%). */
+  if (!prepacked && job.pack && !b_sums && job.row_tasks > 1 && job.col_tasks == 1 &&
+      (size_t)((K + KC - 1) / KC) * job.panels * b_stride(KC) <= OWN_PACK_MAX_FLOATS) {
+    job.own_pack = 1;
+    job.pack = 0;
+    job.serial = atomic_fetch_add_explicit(&gemm_serial, 1, memory_order_relaxed) + 1;
+  }
+  if ((prepacked || job.own_pack) && job.row_tasks > 1) {
     int tasks = threads * ROW_TASKS_PER_THREAD;
     if (tasks > job.row_groups / 4) tasks = job.row_groups / 4; /* 4 row groups a task at least */
     if (tasks > job.row_tasks) job.row_tasks = tasks;
