@@ -81,9 +81,9 @@ shapes = len(p["gemm_gflops"])
 print(f"shapes at >= 80% of the peak, best round: Prism {count(p)} of {shapes}, PyTorch {count(t)}; "
       f"median round: Prism {median_count(p)}, PyTorch {median_count(t)}")
 # In busy stretches of a shared VM the two-thread GEMMs lose nearly half
-# their speed while the one-thread ones keep theirs (the host's path to
-# memory, Benchmarks/machine-watch.sh): say so rather than let such a run
-# pass for the code's figures.
+# their speed while the one-thread ones may keep theirs (one vCPU or both
+# slowed for cache-heavy work, Benchmarks/machine-watch.sh): say so rather
+# than let such a run pass for the code's figures.
 if p["threads"] > 1:
     scalings = sorted(g / p["gemm_gflops_1_thread"][name] for name, g in p["gemm_gflops"].items())
     middle = scalings[len(scalings) // 2]

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Whether this machine is quiet enough to measure on: about twice a second
 # the FMA peak at one and two threads beside one of the model's GEMMs as a
-# share of it (Benchmarks/kernels/watch.c), for SECONDS (default 30). Run
-# it before compare-pytorch.sh or kernel-ab.sh: on this project's VMs the
-# two-thread GEMM loses nearly half its speed for seconds or minutes at a
-# time while the FMA loop keeps its own (lines marked "busy"). Builds the
-# working tree's kernels as kernel-ab.sh does (clang -O2). Not part of CI.
+# share of it, on the pool's two threads and on one thread pinned to each
+# of the first two CPUs at once (Benchmarks/kernels/watch.c), for SECONDS
+# (default 30). Run it before compare-pytorch.sh or kernel-ab.sh: on this
+# project's VMs the GEMM on one vCPU or on both loses nearly half its speed
+# for seconds at a time while the FMA loop keeps its own (lines marked "one
+# slow", "both slow"). Builds the working tree's kernels as kernel-ab.sh
+# does (clang -O2). Not part of CI.
 #
 #   Benchmarks/machine-watch.sh [SECONDS]
 set -euo pipefail
@@ -16,5 +18,5 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 src="$root/Plugins/Transformer/Kernels"
 "$cc" -O2 -shared -fPIC -D_GNU_SOURCE -pthread -I"$src/include" -I"$src" "$src"/*.c -lm -o "$work/kernels.so"
-"$cc" -O2 -I"$src/include" "$root/Benchmarks/kernels/watch.c" -ldl -o "$work/watch"
+"$cc" -O2 -I"$src/include" "$root/Benchmarks/kernels/watch.c" -ldl -pthread -o "$work/watch"
 "$work/watch" "$work/kernels.so" "$seconds"
