@@ -191,7 +191,8 @@ struct ModelGradientTests {
             for ta in [0, 1] {
                 for tb in [0, 1] {
                     let (lda, ldb) = (ta == 1 ? m : k, tb == 1 ? k : n)
-                    let a = Self.uniforms(m * k, &rng), bias = Self.uniforms(n, &rng), start = Self.uniforms(m * n, &rng)
+                    let a = Self.uniforms(m * k, &rng), bias = Self.uniforms(n, &rng)
+                    let start = Self.uniforms(m * n, &rng)
                     let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: k * n)
                     defer { b.deallocate() }
                     let product = { (count: Int32) -> [UInt32] in
@@ -205,10 +206,13 @@ struct ModelGradientTests {
                         for i in 0..<(k * n) { b[i] = Float(rng.uniform() - 0.5) }
                         let one = product(1)
                         for count: Int32 in [2, 3] {
-                            // Twice: the second call finds each thread's B packed by the first.
+                            // Twice: the second call finds each thread's buffer holding the first's B.
                             for call in 0..<2 {
                                 let differing = zip(product(count), one).filter { $0 != $1 }.count
-                                #expect(differing == 0, "\(m)x\(n)x\(k) ta \(ta) tb \(tb) round \(round), \(count) threads, call \(call): \(differing) differ")
+                                #expect(differing == 0, """
+                                    \(m)x\(n)x\(k) ta \(ta) tb \(tb) round \(round), \(count) threads, \
+                                    call \(call): \(differing) differ
+                                    """)
                             }
                         }
                     }
@@ -592,10 +596,12 @@ struct ModelGradientTests {
     /// results with blocks never computed. Only reservations too large for
     /// a product's packed panels fail here (those of more than 4096
     /// floats; attention's at this size are smaller), so the passes' -1
-    /// comes from their products; the model's products are small enough
-    /// to run as one task on the calling thread, where the failures are
-    /// set, whatever the thread count (a weight gradient backward posts to
-    /// a worker runs with its poster's setting, pk_post). A kept pass so
+    /// comes from their products; those products, and the direct one
+    /// (64 x 40 x 30), are small enough to run as one task on the calling
+    /// thread, where the failures are set, whatever the thread count (a
+    /// weight gradient backward posts to a worker runs with its poster's
+    /// setting, pk_post; a product split into tasks may have all of them
+    /// taken by another thread, pk_parallel_ranges). A kept pass so
     /// made is discarded and a decoding so begun is over; the passes
     /// succeed again once memory is back. Shown to fail with the passes not
     /// checking the count (they returned 0) and with the decoding not ended.
@@ -608,12 +614,12 @@ struct ModelGradientTests {
         let lengths: [UInt32] = [12, 9, 10]
         var logprobs = [Float](repeating: 0, count: rows * stride)
         var rng = RandomState(seed: 7)
-        let a = Self.uniforms(64 * 300, &rng), b = Self.uniforms(300 * 40, &rng)
+        let a = Self.uniforms(64 * 30, &rng), b = Self.uniforms(30 * 40, &rng)
         var c = [Float](repeating: 0, count: 64 * 40)
 
         let before = pk_gemm_failures()
         let previous = pk_test_fail_reservations_above(4096)
-        pk_gemm(0, 0, 64, 40, 300, a, 300, b, 40, 0, &c, 40)
+        pk_gemm(0, 0, 64, 40, 30, a, 30, b, 40, 0, &c, 40)
         let counted = pk_gemm_failures() - before
         let logprobsStatus = pk_logprobs(model, 0, tokens, lengths, Int32(rows), Int32(stride), 1, &logprobs)
         let backwardStatus = pk_backward(model, tokens, lengths, Int32(rows), Int32(stride), 1, grad)
