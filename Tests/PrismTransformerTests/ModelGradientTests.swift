@@ -187,7 +187,7 @@ struct ModelGradientTests {
         let threads = pk_threads()
         defer { pk_set_threads(threads) }
         var rng = RandomState(seed: 47)
-        for (m, n, k) in [(300, 48, 128), (1000, 40, 300), (200, 128, 600), (97, 32, 64)] {
+        for (m, n, k) in [(300, 48, 128), (1000, 40, 300), (200, 128, 600), (97, 48, 64)] {
             for ta in [0, 1] {
                 for tb in [0, 1] {
                     let (lda, ldb) = (ta == 1 ? m : k, tb == 1 ? k : n)

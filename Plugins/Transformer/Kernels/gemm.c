@@ -996,21 +996,22 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
 
 static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1);
 
-/* All of op(B) packed by this thread for the call j (each KC block's
- * panels b_stride(KC) apart, the blocks j->panels * b_stride(KC) apart),
- * packed on the thread's first task of the call; NULL if its buffer could
- * not be had. */
-static float *own_packed_b(const gemm_job *j) {
+/* The KC block at k0 of op(B) as this thread packed all of it for the
+ * call j (each block's panels b_stride(kc) apart), packed on the thread's
+ * first task of the call; NULL if its buffer could not be had. */
+static const float *own_packed_b(const gemm_job *j, int k0) {
   size_t block = (size_t)j->panels * b_stride(KC);
   float *all = pk_reserve(&own_scratch, (size_t)((j->K + KC - 1) / KC) * block);
-  if (!all || own_serial == j->serial) return all;
-  for (int k0 = 0; k0 < j->K; k0 += KC) {
-    int kc = j->K - k0 < KC ? j->K - k0 : KC;
-    pack_b(j->tb, j->B, j->ldb, k0, kc, j->N, 0, j->panels, b_stride(kc), all + (size_t)(k0 / KC) * block, NULL,
-           j->isa);
+  if (!all) return NULL;
+  if (own_serial != j->serial) {
+    for (int k = 0; k < j->K; k += KC) {
+      int kc = j->K - k < KC ? j->K - k : KC;
+      pack_b(j->tb, j->B, j->ldb, k, kc, j->N, 0, j->panels, b_stride(kc), all + (size_t)(k / KC) * block, NULL,
+             j->isa);
+    }
+    own_serial = j->serial;
   }
-  own_serial = j->serial;
-  return all;
+  return all + (size_t)(k0 / KC) * block;
 }
 
 /* The task's row groups and panels. The AVX-512 kernel takes row groups
@@ -1057,12 +1058,10 @@ static void gemm_task(void *ctx, int task) {
       block.packed_b = j->prepacked + (size_t)j->panels * NR * k0;
       block.b_stride = (size_t)block.kc * NR;
     } else if (j->own_pack) {
-      const float *all = own_packed_b(j);
-      if (!all) {
+      if (!(block.packed_b = own_packed_b(j, k0))) {
         atomic_store_explicit(j->failed, 1, memory_order_relaxed);
         return;
       }
-      block.packed_b = all + (size_t)(k0 / KC) * j->panels * b_stride(KC);
       block.b_stride = b_stride(block.kc);
     } else if (panels) {
       block.b_stride = b_stride(block.kc);
@@ -1348,7 +1347,7 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * of this VM's two is often at about half speed for seconds while the
    * other is not (Documentation/Performance.md: the LM head 2048 x 32 x
    * 128: its threads waited 14-16% of their time, so 4-7%). */
-  if (!prepacked && job.pack && !b_sums && job.row_tasks > 1 && job.col_tasks == 1 &&
+  if (!prepacked && job.pack && !b_sums && job.row_tasks > 1 &&
       (size_t)((K + KC - 1) / KC) * job.panels * b_stride(KC) <= OWN_PACK_MAX_FLOATS) {
     job.own_pack = 1;
     job.pack = 0;
