@@ -221,37 +221,52 @@ struct ModelGradientTests {
         }
     }
 
-    /// A's last row group, when short (1 to 5 rows), is read where A lies
-    /// (the AVX-512 kernel runs exactly its rows) and nothing past A's last
-    /// element is touched: A ends where an unreadable page begins, so a read
-    /// one row too far stops the test. Decoding's 64 rows leave 4, M = 128 two.
-    /// The products still equal the naive ones, direct and with B packed.
-    @Test func aShortLastRowGroupReadsNothingPastA() throws {
+    /// Operands read where they lie touch nothing past their last element:
+    /// A ends where an unreadable page begins, so a read one row too far
+    /// stops the test. Untransposed, A's last row group, when short, is read
+    /// in place (the AVX-512 kernel runs exactly its rows: decoding's 64 rows
+    /// leave 4, M = 128 eight in a pair of groups); transposed (a weight
+    /// gradient's Aᵀ), A is read in place when it has more rows than B has
+    /// columns (m > n), its group's rows MR adjacent floats of each of A's
+    /// rows, and B (also against such a page) in place otherwise. The
+    /// products still equal the naive ones, direct and with B packed.
+    @Test func operandsReadInPlaceReadNothingPastTheirEnd() throws {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        for (m, n, k) in [(64, 32, 128), (61, 48, 40), (63, 128, 130), (65, 17, 9), (128, 40, 300), (5, 32, 16)] {
-            let bytes = (m * k * MemoryLayout<Float>.stride + page - 1) / page * page
+        var regions: [(UnsafeMutableRawPointer, Int)] = []
+        defer { for (region, bytes) in regions { munmap(region, bytes) } }
+        /// `count` floats ending where an unreadable page begins.
+        func guarded(_ count: Int) throws -> UnsafeMutablePointer<Float> {
+            let bytes = (count * MemoryLayout<Float>.stride + page - 1) / page * page
             let region = try #require(mmap(nil, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
             try #require(region != MAP_FAILED)
-            defer { munmap(region, bytes + page) }
+            regions.append((region, bytes + page))
             #expect(mprotect(region + bytes, page, PROT_NONE) == 0)
-            let a = (region + bytes).assumingMemoryBound(to: Float.self) - m * k
-            var rng = RandomState(seed: UInt64(m * 1000 + n))
-            for i in 0..<(m * k) { a[i] = Float(rng.uniform() * 2 - 1) }
-            let b = Self.uniforms(k * n, &rng)
-            var direct = [Float](repeating: 0, count: m * n), packed = direct
-            pk_gemm(0, 0, Int32(m), Int32(n), Int32(k), a, Int32(k), b, Int32(n), 0, &direct, Int32(n))
-            var panels = [Float](repeating: .nan, count: pk_packed_b_floats(Int32(k), Int32(n)))
-            pk_pack_b(0, Int32(k), Int32(n), b, Int32(n), &panels)
-            pk_gemm_packed(0, Int32(m), Int32(n), Int32(k), a, Int32(k), panels, 0, &packed, Int32(n), nil)
-            var worst: Float = 0
-            for i in 0..<m {
-                for j in 0..<n {
-                    var sum: Float = 0
-                    for p in 0..<k { sum += a[i * k + p] * b[p * n + j] }
-                    worst = max(worst, abs(sum - direct[i * n + j]), abs(sum - packed[i * n + j]))
+            return (region + bytes).assumingMemoryBound(to: Float.self) - count
+        }
+        let shapes = [(64, 32, 128), (61, 48, 40), (63, 128, 130), (65, 17, 9), (128, 40, 300), (5, 32, 16),
+                      (128, 384, 300), (200, 32, 70), (130, 64, 260), (7, 48, 20)]
+        for (m, n, k) in shapes {
+            for ta in [0, 1] {
+                let a = try guarded(m * k), b = try guarded(k * n)
+                var rng = RandomState(seed: UInt64(m * 1000 + n + ta))
+                for i in 0..<(m * k) { a[i] = Float(rng.uniform() * 2 - 1) }
+                for i in 0..<(k * n) { b[i] = Float(rng.uniform() * 2 - 1) }
+                let lda = Int32(ta == 1 ? m : k)
+                var direct = [Float](repeating: 0, count: m * n), packed = direct
+                pk_gemm(Int32(ta), 0, Int32(m), Int32(n), Int32(k), a, lda, b, Int32(n), 0, &direct, Int32(n))
+                var panels = [Float](repeating: .nan, count: pk_packed_b_floats(Int32(k), Int32(n)))
+                pk_pack_b(0, Int32(k), Int32(n), b, Int32(n), &panels)
+                pk_gemm_packed(Int32(ta), Int32(m), Int32(n), Int32(k), a, lda, panels, 0, &packed, Int32(n), nil)
+                var worst: Float = 0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var sum: Float = 0
+                        for p in 0..<k { sum += (ta == 1 ? a[p * m + i] : a[i * k + p]) * b[p * n + j] }
+                        worst = max(worst, abs(sum - direct[i * n + j]), abs(sum - packed[i * n + j]))
+                    }
                 }
+                #expect(worst < 1e-4, "\(m)x\(n)x\(k) ta \(ta): \(worst)")
             }
-            #expect(worst < 1e-4, "\(m)x\(n)x\(k): \(worst)")
         }
     }
 

@@ -799,6 +799,23 @@ AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, lon
   }
     if (nr > NR) EXACT(2) else EXACT(1)
 #undef EXACT
+  } else if (mr > MR && mr < 2 * MR) {
+    /* A whole group and a short one (M = 128, 512 and 2048 leave eight
+     * rows): 16 accumulators in place of 24, half of whose rows were zeros
+     * (packed) or were a 2-row tile of 4 chains, too few to hide the FMA
+     * latency (read in place). The weight gradients with M = 128 (Zen 5,
+     * two threads, best of 20 rounds, two runs): 80.5-80.6 -> 81.1-81.9%
+     * of the FMA peak (qkv), 81.4 -> 83.4-83.7 (the MLP's first). */
+#define EXACT(VECS)                                                                 \
+  switch (mr) {                                                                     \
+  case 7: k_loop512(7, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;     \
+  case 8: k_loop512(8, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;     \
+  case 9: k_loop512(9, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;     \
+  case 10: k_loop512(10, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;   \
+  default: k_loop512(11, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;   \
+  }
+    if (nr > NR) EXACT(2) else EXACT(1)
+#undef EXACT
   } else if (pf && pf->left > 0 && nr > NR && mr > MR) {
     k_loop512(2 * MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf);
   } else if (nr > NR) {
@@ -927,6 +944,7 @@ typedef struct gemm_job {
   int own_pack;                 /* 1: each thread packs all of op(B) once (own_packed_b) */
   unsigned long serial;         /* with own_pack, this call's number (gemm_serial) */
   int pack;                     /* 1: each task packs its panels of op(B) per KC block */
+  int a_in_place;               /* 1: a transposed A is read in place (AVX-512; see gemm) */
   const float *packed_b;        /* a task's current KC block of op(B) (its panels at their
                                    places); NULL = B read in place */
   size_t b_stride;              /* the distance between packed_b's panels */
@@ -960,13 +978,6 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
                  int accumulate, const float *bias, pf_stream *pf) {
   int row = g * MR, col = p * NR;
   int mr = j->M - row < ng * MR ? j->M - row : ng * MR;
-  if (ng > 1 && in_place && mr < ng * MR) {
-    /* A whole group and a short one, each read in place (AVX-512: the
-     * short one exactly its rows) or packed. */
-    tile(j, g, 1, p, np, gb, pa, in_place, accumulate, bias, pf);
-    tile(j, g + 1, 1, p, np, gb, pa, in_place, accumulate, bias, pf);
-    return;
-  }
   int nr = j->N - col < np * NR ? j->N - col : np * NR;
   const float *b = j->packed_b ? j->packed_b + (size_t)p * j->b_stride : j->B + (size_t)j->k0 * j->ldb + col;
   long ldbk = j->packed_b ? NR : j->ldb;
@@ -974,7 +985,9 @@ static void tile(const gemm_job *j, int g, int ng, int p, int np, int gb, const 
   float *c = j->C + (size_t)row * j->ldc + col;
   const float *a = pa + (size_t)(g - gb) * a_stride(j->kc);
   long rsa = 1, csa = MR, a2 = (long)a_stride(j->kc); /* the next group's row 0 */
-  if (in_place && (mr == ng * MR || j->isa == PK_AVX512))
+  if (in_place && j->ta) /* row k of Aᵀ's group: MR floats of A's row k */
+    a = j->A + (size_t)j->k0 * j->lda + row, rsa = 1, csa = j->lda, a2 = MR;
+  else if (in_place && (mr == ng * MR || j->isa == PK_AVX512))
     a = j->A + (size_t)row * j->lda + j->k0, rsa = j->lda, csa = 1, a2 = (long)MR * j->lda;
   if (bias) bias += col;
   /* What the tile adds to: C, or on the first KC block the residual. */
@@ -1069,6 +1082,14 @@ static void gemm_task(void *ctx, int task) {
       float *sums = task / j->col_tasks == 0 ? j->b_sums : NULL;
       pack_b(j->tb, j->B, j->ldb, k0, block.kc, j->N, p0, p1, block.b_stride, panels, sums, j->isa);
       block.packed_b = panels;
+    } else if (j->b_sums && task / j->col_tasks == 0) {
+      /* B read in place (gemm): its columns' sums, row by row as pack_b
+       * adds them. */
+      int c1 = p1 * NR < j->N ? p1 * NR : j->N;
+      for (int k = k0; k < k0 + block.kc; ++k) {
+        const float *row = j->B + (size_t)k * j->ldb;
+        for (int c = p0 * NR; c < c1; ++c) j->b_sums[c] += row[c];
+      }
     }
     /* The next block's rows of a transposed A and an untransposed B, the
      * operands packed from sources beyond L2 (the weight gradients'),
@@ -1077,7 +1098,7 @@ static void gemm_task(void *ctx, int task) {
     block.pf = NULL;
     int next_k = k0 + KC, next_kc = j->K - k0 - KC < KC ? j->K - k0 - KC : KC;
     if (next_kc <= 0) next_k = j->hint_k, next_kc = j->hint_kc;
-    if (j->isa == PK_AVX512 && next_kc > 0 && j->ta && j->pack && !j->tb) {
+    if (j->isa == PK_AVX512 && next_kc > 0 && j->ta && !j->tb && !j->prepacked && !j->own_pack) {
       int r0 = g0 * MR, r1 = g1 * MR < j->M ? g1 * MR : j->M, c0 = p0 * NR, c1 = p1 * NR < j->N ? p1 * NR : j->N;
       pf_add(&next, j->A + (long)next_k * j->lda + r0, j->lda, next_kc, r1 - r0);
       pf_add(&next, j->B + (long)next_k * j->ldb + c0, j->ldb, next_kc, c1 - c0);
@@ -1115,8 +1136,9 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
    * along k, and packing them cost as much as the product when B has few
    * panels (the LM head, 32 columns: 27% of the FMA peak packed, 88% in
    * place, one thread) and was repeated by every task of a column split.
-   * Only a short edge group (< MR rows) is packed, zero-padded. */
-  int in_place = !j->ta;
+   * Only a short edge group (< MR rows) is packed, zero-padded. A
+   * transposed A is read in place when gemm chose to (a_in_place). */
+  int in_place = !j->ta || j->a_in_place;
   for (int gb = g0; gb < g1; gb += groups_per_block) {
     int ge = gb + groups_per_block < g1 ? gb + groups_per_block : g1;
     if (!in_place) {
@@ -1135,7 +1157,7 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
      * from inside its k loop (pf_stream); the others a slice per panel. */
     int next_rows = 0;
     const float *next_a = NULL;
-    if (in_place && ge < g1) {
+    if (in_place && !j->ta && ge < g1) {
       int ng = g1 - ge < groups_per_block ? g1 - ge : groups_per_block;
       next_rows = ng * MR;
       if (ge * MR + next_rows > j->M) next_rows = j->M - ge * MR;
@@ -1159,7 +1181,10 @@ static void compute_block(const gemm_job *j, int g0, int g1, int p0, int p1) {
      * them instead: the panel-outer order streamed a 48 KB block of A from
      * L2 once per panel (one thread: 76% of the FMA peak, 87% in this order,
      * best of 20 interleaved rounds). */
-    if ((size_t)(p1 - p0) * j->kc * NR * sizeof(float) <= 16384) {
+    /* So too when a transposed A's group is packed and B is read in place
+     * (the weight gradients with fewer rows than columns, gemm): A's
+     * group stays in L1 and B's rows stream from L2 as they lie. */
+    if ((size_t)(p1 - p0) * j->kc * NR * sizeof(float) <= 16384 || (j->ta && !j->packed_b)) {
       for (int g = gb; g < ge; g += step) {
         for (int p = p0; p < p1; p += step)
           tile(j, g, ge - g < step ? 1 : step, p, p1 - p < step ? 1 : step, gb, pa, in_place, accumulate, bias, pf);
@@ -1302,9 +1327,28 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
    * place at 73% of the one-thread peak, packed at 81%. */
   job.prepacked = prepacked;
   /* (Also packed when B's column sums are wanted: they are taken while
-   * packing.) */
+   * packing; but see below.) */
   job.pack = !prepacked && (tb || N % NR != 0 || M > MC || b_sums);
   job.b_sums = b_sums;
+  /* A weight gradient Aᵀ·B (both operands activations, K long) with the
+   * AVX-512 kernel packs only the smaller of its two operands' KC blocks
+   * and reads the larger where it lies, streamed from L2 past the packed
+   * one, which stays in L1: Aᵀ (M rows) when M <= N, its groups crossing
+   * every panel of B in place; else B, its panels crossing every group of
+   * A in place (row k of Aᵀ's group is MR adjacent floats of A's row k).
+   * Packing both cost 12% of a one-thread product, bound by the bytes it
+   * moves through L2 (Documentation/Performance.md). One thread, Zen 5,
+   * operands from beyond L2, median of 10 alternated rounds: 128 x 2048 x
+   * 384 73.5 -> 76.3% of the FMA peak, 128 x 2048 x 512 74.5 -> 77.7,
+   * 512 x 2048 x 128 74.9 -> 78.5; the training pass's, on one thread
+   * each with B's column sums (taken then from B's rows before each
+   * block's tiles, as pack_b adds them), +5-9%, the LM head's (128 x 2048
+   * x 32) +34%. Each element gets the same FMAs in the same order: the
+   * same bits (Decisions #70). */
+  if (job.isa == PK_AVX512 && ta && !tb && !prepacked && N % NR == 0) {
+    if (M <= N) job.pack = 0;
+    else job.pack = 1, job.a_in_place = 1;
+  }
   /* One task per thread, split the way that balances best: rows for tall
    * matrices, columns for short ones (decoding), where A is then shared.
    * On a tie the split shares the smaller operand, as every task reads all
