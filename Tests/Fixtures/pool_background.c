@@ -10,8 +10,12 @@
  * every third round pauses 20 ms first, so the worker sleeps, and then
  * runs no job and pauses 2 ms after posting: only the posts can have woken
  * a worker that runs an item in such a round, and one must. The run
- * ends within two minutes (a lost wake-up hangs: SIGALRM ends it). Exit 0
- * and "N rounds agreed", or 1 naming what went wrong.
+ * ends within two minutes (a lost wake-up hangs: SIGALRM ends it). Each
+ * round then runs SOLO items as the tasks of one pk_parallel_solo job:
+ * each must run once, see one thread and its caller's kernel choice, and
+ * its product without scratch (in failing rounds) count in the caller's
+ * pk_gemm_failures; some must have run on the worker. Exit 0 and "N
+ * rounds agreed", or 1 naming what went wrong.
  *
  *   pool_background [rounds]
  */
@@ -26,7 +30,7 @@
 #include "internal.h"
 #include "prism_kernels.h"
 
-enum { ITEMS = 10, TASKS = 8, DIM = 24 };
+enum { ITEMS = 10, TASKS = 8, DIM = 24, SOLO = 4 };
 
 typedef struct item {
   atomic_int runs;
@@ -56,6 +60,8 @@ static void run_item(void *ctx, int task) {
   atomic_fetch_add(&it->runs, 1);
 }
 
+static void run_solo(void *ctx, int task) { run_item((item *)ctx + task, 0); }
+
 static void run_task(void *ctx, int t) {
   (void)ctx;
   pause_us(100);
@@ -68,7 +74,7 @@ int main(int argc, char **argv) {
   poster = pthread_self();
   alarm(120);
   pk_parallel_for(TASKS, run_task, NULL); /* starts the worker */
-  int woken = 0, paused = 0;
+  int woken = 0, paused = 0, solo_on_worker = 0;
   for (int r = 0; r < rounds; ++r) {
     int forced = r & 1, failing = r % 5 == 0, asleep = r % 3 == 0;
     if (asleep) pause_us(20000), ++paused; /* the worker falls asleep */
@@ -117,11 +123,40 @@ int main(int argc, char **argv) {
       fprintf(stderr, "round %d: a product without scratch counted %d times\n", r, pk_gemm_failures() - failures);
       return 1;
     }
+    /* The same items as the tasks of a pk_parallel_solo job, each with a product. */
+    for (int i = 0; i < SOLO; ++i) {
+      item *it = &items[i];
+      atomic_store(&it->runs, 0);
+      it->on_worker = 0, it->threads = 0, it->kernels = NULL, it->product = 1;
+    }
+    failures = pk_gemm_failures();
+    hook = failing ? pk_test_fail_reservations_above(0) : 0;
+    pk_parallel_solo(SOLO, run_solo, items);
+    if (failing) pk_test_fail_reservations_above(hook);
+    for (int i = 0; i < SOLO; ++i) {
+      item *it = &items[i];
+      if (atomic_load(&it->runs) != 1 || it->threads != 1 || !it->kernels || strcmp(it->kernels, expected) != 0) {
+        fprintf(stderr, "round %d: solo task %d ran %d times, saw %d threads and %s kernels (its caller's: %s)\n", r,
+                i, atomic_load(&it->runs), it->threads, it->kernels ? it->kernels : "no", expected);
+        return 1;
+      }
+      solo_on_worker += it->on_worker;
+    }
+    if (pk_gemm_failures() != failures + (failing ? SOLO : 0)) {
+      fprintf(stderr, "round %d: %d solo products without scratch counted %d times\n", r, failing ? SOLO : 0,
+              pk_gemm_failures() - failures);
+      return 1;
+    }
+  }
+  if (solo_on_worker == 0) {
+    fprintf(stderr, "no solo task ran on the worker\n");
+    return 1;
   }
   if (woken == 0) {
     fprintf(stderr, "no worker ran an item after any pause: the sleeping worker was not woken\n");
     return 1;
   }
-  printf("%d rounds agreed; a worker ran %d items in the %d rounds after a pause\n", rounds, woken, paused);
+  printf("%d rounds agreed; a worker ran %d items in the %d rounds after a pause and %d solo tasks\n", rounds, woken,
+         paused, solo_on_worker);
   return 0;
 }

@@ -70,9 +70,12 @@ import Testing
     /// their poster runs meanwhile, under ThreadSanitizer: every item and
     /// task runs once, an item on a worker sees one thread and every item
     /// its poster's kernel choice, a product without scratch in an item
-    /// counts in its poster's failures, and a post wakes a sleeping worker.
+    /// counts in its poster's failures, and a post wakes a sleeping worker;
+    /// and the tasks of a pk_parallel_solo job (decoding's row parts) alike:
+    /// one thread each, their caller's kernels, their failures its own.
     /// Shown to fail without each of those four (the post's wake-up, the
-    /// failures handed back, the kernel choice handed over, pk_threads() 1).
+    /// failures handed back, the kernel choice handed over, pk_threads() 1),
+    /// and for the solo tasks without each of the last three.
     @Test func backgroundItemsRunOnceWithTheirPostersSettings() throws {
         let result = try Self.runSanitized("pool_background.c", with: ["gemm.c"], sanitizer: "thread", ["150"],
                                            environment: ["TSAN_OPTIONS": "halt_on_error=1 exitcode=66"])
@@ -111,5 +114,23 @@ import Testing
         let result = try TestSupport.run(program, [])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("fused forms agreed (30 checks)"), "\(result.stdout)")
+    }
+
+    /// A part of a decoding step's GELU gives each element the bits the
+    /// whole step's pass would (Tests/Fixtures/gelu_part.c: gelu_part over
+    /// splits at arbitrary elements, totals of one chunk and of eight,
+    /// every kernel set), while the same parts run as passes of their own
+    /// differ somewhere (the data tells the forms apart). Shown to fail
+    /// with a chunk's portable tail taken as vector elements and with the
+    /// vector elements that fill no 8 at a part's end left to the
+    /// portable form.
+    @Test func geluPartsGiveTheWholePassesBits() throws {
+        let dir = try TestSupport.temporaryDirectory("gelu-part")
+        let program = try TestSupport.compileProgram(
+            [TestSupport.fixture("gelu_part.c"), "\(Self.kernels)/gemm.c"], name: "gelu_part",
+            flags: ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"] + Self.includes, in: dir)
+        let result = try TestSupport.run(program, [])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("gelu parts agreed"), "\(result.stdout)")
     }
 }

@@ -606,6 +606,68 @@ struct ModelGradientTests {
         }
     }
 
+    /// Decoding at two or more threads splits a step's rows into parts that
+    /// each run the whole step on one thread (decode_rows_pass), with the
+    /// caller's kernels: the logits of the prefill, 14 steps of every row
+    /// and a step of a subset have the bits of one thread, with the kernels
+    /// the CPU has, AVX2 forced and the portable model (whose bits differ
+    /// from the vector kernels': a part that took the worker's own kernels
+    /// would show). At d_ff 100 a part of an odd number of rows ends inside
+    /// a group of 8 GELU elements (70 rows: 2, 3 and 4 parts at 2, 3 and 5
+    /// threads); at d_ff 300 and 60 rows (18000 elements) the whole step's
+    /// GELU runs in 8 chunks, each ending in 2 elements of the portable
+    /// form (gelu_part gives each element the whole step's form; checked
+    /// element by element in KernelStressTests.geluPartsGiveTheWholePassesBits).
+    @Test(arguments: [(Int32(100), 70), (Int32(300), 60)])
+    func decodingSplitByRowsGivesTheBitsOfOneThread(dFF: Int32, rows: Int) {
+        let dims = pk_dims(vocab: 11, d_model: 32, layers: 2, heads: 2, d_ff: dFF, max_len: 24)
+        let model = Self.model(dims, seed: 31, std: 0.15)
+        defer { pk_model_free(model) }
+        let stride = 24, V = Int(dims.vocab), steps = 14
+        var rng = RandomState(seed: 9)
+        let tokens = (0..<(rows * stride)).map { _ in Int32(rng.next() % 11) }
+        let prompts = (0..<rows).map { UInt32(2 + $0 % 5) }
+        let next = (0..<(rows * (steps + 1))).map { _ in Int32(rng.next() % 11) }
+        let subset = (0..<rows).filter { $0 % 4 != 1 }.map(UInt32.init)
+        func run() -> [UInt32] {
+            var logits = [Float](repeating: 0, count: rows * V * (steps + 1))
+            var some = [Float](repeating: 0, count: subset.count * V)
+            #expect(pk_decode_begin(model, tokens, prompts, Int32(rows), Int32(stride), &logits) == 0)
+            for step in 1...steps {
+                let step = logits.withUnsafeMutableBufferPointer { out in
+                    Array(next[(step * rows)..<((step + 1) * rows)]).withUnsafeBufferPointer {
+                        pk_decode_step(model, $0.baseAddress!, out.baseAddress! + step * rows * V)
+                    }
+                }
+                #expect(step == 0)
+            }
+            let picked = subset.map { next[Int($0)] }
+            #expect(pk_decode_step_rows(model, subset, Int32(subset.count), picked, &some) == 0)
+            return (logits + some).map(\.bitPattern)
+        }
+        let before = pk_threads()
+        defer { pk_set_threads(before) }
+        var results: [String: [UInt32]] = [:]
+        for kernels in ["widest", "AVX2", "portable"] {
+            let forced = pk_force_avx2(kernels == "AVX2" ? 1 : 0)
+            defer { pk_force_avx2(forced) }
+            pk_model_use_portable(model, kernels == "portable" ? 1 : 0)
+            defer { pk_model_use_portable(model, 0) }
+            pk_set_threads(1)
+            let serial = run()
+            results[kernels] = serial
+            #expect(serial.contains { Float(bitPattern: $0) != 0 })
+            for threads: Int32 in [2, 3, 5] {
+                pk_set_threads(threads)
+                let parallel = run()
+                let differ = zip(parallel, serial).filter { $0 != $1 }.count
+                #expect(differ == 0, "d_ff \(dFF), \(rows) rows, \(threads) threads, \(kernels): \(differ) differ")
+            }
+        }
+        // Else the portable model would not tell a part's kernels apart.
+        #expect(pk_has_avx2_fma() == 0 || results["portable"] != results["widest"])
+    }
+
     /// A product whose tasks cannot get their scratch memory is counted
     /// (pk_gemm_failures), and a pass with one returns -1 instead of
     /// results with blocks never computed. Only reservations too large for

@@ -368,6 +368,38 @@ void pk_wait(int item) {
   atomic_store_explicit(&background[item].state, BG_FREE, memory_order_release);
 }
 
+/* pk_parallel_solo: fn(ctx, 0..tasks-1) on the pool, each task run as its
+ * caller would run it on one thread: with the caller's kernel choice and
+ * test hook, pk_threads() 1 inside (its products one task, its
+ * pk_parallel_for inline), its products' scratch failures counted in the
+ * caller's pk_gemm_failures. */
+typedef struct solo_job {
+  pk_task_fn fn;
+  void *ctx;
+  int portable, avx2;
+  size_t fail_above;
+  atomic_int failures;
+} solo_job;
+
+static void solo_task(void *ctx, int task) {
+  solo_job *j = ctx;
+  int portable = forced_portable, avx2 = forced_avx2, failures = gemm_failures, was = running_background;
+  size_t above = fail_above;
+  forced_portable = j->portable, forced_avx2 = j->avx2, fail_above = j->fail_above;
+  running_background = 1;
+  j->fn(j->ctx, task);
+  atomic_fetch_add_explicit(&j->failures, gemm_failures - failures, memory_order_relaxed);
+  forced_portable = portable, forced_avx2 = avx2, gemm_failures = failures, fail_above = above;
+  running_background = was;
+}
+
+void pk_parallel_solo(int tasks, pk_task_fn fn, void *ctx) {
+  solo_job job = {.fn = fn, .ctx = ctx, .portable = forced_portable, .avx2 = forced_avx2, .fail_above = fail_above};
+  atomic_init(&job.failures, 0);
+  pk_parallel_for(tasks, solo_task, &job);
+  gemm_failures += atomic_load_explicit(&job.failures, memory_order_relaxed);
+}
+
 /* pk_parallel_ranges: one pool task per thread, each owning a contiguous
  * range of the job's tasks, which it takes from the front; a thread done
  * with its own range takes tasks from the back of the others' (a thread

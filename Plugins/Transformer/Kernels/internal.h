@@ -22,6 +22,14 @@ void pk_parallel_for(int tasks, pk_task_fn fn, void *ctx);
  * order. */
 void pk_parallel_ranges(int tasks, pk_task_fn fn, void *ctx);
 
+/* As pk_parallel_for, each task run as its caller would run it on one
+ * thread: the caller's kernel choice and test hook, pk_threads() 1 inside
+ * (a product in it is one task; a pk_parallel_for in it runs inline), the
+ * scratch failures of its products counted in the caller's
+ * pk_gemm_failures. For work split into parts that each run a chain of
+ * products with no exchange between the parts. */
+void pk_parallel_solo(int tasks, pk_task_fn fn, void *ctx);
+
 /* Background work: pk_post starts fn(ctx, 0) on a pool worker with
  * nothing else to do, and returns at once; pk_wait(item) returns when it
  * has run (running it on the calling thread if no worker has taken it), so

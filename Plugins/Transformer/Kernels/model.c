@@ -809,6 +809,33 @@ static void parallel_gelu(float *x, float *y, size_t n, int mode) {
   pk_parallel_ranges((int)((n + job.chunk - 1) / job.chunk), gelu_chunk, &job);
 }
 
+/* Elements [a, b) of the GELU_VALUE pass parallel_gelu would make over
+ * `total` elements (x and y point at element a), each through the form
+ * that pass gives it: a chunk's last (length mod 8) elements through the
+ * portable form, the others through the 16- or 8-lane forms (the same
+ * bits); the vector elements at the end of [a, b) that fill no 8 go
+ * through a copy of 8. One part of a decoding step's rows then gets the
+ * bits the whole step would (decode_rows_pass). */
+static void gelu_part(const float *x, float *y, size_t a, size_t b, size_t total, int level) {
+  size_t chunk = total < 16384 ? total : (total + 7) / 8;
+  for (size_t c0 = a / chunk * chunk; c0 < b; c0 += chunk) {
+    size_t c1 = c0 + chunk < total ? c0 + chunk : total, tail = c1 - (c1 - c0) % 8;
+    size_t s = a > c0 ? a : c0, e = b < tail ? b : tail;
+    if (s < e) {
+      size_t whole = (e - s) / 8 * 8, rest = e - s - whole;
+      gelu(x + (s - a), y + (s - a), whole, level);
+      if (rest) {
+        float in[8] = {0}, out[8];
+        memcpy(in, x + (s - a) + whole, rest * sizeof(float));
+        gelu(in, out, 8, level);
+        memcpy(y + (s - a) + whole, out, rest * sizeof(float));
+      }
+    }
+    s = a > tail ? a : tail, e = b < c1 ? b : c1;
+    if (s < e) gelu(x + (s - a), y + (s - a), e - s, level); /* fewer than 8: the portable form */
+  }
+}
+
 /* dst = src (or 0 when src is NULL) for n floats, in chunks on the pool:
  * the training passes' residual copies and gradient clears (1-3 MB at the
  * reference batch) ran on the calling thread with the worker idle. */
@@ -2116,28 +2143,19 @@ static int decode_begin_pass(pk_model *m, const int32_t *tokens, const uint32_t 
   return 0;
 }
 
-/* Appends tokens[i] to row row[i] of the decoding (i < n, rows going) and
- * writes their next logits [n][V]: only those rows are computed. */
-static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *tokens, float *logits) {
+/* Rows row[0..n-1] of the decoding take tokens[0..n-1] and write their
+ * next logits [n][V], with buf (n * DECODE_ROW_FLOATS(d) floats) as their
+ * work space; positions checked by the caller. They are rows first ..
+ * first + n - 1 of a step of `total` rows, whose GELU pass gives each
+ * element its form (gelu_part): the same bits however the step's rows
+ * are split. */
+#define DECODE_ROW_FLOATS(d) ((size_t)7 * (d).d_model + 2 * (size_t)(d).d_ff)
+
+static void decode_rows_run(pk_model *m, const int *row, int n, const int32_t *tokens, float *logits, float *buf,
+                            int avx2, int first, int total) {
   const pk_dims d = m->d;
   int D = d.d_model, F = d.d_ff, V = d.vocab;
-  for (int i = 0; i < n; ++i) {
-    if (m->positions[row[i]] >= d.max_len) return -3;
-    if (tokens[i] < 0 || tokens[i] >= V) return -5;
-  }
-  if (n == 0) return 0;
   const float *w = m->params;
-  int avx2 = pk_has_avx2_fma();
-  size_t need = (size_t)n * (4 * D + 3 * D + 2 * F);
-  /* Kept between steps: a fresh buffer each step was an mmap, page faults
-   * and zeroing (about half a megabyte at 64 rows). */
-  if (need > m->decode_cap) {
-    free(m->decode_buf);
-    m->decode_buf = floats_new(need);
-    m->decode_cap = m->decode_buf ? need : 0;
-    if (!m->decode_buf) return -1;
-  }
-  float *buf = m->decode_buf;
   float *x = buf, *ln = x + (size_t)n * D, *qkv = ln + (size_t)n * D;
   float *ao = qkv + (size_t)n * 3 * D, *xm = ao + (size_t)n * D;
   float *fc = xm + (size_t)n * D, *ge = fc + (size_t)n * F;
@@ -2157,13 +2175,73 @@ static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *t
     pk_gemm_packed(0, n, D, D, ao, D, dec_weights(m, l, W_PROJ), 1.0f, xm, D, w + o->proj_b);
     layernorm(xm, w + o->ln2_w, w + o->ln2_b, ln, NULL, NULL, n, D, avx2);
     pk_gemm_packed(0, n, F, D, ln, D, dec_weights(m, l, W_FC), 0.0f, fc, F, w + o->fc_b);
-    parallel_gelu(fc, ge, (size_t)n * F, GELU_VALUE);
+    if (n == total) parallel_gelu(fc, ge, (size_t)n * F, GELU_VALUE);
+    else gelu_part(fc, ge, (size_t)first * F, (size_t)(first + n) * F, (size_t)total * F, pk_kernel_level());
     memcpy(x, xm, (size_t)n * D * sizeof(float));
     pk_gemm_packed(0, n, D, F, ge, F, dec_weights(m, l, W_FCP), 1.0f, x, D, w + o->fcp_b);
   }
   layernorm(x, w + m->lay.lnf_w, w + m->lay.lnf_b, ln, NULL, NULL, n, D, avx2);
   pk_gemm_packed(0, n, V, D, ln, D, dec_weights(m, d.layers, 0), 0.0f, logits, V, NULL);
   for (int i = 0; i < n; ++i) m->positions[row[i]]++;
+}
+
+/* A decoding step's rows split into `parts` (decode_rows_pass). */
+typedef struct decode_parts_job {
+  pk_model *m;
+  const int *row;
+  const int32_t *tokens;
+  float *logits, *buf;
+  int n, parts, avx2;
+} decode_parts_job;
+
+/* Part `part`'s rows, in its share of the work space. */
+static void decode_part_task(void *ctx, int part) {
+  const decode_parts_job *j = ctx;
+  int r0 = (int)((long)j->n * part / j->parts), r1 = (int)((long)j->n * (part + 1) / j->parts);
+  decode_rows_run(j->m, j->row + r0, r1 - r0, j->tokens + r0, j->logits + (size_t)r0 * j->m->d.vocab,
+                  j->buf + (size_t)r0 * DECODE_ROW_FLOATS(j->m->d), j->avx2, r0, j->n);
+}
+
+/* Appends tokens[i] to row row[i] of the decoding (i < n, rows going) and
+ * writes their next logits [n][V]: only those rows are computed. */
+static int decode_rows_pass(pk_model *m, const int *row, int n, const int32_t *tokens, float *logits) {
+  const pk_dims d = m->d;
+  int V = d.vocab;
+  for (int i = 0; i < n; ++i) {
+    if (m->positions[row[i]] >= d.max_len) return -3;
+    if (tokens[i] < 0 || tokens[i] >= V) return -5;
+  }
+  if (n == 0) return 0;
+  int avx2 = pk_has_avx2_fma();
+  size_t need = (size_t)n * DECODE_ROW_FLOATS(d);
+  /* Kept between steps: a fresh buffer each step was an mmap, page faults
+   * and zeroing (about half a megabyte at 64 rows). */
+  if (need > m->decode_cap) {
+    free(m->decode_buf);
+    m->decode_buf = floats_new(need);
+    m->decode_cap = m->decode_buf ? need : 0;
+    if (!m->decode_buf) return -1;
+  }
+  /* At two threads or more the rows are split into parts (16 rows at
+   * least) that each run the whole step on one thread: rows do not meet
+   * in a decoding step, so the parts exchange nothing, where splitting
+   * each product and pass cost 13 fork-joins a step (the reference
+   * shape), each handing activations from one core's cache to the
+   * other's. The VM's two vCPUs are sometimes on two dies of the host
+   * (a cache line's round trip between them ~410 ns instead of ~90):
+   * `prism bench grpo`'s generation then took 4.2 ms at two threads (the
+   * median of 8 runs), about its time at one, and takes 3.2; with the
+   * vCPUs close, 2.8 -> 2.7 ms (52 runs; Documentation/Performance.md).
+   * Each part reads all of the weights, which for the reference model
+   * (1.6 MB) no longer fit one core's L2, as half of them did. */
+  int threads = pk_threads(), parts = n / 16;
+  if (parts > threads) parts = threads;
+  if (parts > 1) {
+    decode_parts_job job = {m, row, tokens, logits, m->decode_buf, n, parts, avx2};
+    pk_parallel_solo(parts, decode_part_task, &job);
+  } else {
+    decode_rows_run(m, row, n, tokens, logits, m->decode_buf, avx2, 0, n);
+  }
   return 0;
 }
 
