@@ -11,7 +11,9 @@
  *            race started;
  *   - model: forward log-probs and a backward pass of a small transformer
  *            (AVX2 kernels on even threads, portable ones on odd threads),
- *            bit for bit equal to the serial results.
+ *            and a prefill and two decoding steps of 40 rows (split into
+ *            row parts, each on one thread), bit for bit equal to the
+ *            serial results.
  * Exit 0 when everything agreed, 1 on the first disagreement (naming thread,
  * iteration and check), 2 on a usage or allocation error. The tests build it
  * with cc together with the kernels' sources, once plain and once with
@@ -40,9 +42,10 @@ typedef struct shape {
  * pk_parallel_for. */
 static const shape shapes[] = {{384, 128, 128, 0}, {64, 384, 128, 0}, {16, 512, 128, 0}, {40, 48, 600, 1},
                                {8, 8, 8, 0}};
-enum { SHAPES = sizeof shapes / sizeof shapes[0], ROWS = 8, STRIDE = 24, MAX_TASKS = 97 };
+enum { SHAPES = sizeof shapes / sizeof shapes[0], ROWS = 8, STRIDE = 24, MAX_TASKS = 97, VOCAB = 40, DEC_ROWS = 40,
+       DEC_STEPS = 2 };
 
-static const pk_dims dims = {.vocab = 40, .d_model = 64, .layers = 2, .heads = 4, .d_ff = 256, .max_len = 32};
+static const pk_dims dims = {.vocab = VOCAB, .d_model = 64, .layers = 2, .heads = 4, .d_ff = 256, .max_len = 32};
 
 typedef struct worker {
   int iterations;
@@ -52,6 +55,9 @@ typedef struct worker {
   uint32_t lengths[ROWS];
   float logprobs[ROWS * STRIDE], expected_logprobs[ROWS * STRIDE];
   float *expected_grads;
+  int32_t dec_tokens[DEC_ROWS * STRIDE];
+  uint32_t dec_prompts[DEC_ROWS];
+  float dec_logits[(DEC_STEPS + 1) * DEC_ROWS * VOCAB], expected_dec_logits[(DEC_STEPS + 1) * DEC_ROWS * VOCAB];
   atomic_int runs[MAX_TASKS];
   int failed_iteration;
   const char *failed_check;
@@ -92,6 +98,18 @@ static int model_pass(worker *w, float *logprobs) {
   return pk_backward(w->model, w->tokens, w->lengths, ROWS, STRIDE, 1.0f, ones);
 }
 
+/* A prefill and DEC_STEPS decoding steps, every row's logits. */
+static int decode(worker *w, float *logits) {
+  const int V = dims.vocab;
+  if (pk_decode_begin(w->model, w->dec_tokens, w->dec_prompts, DEC_ROWS, STRIDE, logits) != 0) return -1;
+  for (int step = 1; step <= DEC_STEPS; ++step) {
+    int32_t next[DEC_ROWS];
+    for (int r = 0; r < DEC_ROWS; ++r) next[r] = w->dec_tokens[r * STRIDE + (int)w->dec_prompts[r] + step - 1];
+    if (pk_decode_step(w->model, next, logits + (size_t)step * DEC_ROWS * V) != 0) return -1;
+  }
+  return 0;
+}
+
 static atomic_int racing = 1;
 
 /* Competing load: floating-point work until the racers are done. */
@@ -126,6 +144,10 @@ static void *run(void *arg) {
         w->failed_check = "model: log-probs differ from the serial ones";
       } else if (memcmp(pk_grads(w->model), w->expected_grads, P * sizeof(float))) {
         w->failed_check = "model: gradients differ from the serial ones";
+      } else if (decode(w, w->dec_logits) != 0) {
+        w->failed_check = "model: a decoding call failed";
+      } else if (memcmp(w->dec_logits, w->expected_dec_logits, sizeof w->dec_logits)) {
+        w->failed_check = "model: decoding logits differ from the serial ones";
       }
     }
     if (w->failed_check) w->failed_iteration = it;
@@ -164,7 +186,16 @@ static int setup(worker *w, int t, int iterations) {
   }
   if (model_pass(w, w->expected_logprobs) != 0) return -1;
   memcpy(w->expected_grads, pk_grads(w->model), P * sizeof(float));
-  return 0;
+  for (int r = 0; r < DEC_ROWS; ++r) {
+    w->dec_prompts[r] = (uint32_t)(3 + r % 5);
+    for (int c = 0; c < STRIDE; ++c) w->dec_tokens[r * STRIDE + c] = (r * 5 + c * 11 + t) % dims.vocab;
+  }
+  /* The reference on one thread (the serial split). */
+  int before = pk_threads();
+  pk_set_threads(1);
+  int status = decode(w, w->expected_dec_logits);
+  pk_set_threads(before);
+  return status;
 }
 
 int main(int argc, char **argv) {
