@@ -816,37 +816,28 @@ AVX512 static void kernel_avx512(int kc, const float *a, long rsa, long csa, lon
   /* Rows a k loop below leaves are never read (r < mr), but gcc cannot
    * tell; zeroing them costs nothing once acc lives in registers. */
   UNROLL for (int r = 0; r < 2 * MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  /* A short edge group (M = 128 or 512 leaves two rows, decoding's 64
-   * four) runs exactly its rows: each row's sums are the same FMAs in the
-   * same order. */
+  /* A tile of 1-5 rows (a short group: M = 128 or 512 leaves two rows,
+   * decoding's 64 four) or of 7-11 (a whole group and a short one: M =
+   * 128, 512 and 2048 leave eight in their last pair) runs exactly its
+   * rows, packed or read in place (no row past A's end): each row's sums
+   * are the same FMAs in the same order. For 7-11 rows, 16 accumulators in
+   * place of 24, half of whose rows were zeros (packed) or were a 2-row
+   * tile of 4 chains, too few to hide the FMA latency (in place): the
+   * weight gradients with M = 128 (Zen 5, two threads, best of 20
+   * rounds, two runs) 80.5-80.6 -> 81.1-81.9% of the FMA peak (qkv),
+   * 81.4 -> 83.4-83.7 (the MLP's first). EXACT: mr in FIRST .. FIRST + 4. */
+#define EXACT(VECS, FIRST, PF)                                                                   \
+  switch (mr - (FIRST)) {                                                                        \
+  case 0: k_loop512((FIRST), VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, PF); break;            \
+  case 1: k_loop512((FIRST) + 1, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, PF); break;        \
+  case 2: k_loop512((FIRST) + 2, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, PF); break;        \
+  case 3: k_loop512((FIRST) + 3, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, PF); break;        \
+  default: k_loop512((FIRST) + 4, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, PF); break;       \
+  }
   if (mr < MR) {
-    /* A short group (packed, or read in place: no row past A's end). */
-#define EXACT(VECS)                                                                \
-  switch (mr) {                                                                    \
-  case 1: k_loop512(1, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;   \
-  case 2: k_loop512(2, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;   \
-  case 3: k_loop512(3, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;   \
-  case 4: k_loop512(4, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;   \
-  default: k_loop512(5, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, NULL); break;  \
-  }
-    if (nr > NR) EXACT(2) else EXACT(1)
-#undef EXACT
+    if (nr > NR) EXACT(2, 1, NULL) else EXACT(1, 1, NULL)
   } else if (mr > MR && mr < 2 * MR) {
-    /* A whole group and a short one (M = 128, 512 and 2048 leave eight
-     * rows): 16 accumulators in place of 24, half of whose rows were zeros
-     * (packed) or were a 2-row tile of 4 chains, too few to hide the FMA
-     * latency (read in place). The weight gradients with M = 128 (Zen 5,
-     * two threads, best of 20 rounds, two runs): 80.5-80.6 -> 81.1-81.9%
-     * of the FMA peak (qkv), 81.4 -> 83.4-83.7 (the MLP's first). */
-#define EXACT(VECS)                                                                 \
-  switch (mr) {                                                                     \
-  case 7: k_loop512(7, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;     \
-  case 8: k_loop512(8, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;     \
-  case 9: k_loop512(9, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;     \
-  case 10: k_loop512(10, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;   \
-  default: k_loop512(11, VECS, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf); break;   \
-  }
-    if (nr > NR) EXACT(2) else EXACT(1)
+    if (nr > NR) EXACT(2, MR + 1, pf) else EXACT(1, MR + 1, pf)
 #undef EXACT
   } else if (pf && pf->left > 0 && nr > NR && mr > MR) {
     k_loop512(2 * MR, 2, kc, a, rsa, csa, a2, b, ldbk, b2, acc, pf);
