@@ -6,8 +6,11 @@
 # (default 30). Run it before compare-pytorch.sh or kernel-ab.sh: on this
 # project's VMs the GEMM on one vCPU or on both loses nearly half its speed
 # for seconds at a time while the FMA loop keeps its own (lines marked "one
-# slow", "both slow"). Builds the working tree's kernels as kernel-ab.sh
-# does (clang -O2). Not part of CI.
+# slow", "both slow"). Last on each line, a cache line's round trip
+# between the two CPUs: ~410 ns instead of ~100 ("apart") when the host has
+# put the vCPUs on two dies, which the smallest two-thread products and
+# decoding feel. Builds the working tree's kernels as kernel-ab.sh does
+# (clang -O2). Not part of CI.
 #
 #   Benchmarks/machine-watch.sh [SECONDS]
 set -euo pipefail
