@@ -69,12 +69,15 @@ static void *run_pinned(void *arg) {
 static _Alignas(64) atomic_int ball;
 enum { PASSES = 2000 };
 
+/* On its CPU, says it is ready (1), then answers each pass (2i + 2 with
+ * 2i + 3). */
 static void *return_ball(void *arg) {
   pin(*(const int *)arg);
+  atomic_store_explicit(&ball, 1, memory_order_release);
   for (int i = 0; i < PASSES; ++i) {
-    while (atomic_load_explicit(&ball, memory_order_acquire) != 2 * i + 1) {
+    while (atomic_load_explicit(&ball, memory_order_acquire) != 2 * i + 2) {
     }
-    atomic_store_explicit(&ball, 2 * i + 2, memory_order_release);
+    atomic_store_explicit(&ball, 2 * i + 3, memory_order_release);
   }
   return NULL;
 }
@@ -90,10 +93,12 @@ static double round_trip_ns(const int cpus[2]) {
     atomic_store(&ball, 0);
     pthread_t other;
     if (pthread_create(&other, NULL, return_ball, (void *)&cpus[1]) != 0) break;
+    while (atomic_load_explicit(&ball, memory_order_acquire) != 1) {
+    }
     double t = now();
     for (int i = 0; i < PASSES; ++i) {
-      atomic_store_explicit(&ball, 2 * i + 1, memory_order_release);
-      while (atomic_load_explicit(&ball, memory_order_acquire) != 2 * i + 2) {
+      atomic_store_explicit(&ball, 2 * i + 2, memory_order_release);
+      while (atomic_load_explicit(&ball, memory_order_acquire) != 2 * i + 3) {
       }
     }
     t = now() - t;
@@ -151,6 +156,10 @@ int main(int argc, char **argv) {
   printf("%7s %10s %11s %12s %15d %7d\n", "", "", "", "", cpus[0], cpus[1]);
   double start = now();
   while (now() - start < seconds) {
+    /* First, once the pool's worker has stopped spinning (it would share a
+     * CPU with one of the two threads). */
+    nanosleep(&(struct timespec){0, 10000000}, NULL);
+    double trip = round_trip_ns(cpus);
     double fma1 = peak(1, 0.1), fma2 = peak(2, 0.1);
     set_threads(2);
     double two = 100 * best_rate(a, b, c) / fma2;
@@ -169,7 +178,6 @@ int main(int argc, char **argv) {
     pthread_barrier_destroy(&start_line);
     double on0 = 100 * each[0].rate / fma1, on1 = 100 * each[1].rate / fma1;
     int slow = (on0 < 70) + (on1 < 70);
-    double trip = round_trip_ns(cpus);
     printf("%7.1f %10.0f %11.0f %11.0f%% %14.0f%% %6.0f%% %8.0f ns%s%s\n", now() - start, fma1, fma2, two, on0, on1,
            trip, slow == 2 ? "  both slow" : slow == 1 ? "  one slow" : "", trip > 300 ? "  apart" : "");
     fflush(stdout);
