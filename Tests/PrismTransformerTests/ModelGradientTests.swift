@@ -613,11 +613,12 @@ struct ModelGradientTests {
     /// the CPU has, AVX2 forced and the portable model (whose bits differ
     /// from the vector kernels': a part that took the worker's own kernels
     /// would show). At d_ff 100 a part of an odd number of rows ends inside
-    /// a group of 8 GELU elements (70 rows: 2, 3 and 4 parts at 2, 3 and 5
-    /// threads); at d_ff 300 and 60 rows (18000 elements) the whole step's
-    /// GELU runs in 8 chunks, each ending in 2 elements of the portable
-    /// form (gelu_part gives each element the whole step's form; checked
-    /// element by element in KernelStressTests.geluPartsGiveTheWholePassesBits).
+    /// a group of 8 GELU elements (70 rows: parts of 35 at 2 threads, of
+    /// 23, 23 and 24 at 3); at d_ff 300 and 60 rows (18000 elements) the
+    /// whole step's GELU runs in 8 chunks, each ending in 2 elements of the
+    /// portable form (gelu_part gives each element the whole step's form;
+    /// checked element by element in
+    /// KernelStressTests.geluPartsGiveTheWholePassesBits).
     @Test(arguments: [(Int32(100), 70), (Int32(300), 60)])
     func decodingSplitByRowsGivesTheBitsOfOneThread(dFF: Int32, rows: Int) {
         let dims = pk_dims(vocab: 11, d_model: 32, layers: 2, heads: 2, d_ff: dFF, max_len: 24)
@@ -634,12 +635,12 @@ struct ModelGradientTests {
             var some = [Float](repeating: 0, count: subset.count * V)
             #expect(pk_decode_begin(model, tokens, prompts, Int32(rows), Int32(stride), &logits) == 0)
             for step in 1...steps {
-                let step = logits.withUnsafeMutableBufferPointer { out in
+                let status = logits.withUnsafeMutableBufferPointer { out in
                     Array(next[(step * rows)..<((step + 1) * rows)]).withUnsafeBufferPointer {
                         pk_decode_step(model, $0.baseAddress!, out.baseAddress! + step * rows * V)
                     }
                 }
-                #expect(step == 0)
+                #expect(status == 0)
             }
             let picked = subset.map { next[Int($0)] }
             #expect(pk_decode_step_rows(model, subset, Int32(subset.count), picked, &some) == 0)
@@ -657,7 +658,7 @@ struct ModelGradientTests {
             let serial = run()
             results[kernels] = serial
             #expect(serial.contains { Float(bitPattern: $0) != 0 })
-            for threads: Int32 in [2, 3, 5] {
+            for threads: Int32 in [2, 3] {
                 pk_set_threads(threads)
                 let parallel = run()
                 let differ = zip(parallel, serial).filter { $0 != $1 }.count
