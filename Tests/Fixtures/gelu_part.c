@@ -5,8 +5,8 @@
  * the step's GELU on its rows alone). Totals below 16384 (one chunk) and
  * above (8 chunks, whose lengths need not be multiples of 8), parts cut at
  * arbitrary elements and at row boundaries; AVX-512, AVX2 and portable
- * forms. The vector forms and the portable one differ in about 2% of
- * values near 0, so the same splits run through plain gelu must differ
+ * forms. The vector forms and the portable one differ in 1-3.5% of
+ * values between -2 and 2, so the same splits run through plain gelu must differ
  * from the whole pass somewhere: else the data would not tell the forms
  * apart and the check would prove nothing. Exit 0 and "gelu parts agreed
  * (N pieces)", or 1 naming the first disagreement.
