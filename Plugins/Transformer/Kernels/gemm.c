@@ -156,14 +156,20 @@ static void run_tasks(unsigned epoch, pk_task_fn fn, void *ctx, int tasks) {
  * test hook, on one thread (pk_threads() is 1 on a thread running one:
  * its products take the one-task path, packing each operand once). */
 #define BG_SLOTS 8
+
+/* A thread's kernel choice and test hook, handed to work another thread
+ * runs for it (background items, pk_parallel_solo's tasks). */
+struct settings {
+  int portable, avx2;  /* forced_portable, forced_avx2 */
+  size_t fail_above;   /* pk_test_fail_reservations_above */
+};
 enum { BG_FREE, BG_TAKEN, BG_QUEUED, BG_RUNNING, BG_DONE };
 static struct {
   atomic_int state;
   atomic_uint order;          /* pool.posts when posted: workers take the oldest */
   _Atomic(pk_task_fn) fn;
   _Atomic(void *) ctx;
-  int portable, avx2;         /* the poster's forced_portable, forced_avx2 */
-  size_t fail_above;          /* the poster's test hook (pk_test_fail_reservations_above) */
+  struct settings poster;     /* its poster's */
   atomic_int failures;        /* products that could not get their scratch */
 } background[BG_SLOTS];
 
@@ -171,21 +177,34 @@ static _Thread_local int running_background; /* pk_threads() is 1 while set */
 static _Thread_local int gemm_failures;      /* see pk_gemm_failures */
 static _Thread_local size_t fail_above = SIZE_MAX; /* see pk_test_fail_reservations_above */
 
-/* Runs item `slot`, whose state this thread has just set to RUNNING, as
- * its poster would have: with its kernel choice and test hook; on one
- * thread if `solo` (a worker), else with the pool (its waiter). */
-static void run_background(int slot, int solo) {
-  int portable = forced_portable, avx2 = forced_avx2, failures = gemm_failures, was = running_background;
-  size_t above = fail_above;
-  forced_portable = background[slot].portable;
-  forced_avx2 = background[slot].avx2;
-  fail_above = background[slot].fail_above;
+static struct settings this_threads_settings(void) {
+  return (struct settings){forced_portable, forced_avx2, fail_above};
+}
+
+/* fn(ctx, task) on this thread as the thread whose settings `as` are
+ * would run it: with its kernel choice and test hook; on one thread if
+ * `solo` (pk_threads() 1), else with the pool. Returns the products that
+ * could not get their scratch, which this thread does not count. */
+static int run_as(struct settings as, int solo, pk_task_fn fn, void *ctx, int task) {
+  struct settings mine = this_threads_settings();
+  int failures = gemm_failures, was = running_background;
+  forced_portable = as.portable, forced_avx2 = as.avx2, fail_above = as.fail_above;
   running_background = solo;
-  atomic_load_explicit(&background[slot].fn, memory_order_relaxed)(
-      atomic_load_explicit(&background[slot].ctx, memory_order_relaxed), 0);
-  atomic_store_explicit(&background[slot].failures, gemm_failures - failures, memory_order_relaxed);
-  forced_portable = portable, forced_avx2 = avx2, gemm_failures = failures, fail_above = above;
-  running_background = was;
+  fn(ctx, task);
+  int theirs = gemm_failures - failures;
+  forced_portable = mine.portable, forced_avx2 = mine.avx2, fail_above = mine.fail_above;
+  gemm_failures = failures, running_background = was;
+  return theirs;
+}
+
+/* Runs item `slot`, whose state this thread has just set to RUNNING, as
+ * its poster would have; on one thread if `solo` (a worker), else with
+ * the pool (its waiter). */
+static void run_background(int slot, int solo) {
+  pk_task_fn fn = atomic_load_explicit(&background[slot].fn, memory_order_relaxed);
+  void *ctx = atomic_load_explicit(&background[slot].ctx, memory_order_relaxed);
+  int failures = run_as(background[slot].poster, solo, fn, ctx, 0);
+  atomic_store_explicit(&background[slot].failures, failures, memory_order_relaxed);
   atomic_store_explicit(&background[slot].state, BG_DONE, memory_order_release);
 }
 
@@ -338,9 +357,7 @@ int pk_post(pk_task_fn fn, void *ctx) {
     if (!atomic_compare_exchange_strong(&background[i].state, &free_slot, BG_TAKEN)) continue;
     atomic_store_explicit(&background[i].fn, fn, memory_order_relaxed);
     atomic_store_explicit(&background[i].ctx, ctx, memory_order_relaxed);
-    background[i].portable = forced_portable;
-    background[i].avx2 = forced_avx2;
-    background[i].fail_above = fail_above;
+    background[i].poster = this_threads_settings();
     atomic_store_explicit(&background[i].order, atomic_fetch_add(&pool.posts, 1), memory_order_relaxed);
     atomic_store_explicit(&background[i].state, BG_QUEUED, memory_order_release);
     /* Counted before the sleepers are checked, as a job's epoch is: a
@@ -376,25 +393,17 @@ void pk_wait(int item) {
 typedef struct solo_job {
   pk_task_fn fn;
   void *ctx;
-  int portable, avx2;
-  size_t fail_above;
+  struct settings caller;
   atomic_int failures;
 } solo_job;
 
 static void solo_task(void *ctx, int task) {
   solo_job *j = ctx;
-  int portable = forced_portable, avx2 = forced_avx2, failures = gemm_failures, was = running_background;
-  size_t above = fail_above;
-  forced_portable = j->portable, forced_avx2 = j->avx2, fail_above = j->fail_above;
-  running_background = 1;
-  j->fn(j->ctx, task);
-  atomic_fetch_add_explicit(&j->failures, gemm_failures - failures, memory_order_relaxed);
-  forced_portable = portable, forced_avx2 = avx2, gemm_failures = failures, fail_above = above;
-  running_background = was;
+  atomic_fetch_add_explicit(&j->failures, run_as(j->caller, 1, j->fn, j->ctx, task), memory_order_relaxed);
 }
 
 void pk_parallel_solo(int tasks, pk_task_fn fn, void *ctx) {
-  solo_job job = {.fn = fn, .ctx = ctx, .portable = forced_portable, .avx2 = forced_avx2, .fail_above = fail_above};
+  solo_job job = {.fn = fn, .ctx = ctx, .caller = this_threads_settings()};
   atomic_init(&job.failures, 0);
   pk_parallel_for(tasks, solo_task, &job);
   gemm_failures += atomic_load_explicit(&job.failures, memory_order_relaxed);
